@@ -1,0 +1,1 @@
+"""The training engine of the CNN dashboard. Nothing below here imports Streamlit."""

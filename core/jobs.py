@@ -1,0 +1,334 @@
+"""Background training jobs for the dashboard: one worker per job, an event log per job, a server-wide limit.
+
+The worker is a spawned child process by default: the training loop runs off the
+server's GIL, a crash in it cannot take the server down, and its GPU memory is freed
+when it exits. Importing torch takes seconds, so one spare worker is kept warm (torch
+already imported) and the next job starts in it at once.
+
+Only plain data crosses the process boundary: a config dict in, event dicts out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.config import TrainConfig
+
+ACTIVE = ("waiting", "starting", "running", "paused")
+DONE = ("finished", "stopped", "diverged", "failed")
+STOP_GRACE_SECONDS = 1.0
+
+
+# -- the worker (runs in the child process or a thread) -----------------------------------
+
+def _worker_main(tasks, events, stop, pause) -> None:
+    """Wait for one job, run it, report every event; exceptions become a `failed` end event."""
+    import core.train  # noqa: F401 - the slow import happens while the worker is still a spare
+
+    task = tasks.get()
+    if task is None:
+        return
+    _run_job(task, events, stop, pause)
+
+
+def _run_job(task: dict, events, stop, pause) -> None:
+    from core.config import ConfigError
+    from core.data import DatasetError
+    from core.train import Control, DeviceError, run_training
+
+    last_progress = [0.0]
+
+    def progress(message: str, fraction: float) -> None:
+        now = time.monotonic()
+        if fraction >= 1 or now - last_progress[0] > 0.2:
+            last_progress[0] = now
+            events.put({"type": "progress", "message": message, "fraction": float(fraction)})
+
+    try:
+        config = TrainConfig.from_dict(task["config"])
+        for event in run_training(config, Control(stop, pause), progress, runs_root=task["runs_root"]):
+            events.put(event)
+    except (ConfigError, DatasetError, DeviceError) as exc:
+        events.put({"type": "end", "status": "failed", "message": str(exc), "bad_input": True})
+    except Exception as exc:  # noqa: BLE001 - reported to the user as the job's message
+        events.put({"type": "end", "status": "failed", "message": _describe(exc),
+                    "traceback": traceback.format_exc(limit=8)})
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if "out of memory" in str(exc).lower():
+        text += " - the network or batch is too big for this device; lower the batch size or the width."
+    return text
+
+
+class _Worker:
+    """A started worker waiting for its one task: a spawned process, or a thread in tests."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        if kind == "process":
+            ctx = mp.get_context("spawn")
+            self.tasks, self.events = ctx.Queue(), ctx.Queue()
+            self.stop_event, self.pause_event = ctx.Event(), ctx.Event()
+            self.handle = ctx.Process(target=_worker_main, name="cnn-dashboard-worker", daemon=True,
+                                      args=(self.tasks, self.events, self.stop_event, self.pause_event))
+        else:
+            self.tasks, self.events = queue.Queue(), queue.Queue()
+            self.stop_event, self.pause_event = threading.Event(), threading.Event()
+            self.handle = threading.Thread(target=_worker_main, name="cnn-dashboard-worker", daemon=True,
+                                           args=(self.tasks, self.events, self.stop_event, self.pause_event))
+        self.handle.start()
+
+    def alive(self) -> bool:
+        return self.handle.is_alive()
+
+    def exit_description(self) -> str:
+        code = getattr(self.handle, "exitcode", None)
+        if code is not None and code < 0:
+            return f"the training process was killed by signal {-code}" + (" (out of memory?)" if code == -9 else "")
+        return f"the training process ended unexpectedly (exit code {code})"
+
+    def terminate(self) -> None:
+        if self.kind == "process" and self.handle.is_alive():
+            self.handle.terminate()
+
+    def dismiss(self) -> None:
+        """A spare that is no longer needed exits on its own."""
+        try:
+            self.tasks.put(None)
+        except (OSError, ValueError):
+            pass
+
+
+# -- jobs ----------------------------------------------------------------------------------
+
+@dataclass
+class Snapshot:
+    """What a page draws: a consistent copy of a job's state at one moment."""
+
+    id: int
+    status: str
+    message: str
+    config: TrainConfig
+    place: int  # place in the queue while waiting (1 = next), else 0
+    start: dict
+    losses: list[dict]
+    epochs: list[dict]
+    end: dict
+    progress: dict
+    run_dir: str | None
+    created: float
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def last_loss(self) -> dict:
+        return self.losses[-1] if self.losses else {}
+
+    @property
+    def fraction_done(self) -> float:
+        total = self.start.get("total_steps") or 0
+        return min(1.0, self.last_loss.get("step", 0) / total) if total else 0.0
+
+
+@dataclass
+class Job:
+    id: int
+    config: TrainConfig
+    owner: str = ""
+    status: str = "waiting"
+    message: str = ""
+    created: float = field(default_factory=time.time)
+    run_dir: str | None = None
+    events: list[dict] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _worker: _Worker | None = field(default=None, repr=False)
+    _manager: Any = field(default=None, repr=False)
+
+    # -- controls ----------------------------------------------------------------------
+    def stop(self) -> None:
+        """End the job within a second, keeping what it has (history and last checkpoint)."""
+        with self._lock:
+            if self.status not in ACTIVE:
+                return
+            worker = self._worker
+            if worker is None:  # still waiting: it simply never starts
+                self._finish_locked("stopped", "stopped before it started")
+        if worker is None:
+            self._manager._schedule()
+            return
+        worker.stop_event.set()
+        threading.Timer(STOP_GRACE_SECONDS + 1.0, self._force_stop).start()
+
+    def _force_stop(self) -> None:
+        """A worker still busy (e.g. decoding a dataset) after Stop is ended by force."""
+        if self.status in ACTIVE and self._worker is not None:
+            self._worker.terminate()
+
+    def pause(self) -> None:
+        if self._worker is not None and self.status in ("running", "starting"):
+            self._worker.pause_event.set()
+            with self._lock:
+                self.status = "paused"
+
+    def resume(self) -> None:
+        if self._worker is not None and self.status == "paused":
+            self._worker.pause_event.clear()
+            with self._lock:
+                self.status = "running"
+
+    # -- state ---------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            events = list(self.events)
+            status, message = self.status, self.message
+        start = next((e for e in events if e["type"] == "start"), {})
+        end = next((e for e in reversed(events) if e["type"] == "end"), {})
+        progress = next((e for e in reversed(events) if e["type"] == "progress"), {})
+        place = self._manager.place(self) if status == "waiting" and self._manager else 0
+        return Snapshot(self.id, status, message, self.config, place, start,
+                        [e for e in events if e["type"] == "loss"], [e for e in events if e["type"] == "epoch"],
+                        end, progress, self.run_dir, self.created)
+
+    def _record(self, event: dict) -> None:
+        with self._lock:
+            self.events.append(event)
+            kind = event["type"]
+            if event.get("run_dir"):
+                self.run_dir = event["run_dir"]
+            if kind in ("start", "resumed") or (kind == "loss" and self.status == "starting"):
+                self.status = "running"
+            elif kind == "paused":
+                self.status = "paused"
+            elif kind == "end":
+                self._finish_locked(event["status"], event.get("message", ""))
+
+    def _finish_locked(self, status: str, message: str) -> None:
+        self.status, self.message = status, message
+
+
+class JobManager:
+    """Starts jobs, keeps at most `max_running` at once (the rest wait in order), tracks their events."""
+
+    def __init__(self, max_running: int | None = None, runs_root: str = "runs", worker: str = "process",
+                 keep_spare: bool = True):
+        default = max(1, (os.cpu_count() or 2) // 2)
+        self.max_running = max_running or int(os.environ.get("CNN_DASHBOARD_MAX_JOBS", default))
+        self.runs_root = runs_root
+        self.worker_kind = worker
+        self.keep_spare = keep_spare and worker == "process"
+        self._jobs: dict[int, Job] = {}
+        self._pending: list[Job] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+        self._spare: _Worker | None = None
+        if self.keep_spare:
+            threading.Thread(target=self._warm_spare, daemon=True).start()
+
+    def start(self, config: TrainConfig, owner: str = "") -> Job:
+        """Queue a job and return its handle at once; it starts as soon as the limit allows."""
+        with self._lock:
+            job = Job(next(self._ids), config, owner, _manager=self)
+            self._jobs[job.id] = job
+            self._pending.append(job)
+        self._schedule()
+        return job
+
+    def get(self, job_id: int | None) -> Job | None:
+        return self._jobs.get(job_id) if job_id is not None else None
+
+    def jobs(self) -> list[Job]:
+        return list(self._jobs.values())
+
+    def running(self) -> list[Job]:
+        return [j for j in self._jobs.values() if j.status in ("starting", "running", "paused")]
+
+    def place(self, job: Job) -> int:
+        with self._lock:
+            return self._pending.index(job) + 1 if job in self._pending else 0
+
+    def shutdown(self) -> None:
+        for job in self.jobs():
+            job.stop()
+        with self._lock:
+            if self._spare is not None:
+                self._spare.dismiss()
+                self._spare = None
+
+    # -- internals ---------------------------------------------------------------------------
+    def _schedule(self) -> None:
+        with self._lock:
+            self._pending = [j for j in self._pending if j.status == "waiting"]
+            while self._pending and len(self.running()) < self.max_running:
+                job = self._pending.pop(0)
+                job.status = "starting"
+                job._worker = self._take_worker()
+                job._worker.tasks.put({"config": job.config.to_dict(), "runs_root": self.runs_root})
+                threading.Thread(target=self._follow, args=(job,), daemon=True, name=f"job-{job.id}").start()
+        if self.keep_spare:
+            threading.Thread(target=self._warm_spare, daemon=True).start()
+
+    def _take_worker(self) -> _Worker:
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.alive():
+            return spare
+        return _Worker(self.worker_kind)
+
+    def _warm_spare(self) -> None:
+        with self._lock:
+            if self._spare is None or not self._spare.alive():
+                self._spare = _Worker(self.worker_kind)
+
+    def _follow(self, job: Job) -> None:
+        """Move the worker's events into the job's log until it ends, however it ends."""
+        worker = job._worker
+        while True:
+            try:
+                event = worker.events.get(timeout=0.2)
+            except queue.Empty:
+                if worker.alive():
+                    continue
+                try:  # the last events may still be in the pipe after the process exits
+                    event = worker.events.get(timeout=0.5)
+                except queue.Empty:
+                    self._worker_died(job, worker)
+                    break
+            job._record(event)
+            if event["type"] == "end":
+                break
+        self._schedule()
+
+    def _worker_died(self, job: Job, worker: _Worker) -> None:
+        if worker.stop_event.is_set():
+            status, message = "stopped", "stopped by the user"
+        else:
+            status, message = "failed", worker.exit_description()
+        end = {"type": "end", "status": status, "message": message, "run_dir": job.run_dir, "wall": time.time()}
+        if job.run_dir:
+            from core.runs import RunWriter  # the worker could not write its own summary
+            RunWriter.write_summary(job.run_dir, end)
+        job._record(end)
+
+
+_manager: JobManager | None = None
+_manager_lock = threading.Lock()
+
+
+def get_manager() -> JobManager:
+    """The one JobManager of this server process, shared by every browser session."""
+    global _manager
+    with _manager_lock:
+        if _manager is None:
+            _manager = JobManager(runs_root=os.environ.get("CNN_DASHBOARD_RUNS", "runs"))
+        return _manager

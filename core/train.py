@@ -1,0 +1,300 @@
+"""The training loop of the tutorial as an iterator of events.
+
+    for event in train(config, dataset, control):
+        ...   # {"type": "start" | "loss" | "epoch" | "paused" | "resumed" | "end", ...}
+
+Events are plain JSON-able dicts, so the same stream feeds the CLI, the dashboard's job
+log and the run directory. Run it headless with `python -m core.train --help`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from typing import Callable, Iterator
+
+import torch
+import torch.nn as nn
+import torch.optim as optim
+
+from core.config import TrainConfig
+from core.data import Dataset, Normalizer, Progress, load_dataset, shuffled_batches
+from core.evaluate import infer, summarize
+from core.model import ModelArgs, Net, count_parameters
+from core.runs import DEFAULT_ROOT, RunWriter
+
+TUTORIAL_ACCURACY = 0.54  # what the tutorial's own loop reaches after 2 epochs
+
+
+class DeviceError(ValueError):
+    """The chosen device does not exist on this machine."""
+
+
+class Control:
+    """Stop and pause requests from outside the loop (UI thread, signal handler, parent process).
+
+    Takes threading.Event or multiprocessing.Event objects, so it works in a thread or a child process.
+    """
+
+    def __init__(self, stop_event=None, pause_event=None):
+        self._stop = stop_event if stop_event is not None else threading.Event()
+        self._pause = pause_event if pause_event is not None else threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def pause(self) -> None:
+        self._pause.set()
+
+    def resume(self) -> None:
+        self._pause.clear()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return self._pause.is_set()
+
+
+# -- devices and threads ----------------------------------------------------------
+
+def available_devices() -> list[str]:
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks the fastest device present; asking for an absent one is a clear error."""
+    present = available_devices()
+    if name == "auto":
+        return torch.device(present[1] if len(present) > 1 else "cpu")
+    if name not in present:
+        raise DeviceError(f"device {name!r} is not available on this machine (available: {', '.join(present)}); "
+                          "choose one of those or 'auto'")
+    return torch.device(name)
+
+
+def choose_threads(config: TrainConfig, device: torch.device) -> int:
+    """CPU threads: tiny batches run faster on one thread (less synchronization than work); see benchmarks/."""
+    if config.threads:
+        return config.threads
+    if device.type != "cpu":
+        return 1
+    return 1 if config.batch_size <= 16 else max(1, os.cpu_count() or 1)
+
+
+# -- the loop ---------------------------------------------------------------------------
+
+def build_model(config: TrainConfig, dataset: Dataset) -> Net:
+    return Net(ModelArgs(in_channels=dataset.channels, image_size=dataset.image_size,
+                         num_classes=dataset.num_classes, conv_width=config.conv_width,
+                         conv2_width=config.conv2_width))
+
+
+def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> optim.Optimizer:
+    # fused SGD updates all parameters in one kernel: fewer launches per step on CPU and CUDA
+    fused = device.type in ("cpu", "cuda")
+    return optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, fused=fused or None)
+
+
+def _make_scheduler(optimizer: optim.Optimizer, config: TrainConfig, total_steps: int):
+    """one-cycle: the learning rate climbs to config.lr over the first quarter of the steps, then falls to 0."""
+    if config.schedule != "one-cycle":
+        return None
+    return optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=max(total_steps, 2),
+                                         pct_start=0.25, anneal_strategy="linear", cycle_momentum=False)
+
+
+def train(config: TrainConfig, dataset: Dataset, control: Control | None = None,
+          on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None = None) -> Iterator[dict]:
+    """Train the tutorial's network; yield events as it goes. Pausing, stopping and every end are events."""
+    control = control or Control()
+    device = resolve_device(config.device)
+    threads = choose_threads(config, device)
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    torch.manual_seed(config.seed)
+    batches = torch.Generator().manual_seed(config.seed)
+
+    model = build_model(config, dataset).to(device)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = _make_optimizer(model, config, device)
+    normalize = Normalizer(dataset.mean, dataset.std, device)
+    # the whole dataset lives on the device once; batches are slices of it
+    train_x, train_y = dataset.train_images.to(device), dataset.train_labels.to(device)
+    test_x, test_y = dataset.test_images.to(device), dataset.test_labels.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    steps_per_epoch = math.ceil(len(train_y) / config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    scheduler = _make_scheduler(optimizer, config, total_steps)
+    yield dict(type="start", device=str(device), threads=threads, classes=list(dataset.classes),
+               num_train=len(train_y), num_test=len(test_y), image_size=dataset.image_size,
+               channels=dataset.channels, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+               log_interval=config.steps_per_log, parameters=count_parameters(model), wall=time.time())
+
+    step = images_seen = epochs_completed = 0
+    train_seconds = 0.0
+    status, message = "finished", ""
+    last_eval: dict = {}
+    final_running_loss = float("nan")
+    host_loss = device.type == "cpu"  # reading a CPU loss is free; on a GPU it is a sync point
+    log_every = config.steps_per_log
+    clock = time.perf_counter()
+
+    def lap() -> float:
+        """Seconds of training since the last lap; time spent outside the loop is not counted."""
+        nonlocal clock, train_seconds
+        now = time.perf_counter()
+        seconds, clock = now - clock, now
+        train_seconds += seconds
+        return seconds
+
+    def evaluate(epoch: int, partial: bool) -> dict:
+        nonlocal clock
+        sync()
+        lap()
+        started = time.perf_counter()
+        logits = infer(model, test_x, normalize)
+        result = summarize(logits, test_y, dataset.num_classes)
+        if on_epoch_end:
+            on_epoch_end(model, epoch, torch.softmax(logits, 1))
+        result["eval_seconds"] = time.perf_counter() - started
+        clock = time.perf_counter()
+        return dict(type="epoch", epoch=epoch, partial=partial, steps=step, images_seen=images_seen, **result)
+
+    for epoch in range(1, config.epochs + 1):
+        running = torch.zeros((), device=device) if not host_loss else 0.0
+        running_steps = epoch_steps = 0
+        epoch_loss = 0.0
+        interval_images, interval_seconds, epoch_seconds, epoch_images = 0, 0.0, 0.0, 0
+        last_check = time.monotonic()
+        for images, labels in shuffled_batches(train_x, train_y, config.batch_size, batches):
+            if time.monotonic() - last_check > 0.05:  # look for Stop/Pause ~20 times a second
+                last_check = time.monotonic()
+                if control.paused and not control.stopped:
+                    epoch_seconds += lap()
+                    yield dict(type="paused", step=step)
+                    while control.paused and not control.stopped:
+                        time.sleep(0.05)
+                    yield dict(type="resumed", step=step)
+                    clock = time.perf_counter()
+                if control.stopped:
+                    status, message = "stopped", "stopped by the user"
+                    break
+
+            optimizer.zero_grad()
+            loss = criterion(model(normalize(images)), labels)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+
+            step += 1
+            epoch_steps += 1
+            running_steps += 1
+            images_seen += len(labels)
+            interval_images += len(labels)
+            epoch_images += len(labels)
+            if host_loss:
+                value = loss.item()
+                if not math.isfinite(value):
+                    status = "diverged"
+                    break
+                running += value
+            else:
+                running += loss.detach()
+
+            last_step = step == total_steps
+            if running_steps == log_every or last_step or epoch_steps == steps_per_epoch:
+                sync()
+                seconds = lap()
+                interval_seconds += seconds
+                epoch_seconds += seconds
+                value = float(running) / running_steps  # note: a CPU-GPU sync point, once per log interval
+                if not math.isfinite(value):
+                    status = "diverged"
+                    break
+                final_running_loss = value
+                epoch_loss += value * running_steps
+                yield dict(type="loss", epoch=epoch, step=step, epoch_step=epoch_steps, images_seen=images_seen,
+                           running_loss=value, train_seconds=train_seconds,
+                           images_per_second=interval_images / max(interval_seconds, 1e-9))
+                running = torch.zeros((), device=device) if not host_loss else 0.0
+                running_steps = interval_images = 0
+                interval_seconds = 0.0
+                clock = time.perf_counter()
+            if last_step:
+                break
+
+        if status == "diverged":
+            message = (f"the loss became infinite or NaN at step {step}: the learning rate {config.lr:g} is too high "
+                       f"for this network (with momentum {config.momentum:g}). Lower it, e.g. to "
+                       f"{max(config.lr / 10, 0.0001):g}; the tutorial uses 0.001.")
+            break
+        if status == "stopped":
+            break
+        epoch_done = epoch_steps == steps_per_epoch
+        last_eval = evaluate(epoch, partial=not epoch_done)
+        last_eval.update(train_loss=epoch_loss / max(1, epoch_steps), seconds=epoch_seconds,
+                         images_per_second=epoch_images / max(epoch_seconds, 1e-9))
+        if epoch_done:
+            epochs_completed = epoch
+        yield last_eval
+        if config.target_accuracy is not None and last_eval["test_accuracy"] >= config.target_accuracy:
+            message = f"reached the target test accuracy of {config.target_accuracy:.1%}"
+            break
+        if step >= total_steps:
+            if config.max_steps and step == config.max_steps and epoch < config.epochs:
+                message = f"reached the step limit of {config.max_steps}"
+            break
+
+    yield dict(type="end", status=status, message=message, epochs_completed=epochs_completed, steps=step,
+               images_seen=images_seen, train_seconds=train_seconds,
+               images_per_second=images_seen / train_seconds if train_seconds > 0 else 0.0,
+               test_accuracy=last_eval.get("test_accuracy"),
+               per_class_accuracy=dict(zip(dataset.classes, last_eval.get("per_class_accuracy", []))),
+               final_running_loss=final_running_loss if math.isfinite(final_running_loss) else None,
+               device=str(device), threads=threads, wall=time.time())
+
+
+def run_training(config: TrainConfig, control: Control | None = None, progress: Progress | None = None,
+                 runs_root: str | os.PathLike = DEFAULT_ROOT, dataset: Dataset | None = None) -> Iterator[dict]:
+    """Load the data, train, and record everything in a new run directory; yields the events.
+
+    A crash is recorded in the run directory as `failed` and then raised to the caller.
+    """
+    resolve_device(config.device)  # a missing device is bad input: fail before any work
+    dataset = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir, progress)
+    writer = RunWriter(runs_root, config)
+    try:
+        for event in train(config, dataset, control, on_epoch_end=writer.checkpoint):
+            event["run_dir"] = str(writer.path)
+            writer.event(event)
+            if event["type"] == "end":
+                writer.summary(event)
+            yield event
+    except BaseException as exc:
+        failed = dict(type="end", status="failed", message=f"{type(exc).__name__}: {exc}",
+                      run_dir=str(writer.path), wall=time.time())
+        writer.event(failed)
+        writer.summary(failed)
+        raise
+    finally:
+        writer.close()
+
+
+if __name__ == "__main__":
+    from core.cli import main
+
+    raise SystemExit(main())

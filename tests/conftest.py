@@ -1,0 +1,63 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CIFAR_ARCHIVE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+
+from core.data import make_shapes  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def small_shapes():
+    """A small offline dataset: 2000 training and 500 test images of 10 shapes."""
+    return make_shapes(num_train=2000, num_test=500, seed=1)
+
+
+def write_image_folder(root: Path, classes=("cats", "dogs", "frogs"), per_class=(6, 3), size=(20, 20),
+                       fmt="png") -> Path:
+    """A tiny ImageFolder tree: root/{train,test}/<class>/<n>.<fmt>, each class a different colour."""
+    for split, count in zip(("train", "test"), per_class):
+        for c, name in enumerate(classes):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                colour = (60 * c + 20, 255 - 60 * c, (37 * i) % 256)
+                Image.new("RGB", size, colour).save(d / f"{i:03d}.{fmt}")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(scope="session")
+def cifar10_folder(tmp_path_factory):
+    """The real CIFAR-10 (JPEG, ImageFolder layout) from ../shared, unpacked once per test session."""
+    if not CIFAR_ARCHIVE.exists():
+        pytest.skip(f"the CIFAR-10 copy is not at {CIFAR_ARCHIVE} (only the project's own machines have ../shared)")
+    import tarfile
+
+    target = tmp_path_factory.mktemp("cifar10")
+    with tarfile.open(CIFAR_ARCHIVE) as tar:
+        tar.extractall(target, filter="data")
+    return target / "cifar10"
+
+
+def no_network(*args, **kwargs):
+    import urllib.error
+
+    raise urllib.error.URLError("no network in this test")
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Make every download fail as it does on a machine without network."""
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)

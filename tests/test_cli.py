@@ -1,0 +1,44 @@
+"""The command line as a user runs it: a real subprocess, real exit codes, stdout and stderr."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def cli(tmp_path, *args, timeout=120):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "core.train", "--data-dir", str(tmp_path / "data"),
+                           "--runs-dir", str(tmp_path / "runs"), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+def test_json_summary_and_exit_0(tmp_path):
+    r = cli(tmp_path, "--dataset", "shapes", "--preset", "fast", "--max-steps", "30", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "finished" and summary["steps"] == 30
+    assert summary["images_seen"] == 30 * 32 and summary["images_per_second"] > 0
+    assert set(summary["per_class_accuracy"]) >= {"circle", "square"} and 0 <= summary["test_accuracy"] <= 1
+    assert summary["device"] == "cpu" and os.path.isdir(summary["run_dir"])
+    assert "Traceback" not in r.stderr and "step 30/30" in r.stderr
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    for args, message in ((["--lr", "0"], "learning rate must be > 0"),
+                          (["--dataset", f"folder:{tmp_path / 'nowhere'}"], "does not exist"),
+                          (["--batch-size", "four"], "invalid int value"),
+                          (["--preset", "turbo"], "invalid choice")):
+        r = cli(tmp_path, *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_divergence_exits_3(tmp_path):
+    r = cli(tmp_path, "--dataset", "shapes", "--lr", "10", "--momentum", "0.99", "--batch-size", "32", "--json")
+    assert r.returncode == 3, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["status"] == "diverged"
+    assert "lower it" in r.stderr.lower()

@@ -1,0 +1,54 @@
+import pytest
+
+from core.config import PRESETS, ConfigError, TrainConfig, preset
+
+
+def test_defaults_are_the_tutorial():
+    c = TrainConfig()
+    assert (c.batch_size, c.lr, c.momentum, c.epochs, c.conv_width, c.conv2_width) == (4, 0.001, 0.9, 2, 6, 16)
+    assert preset("tutorial") == TrainConfig()
+
+
+def test_preset_with_overrides():
+    c = preset("fast", epochs=1, dataset="shapes")
+    assert c.epochs == 1 and c.dataset == "shapes"
+    assert c.batch_size == PRESETS["fast"]["batch_size"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(lr=0), "learning rate must be > 0 and at most 10"),
+    (dict(lr=11), "learning rate must be > 0 and at most 10"),
+    (dict(lr=float("nan")), "learning rate must be > 0 and at most 10"),
+    (dict(momentum=1.0), "momentum must be at least 0 and below 1"),
+    (dict(momentum=-0.1), "momentum must be at least 0 and below 1"),
+    (dict(batch_size=0), "batch size must be a whole number from 1 to 4096"),
+    (dict(batch_size=2.5), "batch size must be a whole number"),
+    (dict(batch_size=True), "batch size must be a whole number"),
+    (dict(epochs=0), "epochs must be a whole number from 1 to 1000"),
+    (dict(conv_width=0), "conv width must be a whole number from 1 to 1024"),
+    (dict(conv2_width=5000), "conv2 width must be a whole number"),
+    (dict(device="tpu"), "device must be one of auto, cpu, cuda, mps"),
+    (dict(dataset="imagenet"), "dataset must be one of cifar10, mnist, fashion-mnist, shapes or folder:PATH"),
+    (dict(dataset="folder:  "), "folder: needs a path"),
+    (dict(seed=-1), "seed must be a whole number"),
+    (dict(max_steps=0), "max steps must be a positive whole number"),
+    (dict(target_accuracy=1.5), "target accuracy must be a fraction above 0 and at most 1"),
+])
+def test_bad_values_are_rejected_with_a_clear_message(change, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        TrainConfig(**change)
+
+
+def test_unknown_preset_and_unknown_setting():
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset("turbo")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        TrainConfig.from_dict({"lr": 0.1, "colour": "red"})
+
+
+def test_round_trip_and_log_interval():
+    c = TrainConfig(dataset="shapes", batch_size=64, target_accuracy=0.5)
+    assert TrainConfig.from_dict(c.to_dict()) == c
+    assert c.steps_per_log == 2000 // 64
+    assert TrainConfig(log_interval=7).steps_per_log == 7
+    assert TrainConfig(batch_size=4096).steps_per_log == 1

@@ -1,0 +1,127 @@
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from core.data import (Normalizer, DatasetError, load_dataset, make_shapes, shuffled_batches, unnormalize)
+from tests.conftest import write_image_folder
+
+
+def test_shapes_is_deterministic_balanced_and_offline(tmp_path, offline):
+    a, b = make_shapes(500, 100, seed=3), make_shapes(500, 100, seed=3)
+    assert torch.equal(a.train_images, b.train_images) and torch.equal(a.train_labels, b.train_labels)
+    assert not torch.equal(a.train_images, make_shapes(500, 100, seed=4).train_images)
+    assert a.train_images.shape == (500, 3, 32, 32) and a.train_images.dtype == torch.uint8
+    assert a.classes[:3] == ["circle", "square", "triangle"] and a.num_classes == 10
+    assert torch.bincount(a.train_labels).tolist() == [50] * 10
+    # the images differ in colour and content, not just noise
+    assert a.train_images.float().std(dim=(1, 2, 3)).mean() > 10
+
+
+def test_second_load_comes_from_the_cache_quickly(tmp_path):
+    first = load_dataset("shapes", tmp_path)
+    started = time.perf_counter()
+    second = load_dataset("shapes", tmp_path)
+    assert time.perf_counter() - started < 1.0
+    assert torch.equal(first.test_images, second.test_images) and first.classes == second.classes
+    assert (tmp_path / "cache" / "shapes.pt").exists()
+
+
+def test_damaged_cache_is_rebuilt(tmp_path):
+    load_dataset("shapes", tmp_path)
+    (tmp_path / "cache" / "shapes.pt").write_bytes(b"not a tensor file")
+    assert load_dataset("shapes", tmp_path).train_images.shape[0] == 10000
+
+
+def test_image_folder_loads_labels_and_classes(tmp_path):
+    folder = write_image_folder(tmp_path / "imgs", per_class=(4, 2))
+    d = load_dataset(f"folder:{folder}", tmp_path / "data")
+    assert d.classes == ["cats", "dogs", "frogs"]
+    assert d.train_images.shape == (12, 3, 20, 20) and d.test_images.shape == (6, 3, 20, 20)
+    assert d.train_labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    # pixel values survive decoding: class 1 was drawn as (80, 195, ...)
+    assert d.train_images[4, :2, 0, 0].tolist() == [80, 195]
+
+
+def test_image_folder_of_mixed_sizes_is_resized_to_one(tmp_path):
+    folder = write_image_folder(tmp_path / "imgs", per_class=(2, 1), size=(32, 32))
+    Image.new("RGB", (100, 60), (1, 2, 3)).save(folder / "train" / "cats" / "big.jpg")
+    d = load_dataset(f"folder:{folder}", tmp_path / "data")
+    assert d.train_images.shape[1:] == (3, 32, 32) and len(d.train_images) == 7
+
+
+def test_image_folder_cache_notices_new_images(tmp_path):
+    folder = write_image_folder(tmp_path / "imgs", per_class=(2, 1))
+    assert len(load_dataset(f"folder:{folder}", tmp_path / "data").train_labels) == 6
+    Image.new("RGB", (20, 20)).save(folder / "train" / "dogs" / "new.png")
+    assert len(load_dataset(f"folder:{folder}", tmp_path / "data").train_labels) == 7
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("missing", "does not exist"),
+    ("no_test", "has no test/ sub-folder"),
+    ("mismatch", "classes in train/ and test/ .* differ"),
+    ("empty", "has no images"),
+    ("corrupt", "is not a readable image"),
+    ("one_class", "only one class"),
+])
+def test_bad_image_folders_raise_one_clear_error(tmp_path, breakage, message):
+    folder = tmp_path / "imgs"
+    if breakage != "missing":
+        write_image_folder(folder, classes=("a",) if breakage == "one_class" else ("a", "b"), per_class=(2, 1))
+    if breakage == "no_test":
+        for f in (folder / "test").rglob("*.png"):
+            f.unlink()
+        for d in sorted((folder / "test").iterdir()):
+            d.rmdir()
+        (folder / "test").rmdir()
+    elif breakage == "mismatch":
+        (folder / "test" / "b").rename(folder / "test" / "c")
+    elif breakage == "empty":
+        for f in (folder / "test").rglob("*.png"):
+            f.unlink()
+    elif breakage == "corrupt":
+        (folder / "train" / "a" / "bad.png").write_bytes(b"\x89PNG but not really")
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(f"folder:{folder}", tmp_path / "data")
+
+
+@pytest.mark.parametrize("name", ["cifar10", "mnist", "fashion-mnist"])
+def test_download_without_network_names_the_offline_alternatives(tmp_path, offline, name):
+    with pytest.raises(DatasetError) as error:
+        load_dataset(name, tmp_path)
+    message = str(error.value)
+    assert "could not be downloaded" in message and "shapes" in message and "folder:PATH" in message
+
+
+def test_normalizer_matches_the_tutorial_transform():
+    from torchvision import transforms
+
+    images = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    tutorial = transforms.Compose([transforms.ConvertImageDtype(torch.float32),
+                                   transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+    ours = Normalizer((0.5,) * 3, (0.5,) * 3)(images)
+    assert torch.allclose(ours, tutorial(images), atol=1e-6)
+    assert ours.min() >= -1 - 1e-6 and ours.max() <= 1 + 1e-6
+    assert torch.equal(unnormalize(ours, (0.5,) * 3, (0.5,) * 3), images)
+
+
+def test_shuffled_batches_cover_every_image_once():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
+    labels = torch.arange(10)
+    batches = list(shuffled_batches(images, labels, 4, torch.Generator().manual_seed(0)))
+    assert [len(y) for _, y in batches] == [4, 4, 2]
+    seen = torch.cat([y for _, y in batches])
+    assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
+    assert all(torch.equal(x.view(-1).long(), y) for x, y in batches)  # images stay with their labels
+
+
+def test_real_cifar10_copy_loads_as_the_tutorial_describes(cifar10_folder, tmp_path):
+    d = load_dataset(f"folder:{cifar10_folder}", tmp_path)
+    assert d.classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    assert d.train_images.shape == (50000, 3, 32, 32) and d.test_images.shape == (10000, 3, 32, 32)
+    assert torch.bincount(d.test_labels).tolist() == [1000] * 10
+    started = time.perf_counter()
+    load_dataset(f"folder:{cifar10_folder}", tmp_path)
+    assert time.perf_counter() - started < 1.0

@@ -1,0 +1,105 @@
+import threading
+import time
+
+import pytest
+import torch
+
+from core.config import TrainConfig
+from core.train import Control, DeviceError, available_devices, resolve_device, train
+
+
+def cfg(**kw):
+    base = dict(dataset="shapes", epochs=1, batch_size=32, lr=0.01, momentum=0.9, log_interval=10, seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_events_arrive_in_order_with_what_the_ui_needs(small_shapes):
+    events = list(train(cfg(epochs=2), small_shapes))
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end"
+    assert kinds.count("epoch") == 2 and kinds.count("loss") >= 2 * (2000 // 32 // 10)
+    start, end = events[0], events[-1]
+    assert start["steps_per_epoch"] == 63 and start["total_steps"] == 126 and start["parameters"] == 62006
+    steps = [e["step"] for e in events if e["type"] == "loss"]
+    assert steps == sorted(steps) and steps[-1] == 126
+    epoch = [e for e in events if e["type"] == "epoch"][-1]
+    assert len(epoch["per_class_accuracy"]) == 10 and sum(map(sum, epoch["confusion"])) == 500
+    assert epoch["images_per_second"] > 0 and epoch["seconds"] > 0
+    assert end["status"] == "finished" and end["epochs_completed"] == 2 and end["images_seen"] == 4000
+    assert set(end["per_class_accuracy"]) == set(small_shapes.classes)
+
+
+def test_training_learns(small_shapes):
+    events = list(train(cfg(epochs=3, batch_size=16, lr=0.02), small_shapes))
+    losses = [e["running_loss"] for e in events if e["type"] == "loss"]
+    assert losses[-1] < losses[0] - 0.3
+    assert events[-1]["test_accuracy"] > 0.2  # chance is 0.1
+
+
+def test_same_seed_same_history_different_seed_different(small_shapes):
+    history = lambda seed: [e["running_loss"] for e in train(cfg(seed=seed), small_shapes)  # noqa: E731
+                            if e["type"] == "loss"]
+    assert history(5) == history(5)
+    assert history(5) != history(6)
+
+
+def test_a_too_high_learning_rate_diverges_and_keeps_the_history(small_shapes):
+    events = list(train(cfg(lr=10, momentum=0.99, epochs=3, log_interval=2), small_shapes))
+    end = events[-1]
+    assert end["status"] == "diverged" and "lower it" in end["message"].lower()
+    assert end["steps"] < 3 * 63  # stopped at once, not after three epochs
+    assert not any(e["type"] == "epoch" for e in events)
+
+
+def test_stop_ends_within_a_second_and_keeps_the_losses(small_shapes):
+    control = Control()
+    events, stopped_at = [], None
+    for event in train(cfg(epochs=50, batch_size=4, log_interval=50), small_shapes, control):
+        events.append(event)
+        if event["type"] == "loss" and stopped_at is None:
+            threading.Timer(0.2, control.stop).start()
+            stopped_at = time.monotonic() + 0.2
+    assert time.monotonic() - stopped_at < 1.0
+    assert events[-1]["status"] == "stopped" and events[-1]["steps"] < 50 * 500
+    assert any(e["type"] == "loss" for e in events)
+
+
+def test_pause_holds_training_until_resume(small_shapes):
+    control = Control()
+    control.pause()
+    threading.Timer(0.5, control.resume).start()
+    started = time.monotonic()
+    events = list(train(cfg(max_steps=20, log_interval=5), small_shapes, control))
+    kinds = [e["type"] for e in events]
+    assert "paused" in kinds and "resumed" in kinds and kinds.index("paused") < kinds.index("resumed")
+    assert time.monotonic() - started >= 0.45
+    assert events[-1]["status"] == "finished"
+    assert events[-1]["train_seconds"] < time.monotonic() - started - 0.3  # paused time is not training time
+
+
+def test_max_steps_and_target_accuracy_stop_early(small_shapes):
+    end = list(train(cfg(epochs=5, max_steps=7), small_shapes))[-1]
+    assert end["steps"] == 7 and end["status"] == "finished" and end["test_accuracy"] is not None
+    events = list(train(cfg(epochs=10, target_accuracy=0.15, batch_size=16, lr=0.02), small_shapes))
+    assert events[-1]["status"] == "finished" and "target" in events[-1]["message"]
+    assert sum(e["type"] == "epoch" for e in events) < 10
+
+
+def test_unavailable_device_is_a_clear_error(small_shapes):
+    assert resolve_device("auto").type in available_devices()
+    missing = next((d for d in ("cuda", "mps") if d not in available_devices()), None)
+    if missing is None:
+        pytest.skip("this machine has both CUDA and MPS")
+    with pytest.raises(DeviceError, match=f"device '{missing}' is not available on this machine"):
+        list(train(cfg(device=missing), small_shapes))
+
+
+def test_mnist_like_single_channel_data_trains(small_shapes):
+    from core.data import Dataset
+
+    gray = small_shapes.train_images[:, :1, 2:30, 2:30].contiguous()
+    d = Dataset("gray", small_shapes.classes, gray, small_shapes.train_labels,
+                small_shapes.test_images[:, :1, 2:30, 2:30].contiguous(), small_shapes.test_labels)
+    events = list(train(cfg(max_steps=5), d))
+    assert events[0]["channels"] == 1 and events[0]["image_size"] == 28 and events[-1]["status"] == "finished"
+    assert torch.isfinite(torch.tensor(events[-1]["final_running_loss"]))
