@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda or mps")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="CPU threads (0 = automatic)")
-    p.add_argument("--log-interval", type=int, help="steps per running-loss point (0 = about 2000 images)")
+    p.add_argument("--log-interval", type=int, help="steps per running-loss point (0 = automatic, about 50 an epoch)")
     p.add_argument("--max-steps", type=int, help="stop after N optimizer steps")
     p.add_argument("--target-accuracy", type=float, help="stop once test accuracy reaches X (e.g. 0.55)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")

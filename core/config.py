@@ -34,7 +34,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     threads: int = 0  # CPU threads; 0 picks what measured fastest for the batch size
-    log_interval: int = 0  # optimizer steps per running-loss point; 0 = about 2000 images
+    log_interval: int = 0  # optimizer steps per running-loss point; 0 = automatic (~50 an epoch)
     max_steps: int | None = None  # stop after this many optimizer steps
     target_accuracy: float | None = None  # stop once test accuracy reaches this fraction
 
@@ -42,11 +42,11 @@ class TrainConfig:
         validate(self)
 
     # -- derived values ------------------------------------------------------
-    @property
-    def steps_per_log(self) -> int:
+    def steps_per_log(self, steps_per_epoch: int) -> int:
+        """Steps per running-loss point: the setting, or about 50 points an epoch and at most 2000 images each."""
         if self.log_interval:
             return self.log_interval
-        return max(1, 2000 // self.batch_size)
+        return max(1, min(2000 // self.batch_size, -(-steps_per_epoch // 50)))
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

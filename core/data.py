@@ -258,6 +258,14 @@ def _folder_signature(folder: Path) -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
 
 
+def check_folder(path: str | os.PathLike) -> None:
+    """Fail fast, with the reason, when a folder cannot be an image dataset (before any job starts)."""
+    folder = Path(path).expanduser()
+    _check_folder_layout(folder)
+    if not any(_list_images(folder / "train")[0]) or not any(_list_images(folder / "test")[0]):
+        raise DatasetError(f"{folder} has no images in train/ or test/ ({', '.join(sorted(IMAGE_SUFFIXES))}).")
+
+
 def _check_folder_layout(folder: Path) -> None:
     hint = ("An image folder needs train/ and test/ sub-folders with one folder per class inside each "
             "(the torchvision ImageFolder layout). ")

@@ -14,9 +14,11 @@ import itertools
 import multiprocessing as mp
 import os
 import queue
+import sys
 import threading
 import time
 import traceback
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +72,25 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
+_main_lock = threading.Lock()
+
+
+def _start_without_main(process) -> None:
+    """Start a spawned process that does not re-run the caller's __main__.
+
+    spawn re-imports the parent's __main__ in the child. Under Streamlit that is the page script
+    being run, which would draw a page and start more workers in the child. The worker needs
+    nothing from __main__ (its target lives in this module), so the child is shown an empty one.
+    """
+    with _main_lock:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            process.start()
+        finally:
+            sys.modules["__main__"] = main
+
+
 class _Worker:
     """A started worker waiting for its one task: a spawned process, or a thread in tests."""
 
@@ -81,12 +102,13 @@ class _Worker:
             self.stop_event, self.pause_event = ctx.Event(), ctx.Event()
             self.handle = ctx.Process(target=_worker_main, name="cnn-dashboard-worker", daemon=True,
                                       args=(self.tasks, self.events, self.stop_event, self.pause_event))
+            _start_without_main(self.handle)
         else:
             self.tasks, self.events = queue.Queue(), queue.Queue()
             self.stop_event, self.pause_event = threading.Event(), threading.Event()
             self.handle = threading.Thread(target=_worker_main, name="cnn-dashboard-worker", daemon=True,
                                            args=(self.tasks, self.events, self.stop_event, self.pause_event))
-        self.handle.start()
+            self.handle.start()
 
     def alive(self) -> bool:
         return self.handle.is_alive()

@@ -141,7 +141,7 @@ def train(config: TrainConfig, dataset: Dataset, control: Control | None = None,
     yield dict(type="start", device=str(device), threads=threads, classes=list(dataset.classes),
                num_train=len(train_y), num_test=len(test_y), image_size=dataset.image_size,
                channels=dataset.channels, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-               log_interval=config.steps_per_log, parameters=count_parameters(model), wall=time.time())
+               log_interval=config.steps_per_log(steps_per_epoch), parameters=count_parameters(model), wall=time.time())
 
     step = images_seen = epochs_completed = 0
     train_seconds = 0.0
@@ -149,7 +149,7 @@ def train(config: TrainConfig, dataset: Dataset, control: Control | None = None,
     last_eval: dict = {}
     final_running_loss = float("nan")
     host_loss = device.type == "cpu"  # reading a CPU loss is free; on a GPU it is a sync point
-    log_every = config.steps_per_log
+    log_every = config.steps_per_log(steps_per_epoch)
     clock = time.perf_counter()
 
     def lap() -> float:

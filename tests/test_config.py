@@ -49,6 +49,8 @@ def test_unknown_preset_and_unknown_setting():
 def test_round_trip_and_log_interval():
     c = TrainConfig(dataset="shapes", batch_size=64, target_accuracy=0.5)
     assert TrainConfig.from_dict(c.to_dict()) == c
-    assert c.steps_per_log == 2000 // 64
-    assert TrainConfig(log_interval=7).steps_per_log == 7
-    assert TrainConfig(batch_size=4096).steps_per_log == 1
+    assert c.steps_per_log(782) == 16  # ~50 points an epoch
+    assert TrainConfig().steps_per_log(12500) == 250  # CIFAR-10 at batch 4: a point every 1000 images
+    assert TrainConfig(batch_size=4).steps_per_log(10**6) == 500  # never more than 2000 images a point
+    assert TrainConfig(log_interval=7).steps_per_log(100) == 7
+    assert TrainConfig(batch_size=4096).steps_per_log(13) == 1

@@ -1,0 +1,220 @@
+"""Plotly figures and composed images from plain data: pure functions, tested without a browser."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import plotly.graph_objects as go
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+MAX_POINTS = 3000  # per trace: a browser redraws this many points smoothly several times a second
+RIGHT, WRONG = "#2e7d32", "#c62828"
+LAYOUT = dict(template="plotly_white", font=dict(size=16), margin=dict(l=60, r=20, t=60, b=50),
+              uirevision="keep")  # uirevision: live redraws keep the user's zoom
+
+
+def downsample(points: Sequence, max_points: int = MAX_POINTS) -> list:
+    """Every k-th point so at most max_points remain; the newest point is always kept."""
+    points = list(points)
+    if len(points) <= max_points:
+        return points
+    step = -(-len(points) // max_points)
+    kept = points[::step]
+    if kept[-1] is not points[-1]:
+        kept.append(points[-1])
+    return kept
+
+
+# -- training ----------------------------------------------------------------------------
+
+def running_loss_figure(losses: Sequence[dict], x: str = "images_seen", title: str = "Running loss",
+                        name: str = "running loss") -> go.Figure:
+    pts = downsample(losses)
+    fig = go.Figure(go.Scatter(x=[p[x] for p in pts], y=[p["running_loss"] for p in pts], mode="lines+markers",
+                               name=name, marker=dict(size=4), line=dict(width=2)))
+    fig.update_layout(title=title, xaxis_title={"images_seen": "images seen", "step": "step",
+                                                "train_seconds": "seconds"}.get(x, x),
+                      yaxis_title="running loss (cross-entropy)", **LAYOUT)
+    return fig
+
+
+def accuracy_figure(epochs: Sequence[dict], num_classes: int = 10, tutorial: float | None = 0.54) -> go.Figure:
+    fig = go.Figure(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_accuracy"] for e in epochs],
+                               mode="lines+markers", name="test accuracy", marker=dict(size=10)))
+    fig.add_hline(y=1 / num_classes, line_dash="dot", line_color="gray",
+                  annotation_text=f"chance ({1 / num_classes:.0%})", annotation_position="bottom right")
+    if tutorial is not None:
+        fig.add_hline(y=tutorial, line_dash="dash", line_color="#ef6c00",
+                      annotation_text=f"tutorial after 2 epochs ({tutorial:.0%})", annotation_position="top left")
+    fig.update_layout(title="Test accuracy", xaxis_title="epoch", yaxis_title="accuracy on the test set",
+                      yaxis=dict(range=[0, 1], tickformat=".0%"), xaxis=dict(dtick=1, rangemode="tozero"), **LAYOUT)
+    return fig
+
+
+# -- results -------------------------------------------------------------------------------
+
+def per_class_figure(classes: Sequence[str], correct: Sequence[int], total: Sequence[int],
+                     sort: bool = False, title: str = "Per-class accuracy") -> go.Figure:
+    acc = [c / t if t else 0.0 for c, t in zip(correct, total)]
+    order = sorted(range(len(classes)), key=lambda i: -acc[i]) if sort else list(range(len(classes)))
+    overall = sum(correct) / max(1, sum(total))
+    fig = go.Figure(go.Bar(x=[classes[i] for i in order], y=[acc[i] for i in order],
+                           customdata=[[correct[i], total[i]] for i in order],
+                           hovertemplate="%{x}: %{y:.1%} (%{customdata[0]} of %{customdata[1]} right)<extra></extra>",
+                           marker_color=[RIGHT if acc[i] >= overall else "#1565c0" for i in order]))
+    fig.add_hline(y=overall, line_dash="dash", line_color="#ef6c00", annotation_text=f"overall {overall:.1%}")
+    fig.add_hline(y=1 / len(classes), line_dash="dot", line_color="gray",
+                  annotation_text=f"chance {1 / len(classes):.0%}", annotation_position="bottom right")
+    fig.update_layout(title=title, yaxis=dict(range=[0, 1], tickformat=".0%"), yaxis_title="accuracy",
+                      **LAYOUT)
+    return fig
+
+
+def confusion_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str], normalize: bool = False) -> go.Figure:
+    counts = torch.tensor(matrix, dtype=torch.float64)
+    values = counts / counts.sum(1, keepdim=True).clamp(min=1) if normalize else counts
+    text = [[f"{v:.0%}" if normalize else f"{int(v)}" for v in row] for row in values.tolist()]
+    fig = go.Figure(go.Heatmap(z=values.tolist(), x=list(classes), y=list(classes), text=text,
+                               texttemplate="%{text}", colorscale="Blues", showscale=False,
+                               hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
+    fig.update_layout(title="Confusion matrix", xaxis_title="predicted class", yaxis_title="true class",
+                      yaxis=dict(autorange="reversed"), height=560, **LAYOUT)
+    return fig
+
+
+def probability_figure(classes: Sequence[str], probs: Sequence[float]) -> go.Figure:
+    best = max(range(len(probs)), key=lambda i: probs[i])
+    fig = go.Figure(go.Bar(x=list(probs), y=list(classes), orientation="h",
+                           marker_color=[RIGHT if i == best else "#90a4ae" for i in range(len(probs))],
+                           hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    fig.update_layout(title="Class probabilities (softmax of the network's outputs)",
+                      xaxis=dict(range=[0, 1], tickformat=".0%"), yaxis=dict(autorange="reversed"), **LAYOUT)
+    return fig
+
+
+def pixel_histogram_figure(raw: torch.Tensor, normalized: torch.Tensor) -> go.Figure:
+    """Pixel values before (0..1 after ToTensor) and after Normalize((0.5,...), (0.5,...)): [-1, 1]."""
+    fig = go.Figure()
+    fig.add_trace(go.Histogram(x=raw.flatten().tolist(), name="after ToTensor: 0 to 1", opacity=0.6, nbinsx=50))
+    fig.add_trace(go.Histogram(x=normalized.flatten().tolist(), name="after Normalize: -1 to 1", opacity=0.6,
+                               nbinsx=50))
+    fig.update_layout(title="Pixel values before and after normalization", barmode="overlay",
+                      xaxis_title="pixel value", yaxis_title="number of pixels", **LAYOUT)
+    return fig
+
+
+def class_count_figure(classes: Sequence[str], train_counts: Sequence[int], test_counts: Sequence[int]) -> go.Figure:
+    fig = go.Figure([go.Bar(x=list(classes), y=list(train_counts), name="train"),
+                     go.Bar(x=list(classes), y=list(test_counts), name="test")])
+    fig.update_layout(title="Images per class", barmode="group", yaxis_title="images", **LAYOUT)
+    return fig
+
+
+# -- speed lab -------------------------------------------------------------------------------
+
+def throughput_figure(rows: Sequence[dict]) -> go.Figure:
+    """Training images/s against conv width, one line per device (and batch size, thread count)."""
+    fig = go.Figure()
+    for label in dict.fromkeys(_series(r) for r in rows):
+        pts = sorted((r for r in rows if _series(r) == label), key=lambda r: r["width"])
+        fig.add_trace(go.Scatter(x=[r["width"] for r in pts], y=[r["images_per_second"] for r in pts],
+                                 mode="lines+markers", name=label, marker=dict(size=9)))
+    fig.update_layout(title="Training speed", xaxis_title="conv width", yaxis_title="images / second",
+                      xaxis_type="log", yaxis_type="log", **LAYOUT)
+    return fig
+
+
+def _series(row: dict) -> str:
+    threads = f", {row['threads']} thread{'s' if row['threads'] != 1 else ''}" if row["device"] == "cpu" else ""
+    return f"{row['device']}{threads}, batch {row['batch_size']}"
+
+
+def speedup_figure(rows: Sequence[dict], fast: str = "cuda", slow: str = "cpu") -> go.Figure:
+    """fast/slow images/s per width and batch size; the crossover (first width where fast wins) is marked."""
+    fig = go.Figure()
+    for batch in sorted({r["batch_size"] for r in rows}):
+        best = {}
+        for r in rows:
+            if r["batch_size"] == batch:
+                key = (r["device"], r["width"])
+                best[key] = max(best.get(key, 0.0), r["images_per_second"])
+        widths = sorted({w for d, w in best if (fast, w) in best and (slow, w) in best})
+        ratio = [best[(fast, w)] / best[(slow, w)] for w in widths]
+        fig.add_trace(go.Scatter(x=widths, y=ratio, mode="lines+markers", name=f"batch {batch}"))
+        cross = next((w for w, q in zip(widths, ratio) if q > 1), None)
+        if cross is not None:
+            fig.add_vline(x=cross, line_dash="dot", line_color="#ef6c00",
+                          annotation_text=f"{fast} wins from width {cross} (batch {batch})")
+    fig.add_hline(y=1, line_color="gray", line_dash="dash", annotation_text="same speed")
+    fig.update_layout(title=f"Speedup of {fast} over {slow}", xaxis_title="conv width",
+                      yaxis_title=f"{fast} images/s ÷ {slow} images/s", xaxis_type="log", **LAYOUT)
+    return fig
+
+
+def race_figure(curves: dict[str, Sequence[dict]]) -> go.Figure:
+    """Running loss against wall-clock seconds, one curve per device."""
+    fig = go.Figure()
+    for name, pts in curves.items():
+        pts = downsample(pts)
+        fig.add_trace(go.Scatter(x=[p["seconds"] for p in pts], y=[p["running_loss"] for p in pts],
+                                 mode="lines", name=name, line=dict(width=3)))
+    fig.update_layout(title="Running loss", xaxis_title="wall-clock seconds", yaxis_title="running loss",
+                      **LAYOUT)
+    return fig
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def image_grid(images: torch.Tensor, captions: Sequence[str] = (), frames: Sequence[bool | None] = (),
+               columns: int = 8, scale: int = 4, caption_lines: int = 2) -> Image.Image:
+    """One picture of many images: uint8 (N, C, H, W) enlarged `scale` times (nearest, so pixels stay visible),
+    each with an optional caption and a green (True) or red (False) frame."""
+    n = len(images)
+    if n == 0:
+        return Image.new("RGB", (1, 1), "white")
+    _, c, h, w = images.shape
+    tile_w, tile_h = w * scale, h * scale
+    pad, text_h = 6, (18 * caption_lines + 4) if captions else 0
+    columns = max(1, min(columns, n))
+    rows = -(-n // columns)
+    sheet = Image.new("RGB", (columns * (tile_w + 2 * pad), rows * (tile_h + 2 * pad + text_h)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = _font(15)
+    pixels = images if c == 3 else images.expand(-1, 3, -1, -1)
+    for i in range(n):
+        x0 = (i % columns) * (tile_w + 2 * pad)
+        y0 = (i // columns) * (tile_h + 2 * pad + text_h)
+        tile = Image.fromarray(pixels[i].permute(1, 2, 0).contiguous().numpy()).resize((tile_w, tile_h),
+                                                                                         Image.NEAREST)
+        frame = frames[i] if i < len(frames) else None
+        if frame is not None:
+            draw.rectangle([x0, y0, x0 + tile_w + 2 * pad - 1, y0 + tile_h + 2 * pad - 1],
+                           fill=RIGHT if frame else WRONG)
+        sheet.paste(tile, (x0 + pad, y0 + pad))
+        if i < len(captions):
+            for k, line in enumerate(str(captions[i]).split("\n")[:caption_lines]):
+                draw.text((x0 + pad, y0 + tile_h + 2 * pad + 2 + 18 * k), line, fill="black", font=font)
+    return sheet
+
+
+def filter_images(weight: torch.Tensor) -> torch.Tensor:
+    """conv1 weights (out, in, k, k) as uint8 images, each filter stretched to the full 0..255 range."""
+    w = weight.detach().float().cpu()
+    lo = w.amin(dim=(1, 2, 3), keepdim=True)
+    hi = w.amax(dim=(1, 2, 3), keepdim=True)
+    return ((w - lo) / (hi - lo).clamp(min=1e-8) * 255).round().to(torch.uint8)
+
+
+def feature_map_images(maps: torch.Tensor) -> torch.Tensor:
+    """One image's activations (channels, H, W) as grey uint8 images (channels, 1, H, W), each scaled to 0..255."""
+    m = maps.detach().float().cpu()
+    hi = m.amax(dim=(1, 2), keepdim=True).clamp(min=1e-8)
+    return (m / hi * 255).round().to(torch.uint8).unsqueeze(1)

@@ -1,0 +1,20 @@
+import streamlit as st
+
+st.title("Train a CNN live: the PyTorch CIFAR-10 tutorial")
+st.markdown(
+    """
+This dashboard runs the network of PyTorch's *Training a classifier* tutorial while you watch.
+
+1. **Train**: choose the data, the learning rate, momentum, batch size and the width of the
+   convolutions, then click **Train**. The running loss is drawn live while the network learns.
+2. **Results**: what the network got right and wrong: test images with their predictions,
+   accuracy per class, the confusion matrix, and your own photo.
+3. **Network**: every layer's shape, worked out with the tutorial's formula, and what the filters learned.
+4. **Data**: the images, their classes, and what normalization does to them.
+5. **Speed**: CPU against GPU, widening the network until the GPU pulls ahead.
+
+No network? Choose **Shapes (offline)** as the dataset: it is generated on this machine.
+"""
+)
+if st.button("Start on the Train page", type="primary"):
+    st.switch_page("pages/train.py")

@@ -1,0 +1,200 @@
+"""Train: the tutorial's steps 3 and 4 (define a loss and optimizer, train the network), live."""
+
+import time
+
+import streamlit as st
+
+from core.config import PRESETS, ConfigError, TrainConfig
+from core.data import DatasetError, check_folder
+from core.figures import accuracy_figure, running_loss_figure
+from core.jobs import get_manager
+from core.train import TUTORIAL_ACCURACY, available_devices
+from ui.common import current_job, data_dir, describe, remember
+
+DATASETS = {"CIFAR-10": "cifar10", "MNIST": "mnist", "Fashion-MNIST": "fashion-mnist",
+            "Shapes (offline)": "shapes", "Image folder": "folder"}
+LEARNING_RATES = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+PRESET_LABELS = {"Tutorial": "tutorial", "Fast": "fast"}
+DEVICE_LABELS = {"cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
+SCHEDULES = {"Constant (the tutorial)": "constant", "One-cycle (warm up, then anneal)": "one-cycle"}
+WIDGETS = dict(preset="Tutorial", dataset="CIFAR-10", folder="", epochs=2, lr=0.001, momentum=0.9, batch_size=4,
+               conv_width=6, conv2_width=16, schedule="Constant (the tutorial)", device=None, seed=0)
+
+
+def set_preset() -> None:
+    """Choosing a preset moves the knobs to its values."""
+    name = PRESET_LABELS.get(st.session_state.train_preset)
+    if name:
+        values = PRESETS[name]
+        for key in ("epochs", "lr", "momentum", "batch_size", "conv_width", "conv2_width"):
+            st.session_state[f"train_{key}"] = values[key]
+        st.session_state.train_schedule = next(k for k, v in SCHEDULES.items()
+                                               if v == values.get("schedule", "constant"))
+
+
+def to_custom() -> None:
+    """Moving a knob by hand makes the settings Custom."""
+    st.session_state.train_preset = "Custom"
+
+
+def use_shapes() -> None:
+    st.session_state.train_dataset = "Shapes (offline)"
+
+
+def controls() -> TrainConfig | None:
+    """The knobs; returns the config they describe, or None (with the reason shown) when it is not valid."""
+    for key, value in WIDGETS.items():
+        st.session_state.setdefault(f"train_{key}", value)
+    remember([f"train_{k}" for k in WIDGETS])
+    devices = available_devices()
+    if st.session_state.train_device not in devices:
+        st.session_state.train_device = devices[1] if len(devices) > 1 else "cpu"
+
+    st.radio("Preset", ["Tutorial", "Fast", "Custom"], key="train_preset", horizontal=True, on_change=set_preset,
+             help="Tutorial: exactly the tutorial's settings. Fast: reaches the tutorial's accuracy in seconds.")
+    left, right = st.columns(2)
+    with left:
+        dataset = st.selectbox("Dataset", list(DATASETS), key="train_dataset")
+        folder = ""
+        if DATASETS[dataset] == "folder":
+            folder = st.text_input("Folder path", key="train_folder",
+                                   help="A folder with train/ and test/, one sub-folder per class inside each.")
+        st.slider("Epochs", 1, 30, key="train_epochs", on_change=to_custom,
+                  help="How many times the network sees every training image.")
+        st.select_slider("Learning rate", LEARNING_RATES, key="train_lr", on_change=to_custom,
+                         help="How big a step the optimizer takes; too big and the loss explodes (diverges).")
+        st.slider("Momentum", 0.0, 0.99, step=0.01, key="train_momentum", on_change=to_custom,
+                  help="How much of the previous step SGD keeps: smooths the path downhill.")
+    with right:
+        st.select_slider("Batch size", BATCH_SIZES, key="train_batch_size", on_change=to_custom,
+                         help="Images per optimizer step. The tutorial uses 4.")
+        st.slider("Conv width", 1, 256, key="train_conv_width", on_change=to_custom,
+                  help="Output channels of conv1 (= input channels of conv2). The tutorial uses 6.")
+        device = st.selectbox("Device", devices, key="train_device", format_func=DEVICE_LABELS.get)
+        if len(devices) == 1:
+            st.caption("No GPU on this machine, so only the CPU is offered. See the Speed page for what a GPU "
+                       "would change.")
+        st.number_input("Seed", 0, 2**31 - 1, step=1, key="train_seed",
+                        help="The same seed and settings give the same run.")
+    with st.expander("More settings"):
+        st.slider("Conv2 width", 1, 256, key="train_conv2_width", on_change=to_custom,
+                  help="Output channels of conv2. The tutorial uses 16.")
+        schedule = st.selectbox("Learning-rate schedule", list(SCHEDULES), key="train_schedule", on_change=to_custom)
+
+    name = DATASETS[dataset] if DATASETS[dataset] != "folder" else f"folder:{folder.strip()}"
+    try:
+        return TrainConfig(dataset=name, data_dir=data_dir(), epochs=st.session_state.train_epochs,
+                           lr=float(st.session_state.train_lr), momentum=float(st.session_state.train_momentum),
+                           schedule=SCHEDULES[schedule], batch_size=st.session_state.train_batch_size,
+                           conv_width=st.session_state.train_conv_width,
+                           conv2_width=st.session_state.train_conv2_width, device=device,
+                           seed=int(st.session_state.train_seed))
+    except ConfigError as exc:
+        st.error(f"These settings cannot train: {exc}.")
+        return None
+
+
+def start(config: TrainConfig) -> None:
+    if config.dataset.startswith("folder:"):
+        try:
+            check_folder(config.dataset[len("folder:"):])
+        except DatasetError as exc:
+            st.error(str(exc))
+            return
+    job = get_manager().start(config)
+    st.session_state.job_id = job.id
+    st.session_state.pop("confirm_config", None)
+
+
+def train_button(config: TrainConfig | None) -> None:
+    job = current_job()
+    if st.button("Train", type="primary", disabled=config is None):
+        if job is not None and job.status in ("waiting", "starting", "running", "paused"):
+            st.session_state.confirm_config = config  # ask before starting a second job
+        else:
+            start(config)
+    pending = st.session_state.get("confirm_config")
+    if pending is not None and job is not None and job.snapshot().active:
+        st.warning("Your last training job is still running. Stop it and start the new one?")
+        yes, no = st.columns(2)
+        if yes.button("Stop it and train the new settings"):
+            job.stop()
+            start(pending)
+            st.rerun()
+        if no.button("Keep the running job"):
+            st.session_state.pop("confirm_config")
+            st.rerun()
+
+
+def time_left(snap) -> str:
+    if not snap.start or not snap.last_loss:
+        return ""
+    elapsed = time.time() - snap.start["wall"]
+    done = snap.fraction_done
+    if done <= 0 or snap.status != "running":
+        return ""
+    seconds = elapsed * (1 - done) / done
+    return f" · about {int(seconds // 60)}:{int(seconds % 60):02d} left"
+
+
+@st.fragment(run_every=0.5)
+def live_view(was_active: bool) -> None:
+    """Redrawn twice a second from a snapshot of the job's log; training never waits for it."""
+    job = current_job()
+    if job is None:
+        st.info("Choose the settings above and click **Train**. The running loss will appear here as it falls.")
+        return
+    snap = job.snapshot()
+    st.markdown(f"Status: {describe(snap)}")
+
+    pause_col, stop_col, _ = st.columns([1, 1, 4])
+    if snap.status == "paused":
+        if pause_col.button("Resume"):
+            job.resume()
+    elif pause_col.button("Pause", disabled=snap.status not in ("running", "starting")):
+        job.pause()
+    if stop_col.button("Stop", disabled=not snap.active):
+        job.stop()
+
+    if snap.progress and not snap.start and snap.active:
+        st.progress(snap.progress["fraction"], text=snap.progress["message"])
+    if snap.status == "failed":
+        st.error(f"Training failed: {snap.message}")
+        if "shapes" in snap.message:
+            st.button("Use Shapes (offline) instead", on_click=use_shapes)
+    elif snap.status == "diverged":
+        st.error(f"The loss diverged: {snap.message}")
+    elif snap.status == "stopped":
+        st.info(f"Stopped: the history so far is kept ({snap.run_dir or 'no run directory'}).")
+
+    if snap.start:
+        last = snap.last_loss
+        st.progress(snap.fraction_done, text=(f"epoch {last.get('epoch', 1)} of {snap.config.epochs} · step "
+                                              f"{last.get('step', 0):,} of {snap.start['total_steps']:,}"
+                                              f"{time_left(snap)}"))
+        a, b, c = st.columns(3)
+        a.metric("Images/s", f"{last.get('images_per_second', 0):,.0f}")
+        previous = snap.losses[-2]["running_loss"] if len(snap.losses) > 1 else None
+        value = last.get("running_loss")
+        b.metric("Running loss", f"{value:.3f}" if value is not None else "–",
+                 delta=f"{value - previous:+.3f}" if previous is not None else None, delta_color="inverse")
+        accuracy = snap.epochs[-1]["test_accuracy"] if snap.epochs else None
+        c.metric("Test accuracy", f"{accuracy:.1%}" if accuracy is not None else "after epoch 1")
+        left, right = st.columns([3, 2])
+        left.plotly_chart(running_loss_figure(snap.losses), key="running_loss_chart")
+        right.plotly_chart(accuracy_figure(snap.epochs, len(snap.start["classes"]),
+                                           TUTORIAL_ACCURACY if snap.config.dataset in ("cifar10",) or
+                                           "cifar" in snap.config.dataset.lower() else None),
+                           key="test_accuracy_chart")
+    if was_active and not snap.active:
+        st.rerun()  # once, so the rest of the page sees the job has ended
+
+
+st.title("Train the network")
+st.caption("The tutorial's steps 3 and 4: a classification cross-entropy loss, SGD with momentum, "
+           "and a loop over the data. Set the knobs, click Train, and watch the loss fall.")
+config = controls()
+train_button(config)
+current = current_job()
+live_view(current is not None and current.snapshot().active)

@@ -1,0 +1,110 @@
+import os
+import signal
+import time
+
+import pytest
+
+from core.config import TrainConfig
+from core.jobs import JobManager
+
+
+def wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.fixture
+def shapes_dir(tmp_path):
+    from core.data import load_dataset
+
+    load_dataset("shapes", tmp_path / "data")  # cached once, as the dashboard would have it
+    return str(tmp_path / "data")
+
+
+def cfg(data_dir, **kw):
+    base = dict(dataset="shapes", data_dir=data_dir, epochs=1, batch_size=64, lr=0.01, log_interval=5)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture
+def manager(tmp_path):
+    m = JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="thread")
+    yield m
+    m.shutdown()
+
+
+def test_a_job_runs_to_the_end_and_its_events_arrive_in_order(manager, shapes_dir):
+    job = manager.start(cfg(shapes_dir))
+    wait_for(lambda: job.status == "finished")
+    snap = job.snapshot()
+    assert snap.start["total_steps"] == 157 and len(snap.losses) >= 157 // 5
+    assert [e["step"] for e in snap.losses] == sorted(e["step"] for e in snap.losses)
+    assert len(snap.epochs) == 1 and snap.end["status"] == "finished" and snap.fraction_done == 1.0
+    assert snap.run_dir and os.path.isdir(snap.run_dir)
+
+
+def test_pause_resume_and_stop(manager, shapes_dir):
+    job = manager.start(cfg(shapes_dir, epochs=200, batch_size=4, log_interval=20))
+    wait_for(lambda: len(job.snapshot().losses) >= 2)
+    job.pause()
+    wait_for(lambda: any(e["type"] == "paused" for e in job.events))
+    held = len(job.snapshot().losses)
+    time.sleep(0.4)
+    assert len(job.snapshot().losses) <= held + 1 and job.status == "paused"
+    job.resume()
+    wait_for(lambda: len(job.snapshot().losses) > held + 1)
+    asked = time.monotonic()
+    job.stop()
+    wait_for(lambda: job.status == "stopped", timeout=5)
+    assert time.monotonic() - asked < 1.0
+    assert len(job.snapshot().losses) > held  # the history is kept
+
+
+def test_divergence_ends_the_job_with_a_hint(manager, shapes_dir):
+    job = manager.start(cfg(shapes_dir, lr=10, momentum=0.99, epochs=3))
+    wait_for(lambda: job.status == "diverged")
+    assert "learning rate" in job.message
+
+
+def test_bad_input_in_the_worker_fails_the_job_and_the_next_one_runs(manager, shapes_dir, tmp_path):
+    bad = manager.start(cfg(shapes_dir, dataset=f"folder:{tmp_path / 'missing'}"))
+    good = manager.start(cfg(shapes_dir, max_steps=10))
+    wait_for(lambda: bad.status == "failed" and good.status == "finished")
+    assert "does not exist" in bad.message
+
+
+def test_the_limit_queues_extra_jobs_in_order(manager, shapes_dir):
+    jobs = [manager.start(cfg(shapes_dir, epochs=100, batch_size=4)) for _ in range(3)]
+    wait_for(lambda: jobs[0].status == "running")
+    snaps = [j.snapshot() for j in jobs]
+    assert [s.status for s in snaps] == ["running", "waiting", "waiting"]
+    assert [s.place for s in snaps] == [0, 1, 2]
+    jobs[1].stop()  # leaving the queue moves the others up
+    assert jobs[1].status == "stopped" and jobs[2].snapshot().place == 1
+    jobs[0].stop()
+    wait_for(lambda: jobs[2].status == "running")
+    jobs[2].stop()
+    wait_for(lambda: jobs[2].status == "stopped")
+
+
+def test_process_worker_crash_fails_only_that_job(tmp_path, shapes_dir):
+    """The real worker: a child process. Killing it (as an out-of-memory kill would) fails its job only."""
+    m = JobManager(max_running=2, runs_root=str(tmp_path / "runs"), worker="process", keep_spare=False)
+    try:
+        doomed = m.start(cfg(shapes_dir, epochs=200, batch_size=4))
+        survivor = m.start(cfg(shapes_dir, max_steps=40))
+        wait_for(lambda: doomed.status == "running" and doomed.run_dir is not None)
+        os.kill(doomed._worker.handle.pid, signal.SIGKILL)
+        wait_for(lambda: doomed.status == "failed")
+        assert "killed by signal 9" in doomed.message
+        wait_for(lambda: survivor.status == "finished")
+        from core.runs import load_run
+        assert load_run(doomed.run_dir).status == "failed"  # the run directory says so too
+        after = m.start(cfg(shapes_dir, max_steps=5))
+        wait_for(lambda: after.status == "finished")
+    finally:
+        m.shutdown()

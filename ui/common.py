@@ -1,0 +1,105 @@
+"""What every page needs: this session's job, the runs on disk, and the standard messages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from core import runs as runs_mod
+from core.jobs import Job, Snapshot, get_manager
+
+STATUS_WORDS = {
+    "waiting": "waiting for a free slot",
+    "starting": "starting",
+    "running": "running",
+    "paused": "paused",
+    "finished": "finished",
+    "stopped": "stopped",
+    "diverged": "diverged",
+    "failed": "failed",
+}
+STATUS_ICONS = {"waiting": "⏳", "starting": "🚀", "running": "🏃", "paused": "⏸️", "finished": "✅",
+                "stopped": "⏹️", "diverged": "💥", "failed": "❌"}
+
+
+def runs_root() -> str:
+    return get_manager().runs_root
+
+
+def data_dir() -> str:
+    return os.environ.get("CNN_DASHBOARD_DATA", "data")
+
+
+def current_job() -> Job | None:
+    """This browser session's job, if it has started one since the server started."""
+    return get_manager().get(st.session_state.get("job_id"))
+
+
+def describe(snap: Snapshot) -> str:
+    """The job's state in words, e.g. 'running: epoch 1 of 2, step 500 of 25,000'."""
+    text = f"{STATUS_ICONS.get(snap.status, '')} **{STATUS_WORDS.get(snap.status, snap.status)}**"
+    if snap.status == "waiting":
+        text += f" (place {snap.place} in the queue; {get_manager().max_running} job(s) train at once)"
+    elif snap.last_loss and snap.start:
+        text += (f": epoch {snap.last_loss['epoch']} of {snap.config.epochs}, step {snap.last_loss['step']:,} "
+                 f"of {snap.start['total_steps']:,}")
+    return text
+
+
+def sidebar_status() -> None:
+    """The current job's state, on every page, refreshed once a second."""
+    job = current_job()
+    st.sidebar.markdown("**Your training job**")
+    if job is None:
+        st.sidebar.caption("None yet: start one on the Train page.")
+        return
+    snap = job.snapshot()
+    st.sidebar.markdown(describe(snap))
+    if snap.active:
+        st.sidebar.progress(snap.fraction_done)
+    elif snap.message:
+        st.sidebar.caption(snap.message)
+
+
+def pick_run(key: str, label: str = "Run") -> runs_mod.RunInfo | None:
+    """A select box over the runs on disk, newest first, this session's current run chosen by default.
+
+    Damaged run directories are listed with what is wrong, and never crash the page.
+    """
+    all_runs = runs_mod.list_runs(runs_root())
+    if not all_runs:
+        return None
+    job = current_job()
+    names = [r.name for r in all_runs]
+    default = 0
+    if job is not None and job.run_dir and Path(job.run_dir).name in names:
+        default = names.index(Path(job.run_dir).name)
+    by_name = {r.name: r for r in all_runs}
+
+    def fmt(name: str) -> str:
+        r = by_name[name]
+        if r.error:
+            return f"{name} (damaged)"
+        acc = (r.summary or {}).get("test_accuracy")
+        acc_text = f", {acc:.1%}" if isinstance(acc, (int, float)) else ""
+        return f"{name} ({r.status}{acc_text})"
+
+    name = st.selectbox(label, names, index=default, format_func=fmt, key=key)
+    run = runs_mod.load_run(Path(runs_root()) / name)
+    if run.error:
+        st.error(f"Run {name} cannot be shown: {run.error}. Delete it or choose another run.")
+        return None
+    return run
+
+
+def remember(keys: list[str]) -> None:
+    """Keep widget values when the user visits another page and comes back.
+
+    Streamlit forgets a widget's value once a run does not draw it; writing the value back
+    into session_state makes it the app's own, so it survives page switches.
+    """
+    for key in keys:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
