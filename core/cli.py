@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--momentum", type=float)
+    p.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum")
     p.add_argument("--schedule", choices=["constant", "one-cycle"], help="learning-rate schedule")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--width", type=int, dest="conv_width", help="out-channels of conv1 = in-channels of conv2")
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-FIELDS = ("dataset", "data_dir", "epochs", "lr", "momentum", "schedule", "batch_size", "conv_width", "conv2_width", "device",
+FIELDS = ("dataset", "data_dir", "epochs", "lr", "momentum", "nesterov", "schedule", "batch_size", "conv_width", "conv2_width", "device",
           "seed", "threads", "log_interval", "max_steps", "target_accuracy")
 
 

@@ -102,7 +102,8 @@ def build_model(config: TrainConfig, dataset: Dataset) -> Net:
 def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> optim.Optimizer:
     # fused SGD updates all parameters in one kernel: fewer launches per step on CPU and CUDA
     fused = device.type in ("cpu", "cuda")
-    return optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, fused=fused or None)
+    return optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                     fused=fused or None)
 
 
 def _make_scheduler(optimizer: optim.Optimizer, config: TrainConfig, total_steps: int):

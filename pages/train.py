@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from core.config import PRESETS, ConfigError, TrainConfig
+from core.config import PRESETS, ConfigError, TrainConfig, command_line
 from core.data import DatasetError, check_folder
 from core.figures import accuracy_figure, running_loss_figure
 from core.jobs import get_manager
@@ -19,7 +19,7 @@ PRESET_LABELS = {"Tutorial": "tutorial", "Fast": "fast"}
 DEVICE_LABELS = {"cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
 SCHEDULES = {"Constant (the tutorial)": "constant", "One-cycle (warm up, then anneal)": "one-cycle"}
 WIDGETS = dict(preset="Tutorial", dataset="CIFAR-10", folder="", epochs=2, lr=0.001, momentum=0.9, batch_size=4,
-               conv_width=6, conv2_width=16, schedule="Constant (the tutorial)", device=None, seed=0)
+               conv_width=6, conv2_width=16, nesterov=False, schedule="Constant (the tutorial)", device=None, seed=0)
 
 
 def set_preset() -> None:
@@ -29,6 +29,7 @@ def set_preset() -> None:
         values = PRESETS[name]
         for key in ("epochs", "lr", "momentum", "batch_size", "conv_width", "conv2_width"):
             st.session_state[f"train_{key}"] = values[key]
+        st.session_state.train_nesterov = values.get("nesterov", False)
         st.session_state.train_schedule = next(k for k, v in SCHEDULES.items()
                                                if v == values.get("schedule", "constant"))
 
@@ -81,11 +82,14 @@ def controls() -> TrainConfig | None:
         st.slider("Conv2 width", 1, 256, key="train_conv2_width", on_change=to_custom,
                   help="Output channels of conv2. The tutorial uses 16.")
         schedule = st.selectbox("Learning-rate schedule", list(SCHEDULES), key="train_schedule", on_change=to_custom)
+        st.checkbox("Nesterov momentum", key="train_nesterov", on_change=to_custom,
+                    help="Take the gradient a little ahead, where momentum is carrying the weights.")
 
     name = DATASETS[dataset] if DATASETS[dataset] != "folder" else f"folder:{folder.strip()}"
     try:
         return TrainConfig(dataset=name, data_dir=data_dir(), epochs=st.session_state.train_epochs,
                            lr=float(st.session_state.train_lr), momentum=float(st.session_state.train_momentum),
+                           nesterov=bool(st.session_state.train_nesterov),
                            schedule=SCHEDULES[schedule], batch_size=st.session_state.train_batch_size,
                            conv_width=st.session_state.train_conv_width,
                            conv2_width=st.session_state.train_conv2_width, device=device,
@@ -195,6 +199,9 @@ st.title("Train the network")
 st.caption("The tutorial's steps 3 and 4: a classification cross-entropy loss, SGD with momentum, "
            "and a loop over the data. Set the knobs, click Train, and watch the loss fall.")
 config = controls()
+if config is not None:
+    st.caption("The same run from a terminal:")
+    st.code(command_line(config), language="bash")
 train_button(config)
 current = current_job()
 live_view(current is not None and current.snapshot().active)

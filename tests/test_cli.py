@@ -20,7 +20,7 @@ def test_json_summary_and_exit_0(tmp_path):
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["status"] == "finished" and summary["steps"] == 30
-    assert summary["images_seen"] == 30 * 32 and summary["images_per_second"] > 0
+    assert summary["images_seen"] == 30 * 128 and summary["images_per_second"] > 0
     assert set(summary["per_class_accuracy"]) >= {"circle", "square"} and 0 <= summary["test_accuracy"] <= 1
     assert summary["device"] == "cpu" and os.path.isdir(summary["run_dir"])
     assert "Traceback" not in r.stderr and "step 30/30" in r.stderr

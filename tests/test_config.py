@@ -54,3 +54,15 @@ def test_round_trip_and_log_interval():
     assert TrainConfig(batch_size=4).steps_per_log(10**6) == 500  # never more than 2000 images a point
     assert TrainConfig(log_interval=7).steps_per_log(100) == 7
     assert TrainConfig(batch_size=4096).steps_per_log(13) == 1
+
+
+def test_command_line_reproduces_the_config():
+    from core.cli import build_parser, config_from_args
+    from core.config import command_line
+
+    c = TrainConfig(dataset="folder:/data/my images", lr=0.02, batch_size=64, conv_width=12, schedule="one-cycle")
+    text = command_line(c)
+    assert text.startswith("python -m core.train --dataset 'folder:/data/my images'") and "--width 12" in text
+    import shlex
+    args = build_parser().parse_args(shlex.split(text)[3:])
+    assert config_from_args(args) == c
