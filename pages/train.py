@@ -142,25 +142,7 @@ def time_left(snap) -> str:
     return f" · about {int(seconds // 60)}:{int(seconds % 60):02d} left"
 
 
-@st.fragment(run_every=0.5)
-def live_view(was_active: bool) -> None:
-    """Redrawn twice a second from a snapshot of the job's log; training never waits for it."""
-    job = current_job()
-    if job is None:
-        st.info("Choose the settings above and click **Train**. The running loss will appear here as it falls.")
-        return
-    snap = job.snapshot()
-    st.markdown(f"Status: {describe(snap)}")
-
-    pause_col, stop_col, _ = st.columns([1, 1, 4])
-    if snap.status == "paused":
-        if pause_col.button("Resume"):
-            job.resume()
-    elif pause_col.button("Pause", disabled=snap.status not in ("running", "starting")):
-        job.pause()
-    if stop_col.button("Stop", disabled=not snap.active):
-        job.stop()
-
+def notices(snap) -> None:
     if snap.progress and not snap.start and snap.active:
         st.progress(snap.progress["fraction"], text=snap.progress["message"])
     if snap.status == "failed":
@@ -172,6 +154,28 @@ def live_view(was_active: bool) -> None:
     elif snap.status == "stopped":
         st.info(f"Stopped: the history so far is kept ({snap.run_dir or 'no run directory'}).")
 
+
+@st.fragment(run_every=0.5)
+def live_view(was_active: bool) -> None:
+    """Redrawn twice a second from a snapshot of the job's log; training never waits for it."""
+    job = current_job()
+    if job is None:
+        st.info("Choose the settings above and click **Train**. The running loss will appear here as it falls.")
+        return
+    snap = job.snapshot()
+    # Every element below keeps its place from one redraw to the next (messages go into a container
+    # that is always there), so the browser updates the charts in place instead of rebuilding them.
+    st.markdown(f"Status: {describe(snap)}")
+    pause_col, stop_col, _ = st.columns([1, 1, 4])
+    if snap.status == "paused":
+        if pause_col.button("Resume"):
+            job.resume()
+    elif pause_col.button("Pause", disabled=snap.status not in ("running", "starting")):
+        job.pause()
+    if stop_col.button("Stop", disabled=not snap.active):
+        job.stop()
+    with st.container():
+        notices(snap)
     if snap.start:
         last = snap.last_loss
         st.progress(snap.fraction_done, text=(f"epoch {last.get('epoch', 1)} of {snap.config.epochs} · step "

@@ -1,0 +1,138 @@
+"""End to end in a real browser: Debian's Chromium driven by Playwright against a real server.
+
+Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from core.data import load_dataset
+
+    home = tmp_path_factory.mktemp("dashboard")
+    load_dataset("shapes", home / "data")  # the dataset is cached, as after a first use
+    port = free_port()
+    env = {**os.environ, "CNN_DASHBOARD_DATA": str(home / "data"), "CNN_DASHBOARD_RUNS": str(home / "runs"),
+           "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=ROOT, env=env,
+                            stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("the dashboard did not start:\n" + (home / "server.log").read_text()[-3000:])
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
+                                                               "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    pg.goto(server)
+    pg.get_by_role("heading", name="Train a CNN live").wait_for()
+    yield pg
+    context.close()
+
+
+CHART_POINTS = """title => {
+  const g = [...document.querySelectorAll('.js-plotly-plot')]
+      .filter(g => g.layout && g.layout.title && (g.layout.title.text || '').includes(title));
+  return g.length ? g[g.length - 1].data.map(t => (t.x || []).length) : null;
+}"""
+
+
+def chart_points(pg, title):
+    return pg.evaluate(CHART_POINTS, title)
+
+
+def open_page(pg, name):
+    pg.get_by_role("link", name=name, exact=True).click()
+
+
+def choose(pg, label, option):
+    pg.get_by_label(label).click()
+    pg.get_by_role("option", name=option, exact=True).click()
+
+
+def set_slider(pg, label, value: str, key="ArrowLeft"):
+    slider = pg.get_by_role("slider", name=label)
+    for _ in range(200):
+        if slider.get_attribute("aria-valuetext") == value or slider.get_attribute("aria-valuenow") == value:
+            return
+        slider.press(key)
+    raise AssertionError(f"could not set {label} to {value}")
+
+
+def status_text(pg) -> str:
+    return pg.get_by_text("Status:").first.inner_text()
+
+
+def train_shapes(pg, epochs="1"):
+    open_page(pg, "Train")
+    choose(pg, "Dataset", "Shapes (offline)")
+    set_slider(pg, "Epochs", epochs)
+    pg.get_by_role("button", name="Train", exact=True).click()
+
+
+def test_training_streams_the_running_loss_live(page):
+    train_shapes(page)
+    seen = []  # point counts of the Running loss chart while the job runs
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        points = chart_points(page, "Running loss")
+        status = status_text(page)
+        if points and "running" in status:
+            seen.append(points[0])
+        if "finished" in status:
+            break
+        time.sleep(0.25)
+    assert "finished" in status_text(page), status_text(page)
+    distinct = sorted(set(seen))
+    assert len(distinct) >= 3, f"the chart did not grow while training ran: {seen}"
+    assert seen == sorted(seen)  # it only grows
+    page.wait_for_function(f"() => ({CHART_POINTS})('Running loss')[0] >= 10")
+    accuracy = page.locator('[data-testid="stMetric"]', has_text="Test accuracy")
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetric]')]"
+                           ".some(m => m.innerText.includes('Test accuracy') && m.innerText.includes('%'))")
+    assert "%" in accuracy.inner_text()
+    assert chart_points(page, "Test accuracy")[0] == 1  # one point per epoch
