@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-FIELDS = ("dataset", "data_dir", "epochs", "lr", "momentum", "nesterov", "schedule", "batch_size", "conv_width", "conv2_width", "device",
+FIELDS = ("dataset", "data_dir", "epochs", "lr", "momentum", "nesterov", "schedule", "batch_size", "conv_width",
+          "conv2_width", "device",
           "seed", "threads", "log_interval", "max_steps", "target_accuracy")
 
 

@@ -35,3 +35,80 @@ def summarize(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> d
                 per_class_correct=correct.tolist(),
                 per_class_total=per_class_total.tolist(),
                 confusion=confusion.tolist())
+
+
+# -- choosing what to show ---------------------------------------------------------------------
+
+def select_examples(labels: torch.Tensor, predicted: torch.Tensor, count: int, seed: int = 0,
+                    only_mistakes: bool = False, true_class: int | None = None,
+                    predicted_class: int | None = None) -> torch.Tensor:
+    """Indices of up to `count` test images matching the filters, in a seeded random order."""
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    if only_mistakes:
+        keep &= predicted != labels
+    if true_class is not None:
+        keep &= labels == true_class
+    if predicted_class is not None:
+        keep &= predicted == predicted_class
+    candidates = keep.nonzero().squeeze(1)
+    order = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))
+    return candidates[order[:count]]
+
+
+def top_losses(probs: torch.Tensor, labels: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of the wrong predictions the network was most confident about (largest loss first)."""
+    loss = -torch.log(probs[torch.arange(len(labels)), labels].clamp(min=1e-12))
+    wrong = probs.argmax(1) != labels
+    loss = torch.where(wrong, loss, torch.full_like(loss, -1.0))
+    order = torch.argsort(loss, descending=True)
+    return order[: min(count, int(wrong.sum()))]
+
+
+def caption(classes: list[str], true: int, probs: torch.Tensor) -> str:
+    """'true: cat' / 'pred: dog 87%'."""
+    guess = int(probs.argmax())
+    return f"true: {classes[true]}\npred: {classes[guess]} {float(probs[guess]):.0%}"
+
+
+# -- a user's own image ------------------------------------------------------------------------------
+
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 40_000_000
+
+
+class UploadError(ValueError):
+    """An uploaded file cannot be used; the message says why."""
+
+
+def prepare_upload(data: bytes, image_size: int, channels: int) -> torch.Tensor:
+    """A PNG/JPEG file -> uint8 (1, C, S, S) as the network sees it (centre-cropped square, resized)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UploadError(f"the file is {len(data) / 1e6:.1f} MB; please upload an image under "
+                          f"{MAX_UPLOAD_BYTES // 1024 // 1024} MB")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            if probe.format not in ("PNG", "JPEG"):
+                raise UploadError(f"the file is a {probe.format or 'unknown'} image; please upload a PNG or JPEG")
+            if probe.width * probe.height > MAX_UPLOAD_PIXELS:
+                raise UploadError(f"the image is {probe.width}x{probe.height} pixels, too large to open safely")
+            probe.verify()
+        with Image.open(io.BytesIO(data)) as img:
+            img = img.convert("RGB" if channels == 3 else "L")
+            side = min(img.size)
+            left, top = (img.width - side) // 2, (img.height - side) // 2
+            img = img.crop((left, top, left + side, top + side)).resize((image_size, image_size), Image.BILINEAR)
+            pixels = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    except UploadError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UploadError(f"the file is not a readable PNG or JPEG image ({exc})") from None
+    return pixels.view(image_size, image_size, channels).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def predict(model: nn.Module, images: torch.Tensor, normalize: Normalizer) -> torch.Tensor:
+    """Class probabilities for uint8 images."""
+    return torch.softmax(infer(model, images, normalize), 1)

@@ -54,15 +54,34 @@ def _run_job(task: dict, events, stop, pause) -> None:
             last_progress[0] = now
             events.put({"type": "progress", "message": message, "fraction": float(fraction)})
 
+    from core.speed import SpeedError
+
     try:
+        if task.get("kind") == "speed":
+            _run_sweep(task["spec"], events, stop)
+            return
         config = TrainConfig.from_dict(task["config"])
         for event in run_training(config, Control(stop, pause), progress, runs_root=task["runs_root"]):
             events.put(event)
-    except (ConfigError, DatasetError, DeviceError) as exc:
+    except (ConfigError, DatasetError, DeviceError, SpeedError) as exc:
         events.put({"type": "end", "status": "failed", "message": str(exc), "bad_input": True})
     except Exception as exc:  # noqa: BLE001 - reported to the user as the job's message
         events.put({"type": "end", "status": "failed", "message": _describe(exc),
                     "traceback": traceback.format_exc(limit=8)})
+
+
+def _run_sweep(spec: dict, events, stop) -> None:
+    from core.speed import SweepSpec, sweep
+
+    spec = SweepSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+    total = len(spec.combinations())
+    events.put({"type": "start", "total_steps": total, "wall": time.time()})
+    done = 0
+    for row in sweep(spec, stop=stop.is_set):
+        done += 1
+        events.put({"type": "speed_row", "index": done, **row})
+    status = "stopped" if done < total else "finished"
+    events.put({"type": "end", "status": status, "message": f"{done} of {total} measurements", "wall": time.time()})
 
 
 def _describe(exc: BaseException) -> str:
@@ -149,6 +168,7 @@ class Snapshot:
     progress: dict
     run_dir: str | None
     created: float
+    rows: list[dict] = field(default_factory=list)  # speed-sweep measurements
 
     @property
     def active(self) -> bool:
@@ -161,14 +181,16 @@ class Snapshot:
     @property
     def fraction_done(self) -> float:
         total = self.start.get("total_steps") or 0
-        return min(1.0, self.last_loss.get("step", 0) / total) if total else 0.0
+        done = len(self.rows) if self.rows else self.last_loss.get("step", 0)
+        return min(1.0, done / total) if total else 0.0
 
 
 @dataclass
 class Job:
     id: int
-    config: TrainConfig
+    config: Any  # TrainConfig for training, SweepSpec for a speed sweep
     owner: str = ""
+    kind: str = "train"
     status: str = "waiting"
     message: str = ""
     created: float = field(default_factory=time.time)
@@ -221,7 +243,7 @@ class Job:
         place = self._manager.place(self) if status == "waiting" and self._manager else 0
         return Snapshot(self.id, status, message, self.config, place, start,
                         [e for e in events if e["type"] == "loss"], [e for e in events if e["type"] == "epoch"],
-                        end, progress, self.run_dir, self.created)
+                        end, progress, self.run_dir, self.created, [e for e in events if e["type"] == "speed_row"])
 
     def _record(self, event: dict) -> None:
         with self._lock:
@@ -229,7 +251,7 @@ class Job:
             kind = event["type"]
             if event.get("run_dir"):
                 self.run_dir = event["run_dir"]
-            if kind in ("start", "resumed") or (kind == "loss" and self.status == "starting"):
+            if kind in ("start", "resumed") or (kind in ("loss", "speed_row") and self.status == "starting"):
                 self.status = "running"
             elif kind == "paused":
                 self.status = "paused"
@@ -258,10 +280,13 @@ class JobManager:
         if self.keep_spare:
             threading.Thread(target=self._warm_spare, daemon=True).start()
 
-    def start(self, config: TrainConfig, owner: str = "") -> Job:
-        """Queue a job and return its handle at once; it starts as soon as the limit allows."""
+    def start(self, config, owner: str = "", kind: str = "train") -> Job:
+        """Queue a job (training, or kind="speed" with a SweepSpec) and return its handle at once.
+
+        It starts as soon as the server-wide limit allows.
+        """
         with self._lock:
-            job = Job(next(self._ids), config, owner, _manager=self)
+            job = Job(next(self._ids), config, owner, kind, _manager=self)
             self._jobs[job.id] = job
             self._pending.append(job)
         self._schedule()
@@ -296,10 +321,17 @@ class JobManager:
                 job = self._pending.pop(0)
                 job.status = "starting"
                 job._worker = self._take_worker()
-                job._worker.tasks.put({"config": job.config.to_dict(), "runs_root": self.runs_root})
+                job._worker.tasks.put(self._task(job))
                 threading.Thread(target=self._follow, args=(job,), daemon=True, name=f"job-{job.id}").start()
         if self.keep_spare:
             threading.Thread(target=self._warm_spare, daemon=True).start()
+
+    def _task(self, job: Job) -> dict:
+        if job.kind == "speed":
+            from dataclasses import asdict
+
+            return {"kind": "speed", "spec": asdict(job.config)}
+        return {"kind": "train", "config": job.config.to_dict(), "runs_root": self.runs_root}
 
     def _take_worker(self) -> _Worker:
         spare, self._spare = self._spare, None

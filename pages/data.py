@@ -1,4 +1,54 @@
-import streamlit as st
+"""Data: the tutorial's step 1, load and normalize the training and test images."""
 
-st.title("Data")
-st.info("This page is being built.")
+import streamlit as st
+import torch
+
+from core.data import Normalizer
+from core.figures import class_count_figure, image_grid, pixel_histogram_figure
+from ui.common import dataset_for, remember
+
+DATASETS = {"Shapes (offline)": "shapes", "CIFAR-10": "cifar10", "MNIST": "mnist", "Fashion-MNIST": "fashion-mnist",
+            "Image folder": "folder"}
+
+st.title("The data")
+st.caption("The tutorial's step 1: load the training and test images and normalize them.")
+remember(["data_dataset", "data_folder"])
+choice = st.selectbox("Dataset", list(DATASETS), key="data_dataset")
+name = DATASETS[choice]
+if name == "folder":
+    folder = st.text_input("Folder path", key="data_folder")
+    if not folder.strip():
+        st.info("Enter the path of a folder with train/ and test/ sub-folders, one sub-folder per class.")
+        st.stop()
+    name = f"folder:{folder.strip()}"
+data = dataset_for(name)
+if data is None:
+    st.info("No network? Choose **Shapes (offline)**: it is generated on this machine.")
+    st.stop()
+
+st.markdown(f"**{len(data.train_labels):,} training** and **{len(data.test_labels):,} test** images of "
+            f"{data.channels}x{data.image_size}x{data.image_size} pixels in **{data.num_classes} classes**.")
+
+st.header("Training images by class")
+per_class = st.slider("Images per class", 4, 16, 8)
+rows = []
+for k in range(data.num_classes):
+    rows.append((data.train_labels == k).nonzero().squeeze(1)[:per_class])
+chosen = torch.cat(rows)
+st.image(image_grid(data.train_images[chosen], [data.classes[int(data.train_labels[i])] for i in chosen],
+                    columns=per_class, scale=3, caption_lines=1))
+
+train_counts = torch.bincount(data.train_labels, minlength=data.num_classes).tolist()
+test_counts = torch.bincount(data.test_labels, minlength=data.num_classes).tolist()
+st.plotly_chart(class_count_figure(data.classes, train_counts, test_counts), key="class_counts")
+
+st.header("Normalization")
+st.markdown(
+    "The tutorial turns each image into a tensor with `transforms.ToTensor()`, which scales the pixel values "
+    "from 0..255 to **0..1**, then applies `transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))`, which "
+    "computes **(x − 0.5) / 0.5** for every channel: the values now run from **−1 to 1**, centred on 0. "
+    "Inputs centred on zero keep the first layer's outputs in a good range, which helps SGD learn. "
+    "Here the images stay as bytes in memory and are normalized a batch at a time, just before the network.")
+sample = data.train_images[:200]
+st.plotly_chart(pixel_histogram_figure(sample.float() / 255, Normalizer(data.mean, data.std)(sample)),
+                key="pixel_histogram")

@@ -4,7 +4,6 @@ Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
 """
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +15,8 @@ import pytest
 from tests.conftest import ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
 
 
@@ -136,3 +136,35 @@ def test_training_streams_the_running_loss_live(page):
                            ".some(m => m.innerText.includes('Test accuracy') && m.innerText.includes('%'))")
     assert "%" in accuracy.inner_text()
     assert chart_points(page, "Test accuracy")[0] == 1  # one point per epoch
+
+
+
+def test_results_and_network_pages_show_what_was_learned(page):
+    train_shapes(page)
+    page.wait_for_function("() => [...document.querySelectorAll('p')].some(p => p.innerText.includes('Status:') "
+                           "&& p.innerText.includes('finished'))", timeout=120_000)
+    open_page(page, "Results")
+    page.get_by_role("heading", name="Ground truth vs prediction").wait_for()
+    page.locator('[data-testid="stImage"] img').first.wait_for()
+    assert page.locator('[data-testid="stImage"] img').first.evaluate("img => img.naturalWidth") > 100
+    page.wait_for_function(f"() => ({CHART_POINTS})('Per-class accuracy') !== null")
+    assert chart_points(page, "Per-class accuracy") == [10]
+
+    open_page(page, "Network")
+    conv1 = page.locator("tr", has_text="Conv2d(3,").first
+    conv1.wait_for()
+    assert "6x28x28" in conv1.inner_text()
+    set_slider(page, "Conv width", "12", key="ArrowRight")
+    page.wait_for_function("() => [...document.querySelectorAll('tr')].some(r => r.innerText.includes('conv1') "
+                           "&& r.innerText.includes('12x28x28'))")
+    assert "12x28x28" in page.locator("tr", has_text="Conv2d(3,").first.inner_text()
+
+
+def test_speed_lab_sweep_draws_a_point_per_width(page):
+    open_page(page, "Speed")
+    page.get_by_role("heading", name="Sweep: images per second by width").wait_for()
+    set_slider(page, "Timed steps per point", "3")
+    page.get_by_role("button", name="Run sweep").click()
+    page.wait_for_function(f"() => {{ const p = ({CHART_POINTS})('Training speed'); "
+                           "return p !== null && p.some(n => n === 6); }", timeout=180_000)
+    assert 6 in chart_points(page, "Training speed")  # 6, 16, 32, 64, 128, 256

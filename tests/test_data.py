@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.data import (Normalizer, DatasetError, load_dataset, make_shapes, shuffled_batches, unnormalize)
+from core.data import DatasetError, Normalizer, load_dataset, make_shapes, shuffled_batches, unnormalize
 from tests.conftest import write_image_folder
 
 

@@ -108,3 +108,12 @@ def test_process_worker_crash_fails_only_that_job(tmp_path, shapes_dir):
         wait_for(lambda: after.status == "finished")
     finally:
         m.shutdown()
+
+
+def test_a_speed_sweep_runs_as_a_job_and_streams_rows(manager):
+    from core.speed import SweepSpec
+
+    job = manager.start(SweepSpec(widths=(2, 4, 6), batch_sizes=(4,), threads=(1,), steps=2, warmup=1), kind="speed")
+    wait_for(lambda: job.status == "finished")
+    snap = job.snapshot()
+    assert [r["width"] for r in snap.rows] == [2, 4, 6] and snap.fraction_done == 1.0

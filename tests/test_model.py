@@ -43,3 +43,38 @@ def test_layer_table_shows_the_tutorial_arithmetic():
 def test_too_small_images_are_a_clear_error():
     with pytest.raises(ValueError, match="at least 16x16"):
         Net(ModelArgs(image_size=12))
+
+
+def test_uploads_are_checked_and_prepared_as_the_network_sees_them():
+    import io
+
+    from PIL import Image
+
+    from core.evaluate import MAX_UPLOAD_BYTES, UploadError, prepare_upload
+
+    buf = io.BytesIO()
+    Image.new("RGB", (200, 100), (255, 0, 0)).save(buf, "PNG")
+    image = prepare_upload(buf.getvalue(), 32, 3)
+    assert image.shape == (1, 3, 32, 32) and image[0, :, 5, 5].tolist() == [255, 0, 0]
+    assert prepare_upload(buf.getvalue(), 28, 1).shape == (1, 1, 28, 28)
+    gif = io.BytesIO()
+    Image.new("RGB", (10, 10)).save(gif, "GIF")
+    for data, message in ((b"not an image", "not a readable PNG or JPEG"), (gif.getvalue(), "PNG or JPEG"),
+                          (b"\x89PNG" + bytes(MAX_UPLOAD_BYTES), "under 8 MB"),
+                          (buf.getvalue()[:60], "not a readable")):
+        with pytest.raises(UploadError, match=message):
+            prepare_upload(data, 32, 3)
+
+
+def test_selection_of_examples_and_top_losses():
+    from core.evaluate import select_examples, top_losses
+
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    predicted = torch.tensor([0, 2, 2, 1, 1, 0])
+    assert sorted(select_examples(labels, predicted, 10, only_mistakes=True).tolist()) == [1, 3, 5]
+    assert select_examples(labels, predicted, 10, true_class=2, predicted_class=0).tolist() == [5]
+    assert len(select_examples(labels, predicted, 2)) == 2
+    assert torch.equal(select_examples(labels, predicted, 3, seed=4), select_examples(labels, predicted, 3, seed=4))
+    probs = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.2, 0.7], [0.1, 0.1, 0.8], [0.4, 0.6, 0.0], [0.1, 0.8, 0.1],
+                          [0.99, 0.0, 0.01]])
+    assert top_losses(probs, labels, 10).tolist() == [5, 1, 3]  # most confident mistakes first, mistakes only

@@ -100,3 +100,84 @@ def test_second_train_asks_before_starting_another(app_env):
     next(b for b in at.button if b.label == "Keep the running job").click().run()
     assert len(app_env.jobs()) == 1 and app_env.jobs()[0].status == "running"
     app_env.jobs()[0].stop()
+
+
+# -- pages that show finished work ------------------------------------------------------------------
+
+@pytest.fixture
+def finished_run(app_env, tmp_path, small_shapes):
+    """One finished Shapes run on disk, trained by the real engine; the cache holds the same small set."""
+    from core.config import TrainConfig
+    from core.data import _write_cache
+    from core.train import run_training
+
+    small_shapes.name = "shapes"
+    _write_cache(tmp_path / "data" / "cache" / "shapes.pt", small_shapes)
+    config = TrainConfig(dataset="shapes", data_dir=str(tmp_path / "data"), epochs=2, batch_size=16, lr=0.02)
+    events = list(run_training(config, runs_root=app_env.runs_root, dataset=small_shapes))
+    return events[-1]["run_dir"]
+
+
+def plotly_specs(at: AppTest) -> list[dict]:
+    import json
+
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def test_results_page_shows_the_grid_per_class_and_confusion(finished_run):
+    at = page("results").run()
+    assert not at.exception, at.exception
+    assert len(at.get("imgs")) >= 2  # prediction grid and top losses
+    specs = {s["layout"]["title"]["text"]: s for s in plotly_specs(at)}
+    bars = specs["Per-class accuracy"]["data"][0]
+    assert bars["type"] == "bar" and len(bars["x"]) == 10
+    assert specs["Confusion matrix"]["data"][0]["type"] == "heatmap"
+    at.checkbox[0].check().run()  # Only mistakes
+    assert not at.exception
+    at.slider(label="Epoch").set_value(1).run()  # replay the first epoch
+    assert not at.exception
+
+
+def test_results_page_reports_a_damaged_run(app_env, finished_run):
+    import os
+
+    damaged = os.path.join(app_env.runs_root, "99999999-999999-shapes-dead")
+    os.makedirs(damaged)
+    open(os.path.join(damaged, "config.json"), "w").write("{broken")
+    at = page("results").run()
+    at.selectbox(key="results_run").set_value("99999999-999999-shapes-dead").run()
+    assert not at.exception and any("cannot be shown" in e.value for e in at.error)
+
+
+def test_network_page_follows_the_conv_width(finished_run):
+    at = page("network").run()
+    assert not at.exception, at.exception
+    table = at.table[0].value
+    assert table.loc["conv1", "Output shape"] == "6x28x28" and table.loc["flatten", "Output shape"] == "400"
+    assert any("62,006 parameters" in m.value for m in at.markdown)
+    at.slider(key="network_conv_width").set_value(12).run()
+    table = at.table[0].value
+    assert table.loc["conv1", "Output shape"] == "12x28x28" and table.loc["pool1", "Output shape"] == "12x14x14"
+    assert len(at.get("imgs")) >= 2  # filters and feature maps of the finished run
+
+
+def test_data_page_shows_images_counts_and_normalization(app_env):
+    at = page("data").run()
+    assert not at.exception, at.exception
+    titles = [s["layout"]["title"]["text"] for s in plotly_specs(at)]
+    assert "Images per class" in titles and "Pixel values before and after normalization" in titles
+    assert len(at.get("imgs")) == 1
+
+
+def test_speed_page_runs_a_sweep(app_env):
+    at = page("speed").run()
+    at.multiselect(key="speed_widths").set_value([6, 16]).run()
+    at.multiselect(key="speed_batches").set_value([4]).run()
+    at.slider(key="speed_steps").set_value(3).run()
+    next(b for b in at.button if b.label == "Run sweep").click().run()
+    (job,) = app_env.jobs()
+    wait_for(lambda: job.status == "finished")
+    at.run()
+    assert not at.exception, at.exception
+    chart = next(s for s in plotly_specs(at) if s["layout"]["title"]["text"] == "Training speed")
+    assert all(list(t["x"]) == [6, 16] for t in chart["data"])

@@ -103,3 +103,62 @@ def remember(keys: list[str]) -> None:
     for key in keys:
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
+
+
+# -- cached loads (shared by all sessions; invalidated by file modification time) ------------------
+
+@st.cache_resource(show_spinner="Loading the dataset (cached after the first time) ...", max_entries=4)
+def _dataset(name: str, directory: str):
+    from core.data import load_dataset
+
+    return load_dataset(name, directory)
+
+
+def dataset_for(name: str, directory: str | None = None):
+    """The dataset, or None with the reason shown (no network, missing folder, ...)."""
+    from core.data import DatasetError
+
+    try:
+        return _dataset(name, directory or data_dir())
+    except DatasetError as exc:
+        st.error(f"The dataset cannot be loaded: {exc}")
+        return None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(max_entries=8)
+def _model(run_path: str, mtime: float):
+    return runs_mod.load_model(run_path)
+
+
+@st.cache_resource(max_entries=8)
+def _predictions(run_path: str, mtime: float):
+    return runs_mod.load_predictions(run_path)
+
+
+def model_for(run: runs_mod.RunInfo):
+    """The run's latest checkpoint as a network, or None with the reason shown."""
+    try:
+        return _model(str(run.path), _mtime(run.path / "checkpoint.pt"))
+    except runs_mod.RunError as exc:
+        st.warning(str(exc))
+        return None
+
+
+def predictions_for(run: runs_mod.RunInfo):
+    try:
+        return _predictions(str(run.path), _mtime(run.path / "predictions.pt"))
+    except runs_mod.RunError as exc:
+        st.warning(str(exc))
+        return None
+
+
+def no_runs_yet() -> None:
+    st.info("There is no training run yet. Train the network first; this page then shows what it learned.")
+    st.page_link("pages/train.py", label="Go to the Train page", icon="🏋️")

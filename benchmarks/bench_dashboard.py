@@ -1,0 +1,154 @@
+"""Training inside the dashboard (live charts open in a real browser) against the same config headless.
+
+    python benchmarks/bench_dashboard.py [--work /tmp/cifar10-bench] [--epochs 1]
+
+Side by side in one run, on CIFAR-10 from ../shared, CPU: for batch 4 and batch 64 it runs
+`python -m core.train` headless, then the same settings from the Train page with the charts open,
+and compares the images/s each run recorded. It also times the first loss point after clicking
+Train (dataset cached), and trains from four browser sessions at once.
+Needs Debian's chromium and playwright (see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import cifar10_folder, run_cli  # noqa: E402
+from tests.test_browser import CHART_POINTS, choose, open_page, set_slider  # noqa: E402
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def start_server(data: Path, runs: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CNN_DASHBOARD_DATA": str(data), "CNN_DASHBOARD_RUNS": str(runs), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    sys.exit("error: the dashboard did not start")
+
+
+def newest_summary(runs: Path, after: set[str]) -> dict:
+    for _ in range(600):
+        new = [p for p in runs.iterdir() if p.name not in after and (p / "summary.json").exists()]
+        if new:
+            return json.loads((new[0] / "summary.json").read_text())
+        time.sleep(0.5)
+    sys.exit("error: the dashboard run did not finish")
+
+
+def train_in_browser(browser, url: str, dataset: str, folder: str, batch: int, epochs: int, runs: Path) -> dict:
+    before = {p.name for p in runs.iterdir()} if runs.exists() else set()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_role("heading", name="Train a CNN live").wait_for(timeout=60_000)
+    open_page(page, "Train")
+    choose(page, "Dataset", dataset)
+    if folder:
+        page.get_by_label("Folder path").fill(folder)
+        page.get_by_label("Folder path").press("Enter")
+    set_slider(page, "Epochs", str(epochs))
+    set_slider(page, "Batch size", str(batch), key="ArrowRight" if batch > 4 else "ArrowLeft")
+    time.sleep(1.0)
+    clicked = time.perf_counter()
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.wait_for_function(f"() => {{ const p = ({CHART_POINTS})('Running loss'); return p && p[0] > 0; }}",
+                           timeout=120_000)
+    first_point = time.perf_counter() - clicked
+    runs.mkdir(parents=True, exist_ok=True)
+    summary = newest_summary(runs, before)  # the page stays open, its charts redrawing, until the end
+    page.close()
+    return dict(summary, first_point_seconds=first_point)
+
+
+def many_sessions(browser, url: str, sessions: int = 4) -> dict:
+    pages = []
+    for _ in range(sessions):
+        page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+        page.goto(url)
+        page.get_by_role("heading", name="Train a CNN live").wait_for(timeout=60_000)
+        open_page(page, "Train")
+        choose(page, "Dataset", "Shapes (offline)")
+        set_slider(page, "Epochs", "1")
+        page.get_by_role("button", name="Train", exact=True).click()
+        pages.append(page)
+    statuses, waits, worst_switch = {}, set(), 0.0
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        for i, page in enumerate(pages):
+            text = page.get_by_text("Status:").first.inner_text()
+            statuses[i] = text
+            if "waiting" in text:
+                waits.add(i)
+        started = time.perf_counter()  # responsiveness: a page switch and back while others train
+        open_page(pages[0], "Network")
+        pages[0].get_by_role("heading", name="The network, layer by layer").wait_for()
+        open_page(pages[0], "Train")
+        pages[0].get_by_text("Status:").first.wait_for()
+        worst_switch = max(worst_switch, time.perf_counter() - started)
+        if all(any(w in s for w in ("finished", "failed", "diverged", "stopped")) for s in statuses.values()):
+            break
+        time.sleep(0.5)
+    return dict(statuses=statuses, sessions_that_waited=len(waits), worst_page_switch_seconds=worst_switch,
+                all_finished=all("finished" in s for s in statuses.values()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default="/tmp/cifar10-bench")
+    parser.add_argument("--epochs", type=int, default=1)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    work = Path(args.work)
+    folder = cifar10_folder(work)
+    data, runs = work / "dash-data", work / "dash-runs"
+    common = ["--dataset", f"folder:{folder}", "--data-dir", str(data), "--runs-dir", str(work / "runs")]
+    run_cli(*common, "--max-steps", "1")  # build the cache once
+    proc, url = start_server(data, runs)
+    results = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            for batch in (4, 64):
+                headless, _ = run_cli(*common, "--epochs", str(args.epochs), "--batch-size", str(batch))
+                dash = train_in_browser(browser, url, "Image folder", str(folder), batch, args.epochs, runs)
+                ratio = dash["images_per_second"] / headless["images_per_second"]
+                results.append(dict(batch=batch, headless=headless["images_per_second"],
+                                    dashboard=dash["images_per_second"], ratio=ratio,
+                                    first_point_seconds=dash["first_point_seconds"]))
+                print(f"batch {batch:3d}: headless {headless['images_per_second']:8,.0f} img/s, dashboard "
+                      f"{dash['images_per_second']:8,.0f} img/s = {ratio:.1%} (target >= 90%); first loss point "
+                      f"{dash['first_point_seconds']:.1f} s after clicking Train (target <= 3 s)", flush=True)
+            crowd = many_sessions(browser, url)
+            print(f"4 sessions at once: all finished: {crowd['all_finished']}; {crowd['sessions_that_waited']} "
+                  f"waited for a slot; slowest page switch and back {crowd['worst_page_switch_seconds']:.1f} s")
+            browser.close()
+    finally:
+        proc.terminate()
+    print(json.dumps({"runs": results, "sessions": crowd}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from core.speed import SpeedError, SweepSpec, measure, sweep
+from tests.conftest import ROOT
+
+
+def test_a_measurement_is_well_formed():
+    row = measure("cpu", width=6, batch_size=8, threads=1, steps=3, warmup=2)
+    assert row["device"] == "cpu" and row["width"] == 6 and row["batch_size"] == 8 and row["threads"] == 1
+    assert row["images_per_second"] > 0 and row["step_ms"] > 0 and row["data_ms"] >= 0
+    assert row["images_per_second"] == pytest.approx(8 * 1000 / row["step_ms"])
+    assert row["parameters"] == 62006 and row["naive_images_per_second"] is None
+
+
+def test_warm_up_is_not_timed(monkeypatch):
+    """Make the first (warm-up) steps very slow: the timed figure must not see them."""
+    import core.speed
+
+    calls = {"n": 0}
+    real = core.speed.Net.forward
+
+    def slow_first(self, x):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            import time
+            time.sleep(0.3)
+        return real(self, x)
+
+    monkeypatch.setattr(core.speed.Net, "forward", slow_first)
+    row = measure("cpu", width=6, batch_size=4, threads=1, steps=5, warmup=2)
+    assert calls["n"] == 7 and row["step_ms"] < 300
+
+
+def test_threads_are_restored():
+    before = torch.get_num_threads()
+    measure("cpu", width=4, batch_size=4, threads=1, steps=1, warmup=0)
+    assert torch.get_num_threads() == before
+
+
+def test_sweep_yields_a_row_per_combination_and_can_stop():
+    spec = SweepSpec(devices=("cpu",), widths=(2, 4), batch_sizes=(4, 8), threads=(1, 2), steps=2, warmup=1)
+    rows = list(sweep(spec))
+    assert [(r["threads"], r["batch_size"], r["width"]) for r in rows] == [
+        (1, 4, 2), (1, 4, 4), (1, 8, 2), (1, 8, 4), (2, 4, 2), (2, 4, 4), (2, 8, 2), (2, 8, 4)]
+    assert len(list(sweep(spec, stop=lambda: True))) == 0
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(devices=("tpu",)), "unknown device"),
+    (dict(widths=(0,)), "widths must be whole numbers from 1"),
+    (dict(batch_sizes=(0,)), "batch sizes"),
+    (dict(steps=0), "steps"),
+    (dict(devices=()), "at least one device"),
+])
+def test_bad_sweeps_are_rejected_clearly(kw, message):
+    with pytest.raises(SpeedError, match=message):
+        SweepSpec(**kw)
+
+
+def test_a_device_that_is_not_present_is_rejected():
+    from core.train import available_devices
+
+    missing = next((d for d in ("cuda", "mps") if d not in available_devices()), None)
+    if missing is None:
+        pytest.skip("both CUDA and MPS are present")
+    with pytest.raises(SpeedError, match="not available on this machine"):
+        SweepSpec(devices=("cpu", missing))
+
+
+def test_cli_prints_one_json_object_per_row_and_rejects_bad_input():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "core.speed", *a], capture_output=True, text=True,  # noqa: E731
+                                    cwd=ROOT, env=env, timeout=120)
+    r = run("--devices", "cpu", "--widths", "6,12", "--batch-sizes", "4", "--steps", "2", "--warmup", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["width"] for row in rows] == [6, 12] and all(row["images_per_second"] > 0 for row in rows)
+    for args, message in ((["--widths", "0"], "widths must be"), (["--devices", "gpu"], "unknown device"),
+                          (["--widths", "six"], "whole numbers")):
+        r = run(*args)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
