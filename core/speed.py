@@ -23,7 +23,7 @@ import torch.nn as nn
 from core.config import TrainConfig
 from core.data import Normalizer
 from core.model import ModelArgs, Net
-from core.train import _make_optimizer, available_devices
+from core.train import _make_optimizer, available_devices, cpu_kernels
 
 MAX_WIDTH = 1024
 
@@ -92,6 +92,8 @@ def measure(device: str, width: int, batch_size: int, threads: int = 0, steps: i
     previous_threads = torch.get_num_threads()
     if dev.type == "cpu":
         torch.set_num_threads(threads)
+    kernels = cpu_kernels(dev, batch_size)
+    kernels.__enter__()
     try:
         torch.manual_seed(seed)
         model = Net(ModelArgs(channels, image_size, num_classes, width, conv2_width)).to(dev)
@@ -146,6 +148,7 @@ def measure(device: str, width: int, batch_size: int, threads: int = 0, steps: i
             _sync(dev)
             naive_seconds = time.perf_counter() - started
     finally:
+        kernels.__exit__(None, None, None)
         torch.set_num_threads(previous_threads)
     return dict(device=device, width=width, conv2_width=conv2_width, batch_size=batch_size,
                 threads=threads if dev.type == "cpu" else None, steps=steps, warmup=warmup,

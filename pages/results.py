@@ -51,7 +51,8 @@ st.header("Per-class accuracy")
 epochs = [e for e in run.epochs() if "per_class_correct" in e]
 if epochs:
     e1, e2 = st.columns([3, 1])
-    epoch = (e1.slider("Epoch", 1, len(epochs), len(epochs), help="Replay how each class improved.")
+    epoch = (e1.slider("Epoch", 1, len(epochs), len(epochs), key="results_epoch",
+                        help="Replay how each class improved.")
              if len(epochs) > 1 else 1)
     sort = e2.toggle("Sort by accuracy")
     row = epochs[epoch - 1]

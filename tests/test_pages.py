@@ -127,15 +127,17 @@ def plotly_specs(at: AppTest) -> list[dict]:
 def test_results_page_shows_the_grid_per_class_and_confusion(finished_run):
     at = page("results").run()
     assert not at.exception, at.exception
-    assert len(at.get("imgs")) >= 2  # prediction grid and top losses
+    assert len(at.get("image")) >= 2  # prediction grid and top losses
     specs = {s["layout"]["title"]["text"]: s for s in plotly_specs(at)}
     bars = specs["Per-class accuracy"]["data"][0]
     assert bars["type"] == "bar" and len(bars["x"]) == 10
     assert specs["Confusion matrix"]["data"][0]["type"] == "heatmap"
     at.checkbox[0].check().run()  # Only mistakes
     assert not at.exception
-    at.slider(label="Epoch").set_value(1).run()  # replay the first epoch
-    assert not at.exception
+    last = {s["layout"]["title"]["text"]: s for s in plotly_specs(at)}["Per-class accuracy"]["data"][0]["y"]
+    at.slider(key="results_epoch").set_value(1).run()  # replay the first epoch
+    first = {s["layout"]["title"]["text"]: s for s in plotly_specs(at)}["Per-class accuracy"]["data"][0]["y"]
+    assert not at.exception and first != last
 
 
 def test_results_page_reports_a_damaged_run(app_env, finished_run):
@@ -158,7 +160,7 @@ def test_network_page_follows_the_conv_width(finished_run):
     at.slider(key="network_conv_width").set_value(12).run()
     table = at.table[0].value
     assert table.loc["conv1", "Output shape"] == "12x28x28" and table.loc["pool1", "Output shape"] == "12x14x14"
-    assert len(at.get("imgs")) >= 2  # filters and feature maps of the finished run
+    assert len(at.get("image")) >= 2  # filters and feature maps of the finished run
 
 
 def test_data_page_shows_images_counts_and_normalization(app_env):
@@ -166,7 +168,7 @@ def test_data_page_shows_images_counts_and_normalization(app_env):
     assert not at.exception, at.exception
     titles = [s["layout"]["title"]["text"] for s in plotly_specs(at)]
     assert "Images per class" in titles and "Pixel values before and after normalization" in titles
-    assert len(at.get("imgs")) == 1
+    assert len(at.get("image")) == 1
 
 
 def test_speed_page_runs_a_sweep(app_env):

@@ -160,5 +160,5 @@ def predictions_for(run: runs_mod.RunInfo):
 
 
 def no_runs_yet() -> None:
-    st.info("There is no training run yet. Train the network first; this page then shows what it learned.")
-    st.page_link("pages/train.py", label="Go to the Train page", icon="🏋️")
+    st.info("There is no training run yet. Train the network on the **Train** page first (see the sidebar); "
+            "this page then shows what it learned.")
