@@ -196,8 +196,8 @@ def image_grid(images: torch.Tensor, captions: Sequence[str] = (), frames: Seque
                                                                                          Image.NEAREST)
         frame = frames[i] if i < len(frames) else None
         if frame is not None:
-            draw.rectangle([x0, y0, x0 + tile_w + 2 * pad - 1, y0 + tile_h + 2 * pad - 1],
-                           fill=RIGHT if frame else WRONG)
+            draw.rectangle([x0 + 1, y0 + 1, x0 + tile_w + 2 * pad - 2, y0 + tile_h + 2 * pad - 2],
+                           fill=RIGHT if frame else WRONG)  # a white line between neighbouring frames
         sheet.paste(tile, (x0 + pad, y0 + pad))
         if i < len(captions):
             for k, line in enumerate(str(captions[i]).split("\n")[:caption_lines]):

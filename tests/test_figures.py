@@ -88,8 +88,9 @@ def test_image_grid_enlarges_and_frames():
     sheet = image_grid(images, ["a", "b", "c"], [True, False, None], columns=3, scale=5)
     tile, pad = 20, 6
     assert sheet.width == 3 * (tile + 2 * pad)
-    assert sheet.getpixel((1, 1)) == (46, 125, 50)  # green frame
-    assert sheet.getpixel((tile + 2 * pad + 1, 1)) == (198, 40, 40)  # red frame
+    assert sheet.getpixel((2, 2)) == (46, 125, 50)  # green frame
+    assert sheet.getpixel((0, 0)) == (255, 255, 255)  # with a gap to its neighbour
+    assert sheet.getpixel((tile + 2 * pad + 2, 2)) == (198, 40, 40)  # red frame
     assert sheet.getpixel((tile + 2 * pad + pad + 3, pad + 3)) == (255, 255, 255)  # the white image, enlarged
     gray = image_grid(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), scale=2)
     assert gray.mode == "RGB"

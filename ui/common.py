@@ -73,7 +73,8 @@ def pick_run(key: str, label: str = "Run") -> runs_mod.RunInfo | None:
         return None
     job = current_job()
     names = [r.name for r in all_runs]
-    default = 0
+    # this session's run first, else the newest run that got somewhere (has predictions)
+    default = next((i for i, r in enumerate(all_runs) if (r.path / "predictions.pt").exists()), 0)
     if job is not None and job.run_dir and Path(job.run_dir).name in names:
         default = names.index(Path(job.run_dir).name)
     by_name = {r.name: r for r in all_runs}
