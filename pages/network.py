@@ -6,7 +6,7 @@ import streamlit as st
 from core.data import Normalizer
 from core.figures import feature_map_images, filter_images, image_grid
 from core.model import ModelArgs, layer_table
-from ui.common import dataset_for, model_for, pick_run, remember
+from ui.common import dataset_for, follow_running, model_for, pick_run, remember
 
 INPUTS = {"3x32x32 (CIFAR-10, Shapes)": (3, 32), "1x28x28 (MNIST, Fashion-MNIST)": (1, 28)}
 
@@ -45,6 +45,7 @@ run = pick_run("network_run", "Trained run")
 if run is None:
     st.info("Train a network first to see its learned filters and feature maps.")
     st.stop()
+follow_running(run)
 model = model_for(run)
 data = dataset_for(run.config.dataset, run.config.data_dir)
 if model is None or data is None:

@@ -5,7 +5,7 @@ import streamlit as st
 from core.data import Normalizer
 from core.evaluate import UploadError, caption, predict, prepare_upload, select_examples, top_losses
 from core.figures import confusion_figure, image_grid, per_class_figure, probability_figure
-from ui.common import dataset_for, model_for, no_runs_yet, pick_run, predictions_for
+from ui.common import dataset_for, follow_running, model_for, no_runs_yet, pick_run, predictions_for
 
 st.title("Results: what did the network learn?")
 st.caption("The tutorial's step 5: show test images the network has never seen, with its guesses.")
@@ -14,6 +14,7 @@ run = pick_run("results_run")
 if run is None:
     no_runs_yet()
     st.stop()
+follow_running(run)
 data = dataset_for(run.config.dataset, run.config.data_dir)
 pred = predictions_for(run)
 if data is None or pred is None:

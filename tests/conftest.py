@@ -48,6 +48,12 @@ def cifar10_folder(tmp_path_factory):
     return target / "cifar10"
 
 
+@pytest.fixture(scope="session")
+def cifar10_data_dir(tmp_path_factory):
+    """One dataset cache for every test that loads the real CIFAR-10 (decoding it takes ~20 s)."""
+    return tmp_path_factory.mktemp("cifar10-cache")
+
+
 def no_network(*args, **kwargs):
     import urllib.error
 

@@ -103,3 +103,14 @@ def test_mnist_like_single_channel_data_trains(small_shapes):
     events = list(train(cfg(max_steps=5), d))
     assert events[0]["channels"] == 1 and events[0]["image_size"] == 28 and events[-1]["status"] == "finished"
     assert torch.isfinite(torch.tensor(events[-1]["final_running_loss"]))
+
+
+def test_the_fast_preset_learns_real_cifar10(cifar10_folder, cifar10_data_dir):
+    """One epoch of the fast preset on the real CIFAR-10 copy lands far above chance."""
+    from core.config import preset
+    from core.data import load_dataset
+
+    data = load_dataset(f"folder:{cifar10_folder}", cifar10_data_dir)
+    end = list(train(preset("fast", dataset=f"folder:{cifar10_folder}", epochs=1), data))[-1]
+    assert end["status"] == "finished" and end["test_accuracy"] > 0.35
+    assert end["per_class_accuracy"]["airplane"] > 0

@@ -163,3 +163,18 @@ def predictions_for(run: runs_mod.RunInfo):
 def no_runs_yet() -> None:
     st.info("There is no training run yet. Train the network on the **Train** page first (see the sidebar); "
             "this page then shows what it learned.")
+
+
+def follow_running(run: runs_mod.RunInfo) -> None:
+    """While a run is still training, redraw the page when an epoch ends (a new predictions.pt appears)."""
+    if run.summary is not None:
+        return
+    seen = _mtime(run.path / "predictions.pt")
+
+    @st.fragment(run_every=2.0)
+    def watch() -> None:
+        if _mtime(run.path / "predictions.pt") != seen or (run.path / "summary.json").exists():
+            st.rerun(scope="app")
+        st.caption("This run is still training: the page updates at the end of each epoch.")
+
+    watch()
