@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import cifar10_folder, run_cli  # noqa: E402
-from tests.test_browser import CHART_POINTS, choose, open_page, set_slider  # noqa: E402
+from tests.test_browser import CHART_POINTS, choose, open_page, set_slider, wait_for_command  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -66,11 +66,16 @@ def train_in_browser(browser, url: str, dataset: str, folder: str, batch: int, e
     open_page(page, "Train")
     choose(page, "Dataset", dataset)
     if folder:
-        page.get_by_label("Folder path").fill(folder)
-        page.get_by_label("Folder path").press("Enter")
+        box = page.get_by_role("textbox", name="Folder path")
+        box.fill(folder)
+        box.press("Enter")
+    wait_for_command(page, "--dataset")
     set_slider(page, "Epochs", str(epochs))
+    wait_for_command(page, f"--epochs {epochs}" if epochs != 2 else "--dataset")
     set_slider(page, "Batch size", str(batch), key="ArrowRight" if batch > 4 else "ArrowLeft")
-    time.sleep(1.0)
+    wait_for_command(page, f"--batch-size {batch}" if batch != 4 else "--dataset")
+    if epochs != 2:
+        wait_for_command(page, f"--epochs {epochs}")
     clicked = time.perf_counter()
     page.get_by_role("button", name="Train", exact=True).click()
     page.wait_for_function(f"() => {{ const p = ({CHART_POINTS})('Running loss'); return p && p[0] > 0; }}",
@@ -91,6 +96,7 @@ def many_sessions(browser, url: str, sessions: int = 4) -> dict:
         open_page(page, "Train")
         choose(page, "Dataset", "Shapes (offline)")
         set_slider(page, "Epochs", "1")
+        wait_for_command(page, "--dataset shapes", "--epochs 1")
         page.get_by_role("button", name="Train", exact=True).click()
         pages.append(page)
     statuses, waits, worst_switch = {}, set(), 0.0
@@ -118,6 +124,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="/tmp/cifar10-bench")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batches", default="4,64", help="batch sizes to compare, e.g. 4,64")
+    parser.add_argument("--no-sessions", action="store_true", help="skip the four-sessions test")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -131,7 +139,7 @@ def main() -> None:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            for batch in (4, 64):
+            for batch in (int(b) for b in args.batches.split(",")):
                 headless, _ = run_cli(*common, "--epochs", str(args.epochs), "--batch-size", str(batch))
                 dash = train_in_browser(browser, url, "Image folder", str(folder), batch, args.epochs, runs)
                 ratio = dash["images_per_second"] / headless["images_per_second"]
@@ -141,9 +149,10 @@ def main() -> None:
                 print(f"batch {batch:3d}: headless {headless['images_per_second']:8,.0f} img/s, dashboard "
                       f"{dash['images_per_second']:8,.0f} img/s = {ratio:.1%} (target >= 90%); first loss point "
                       f"{dash['first_point_seconds']:.1f} s after clicking Train (target <= 3 s)", flush=True)
-            crowd = many_sessions(browser, url)
-            print(f"4 sessions at once: all finished: {crowd['all_finished']}; {crowd['sessions_that_waited']} "
-                  f"waited for a slot; slowest page switch and back {crowd['worst_page_switch_seconds']:.1f} s")
+            crowd = {} if args.no_sessions else many_sessions(browser, url)
+            if crowd:
+                print(f"4 sessions at once: all finished: {crowd['all_finished']}; {crowd['sessions_that_waited']} "
+                      f"waited for a slot; slowest page switch and back {crowd['worst_page_switch_seconds']:.1f} s")
             browser.close()
     finally:
         proc.terminate()

@@ -10,8 +10,25 @@ from PIL import Image, ImageDraw, ImageFont
 
 MAX_POINTS = 3000  # per trace: a browser redraws this many points smoothly several times a second
 RIGHT, WRONG = "#2e7d32", "#c62828"
-LAYOUT = dict(template="plotly_white", font=dict(size=16), margin=dict(l=60, r=20, t=60, b=50),
+# No template: Streamlit applies its own theme, and resolving a Plotly template costs ~15 ms a figure,
+# which a live chart redrawn twice a second pays every time. Figures are built from plain dicts for the
+# same reason (one validation pass), and reference lines are layout shapes rather than add_hline calls.
+LAYOUT = dict(font=dict(size=16), margin=dict(l=60, r=20, t=60, b=50),
               uirevision="keep")  # uirevision: live redraws keep the user's zoom
+
+
+def _figure(data: list[dict], shapes: list[tuple] = (), **layout) -> go.Figure:
+    """A figure from plain trace dicts; shapes are (axis, value, text, colour, dash, text position)."""
+    lines, notes = [], []
+    for axis, value, text, colour, dash, position in shapes:
+        other = "x" if axis == "y" else "y"
+        lines.append({"type": "line", f"{other}ref": "paper", f"{other}0": 0, f"{other}1": 1, f"{axis}ref": axis,
+                      f"{axis}0": value, f"{axis}1": value, "line": {"color": colour, "dash": dash}})
+        right = "right" in position
+        notes.append({"text": text, "showarrow": False, f"{other}ref": "paper", f"{axis}ref": axis, axis: value,
+                      other: 1 if right else 0, "xanchor": "right" if right else "left",
+                      "yanchor": "top" if "bottom" in position else "bottom"})
+    return go.Figure({"data": data, "layout": {**LAYOUT, **layout, "shapes": lines, "annotations": notes}})
 
 
 def downsample(points: Sequence, max_points: int = MAX_POINTS) -> list:
@@ -31,25 +48,22 @@ def downsample(points: Sequence, max_points: int = MAX_POINTS) -> list:
 def running_loss_figure(losses: Sequence[dict], x: str = "images_seen", title: str = "Running loss",
                         name: str = "running loss") -> go.Figure:
     pts = downsample(losses)
-    fig = go.Figure(go.Scatter(x=[p[x] for p in pts], y=[p["running_loss"] for p in pts], mode="lines+markers",
-                               name=name, marker=dict(size=4), line=dict(width=2)))
-    fig.update_layout(title=title, xaxis_title={"images_seen": "images seen", "step": "step",
-                                                "train_seconds": "seconds"}.get(x, x),
-                      yaxis_title="running loss (cross-entropy)", **LAYOUT)
-    return fig
+    trace = dict(type="scatter", x=[p[x] for p in pts], y=[p["running_loss"] for p in pts], mode="lines+markers",
+                 name=name, marker=dict(size=4), line=dict(width=2))
+    x_title = {"images_seen": "images seen", "step": "step", "train_seconds": "seconds"}.get(x, x)
+    return _figure([trace], title={"text": title}, xaxis={"title": {"text": x_title}},
+                   yaxis={"title": {"text": "running loss (cross-entropy)"}})
 
 
 def accuracy_figure(epochs: Sequence[dict], num_classes: int = 10, tutorial: float | None = 0.54) -> go.Figure:
-    fig = go.Figure(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_accuracy"] for e in epochs],
-                               mode="lines+markers", name="test accuracy", marker=dict(size=10)))
-    fig.add_hline(y=1 / num_classes, line_dash="dot", line_color="gray",
-                  annotation_text=f"chance ({1 / num_classes:.0%})", annotation_position="bottom right")
+    trace = dict(type="scatter", x=[e["epoch"] for e in epochs], y=[e["test_accuracy"] for e in epochs],
+                 mode="lines+markers", name="test accuracy", marker=dict(size=10))
+    shapes = [("y", 1 / num_classes, f"chance ({1 / num_classes:.0%})", "gray", "dot", "bottom right")]
     if tutorial is not None:
-        fig.add_hline(y=tutorial, line_dash="dash", line_color="#ef6c00",
-                      annotation_text=f"tutorial after 2 epochs ({tutorial:.0%})", annotation_position="top left")
-    fig.update_layout(title="Test accuracy", xaxis_title="epoch", yaxis_title="accuracy on the test set",
-                      yaxis=dict(range=[0, 1], tickformat=".0%"), xaxis=dict(dtick=1, rangemode="tozero"), **LAYOUT)
-    return fig
+        shapes.append(("y", tutorial, f"tutorial after 2 epochs ({tutorial:.0%})", "#ef6c00", "dash", "top left"))
+    return _figure([trace], shapes, title={"text": "Test accuracy"},
+                   xaxis={"title": {"text": "epoch"}, "dtick": 1, "rangemode": "tozero"},
+                   yaxis={"title": {"text": "accuracy on the test set"}, "range": [0, 1], "tickformat": ".0%"})
 
 
 # -- results -------------------------------------------------------------------------------
@@ -59,16 +73,14 @@ def per_class_figure(classes: Sequence[str], correct: Sequence[int], total: Sequ
     acc = [c / t if t else 0.0 for c, t in zip(correct, total)]
     order = sorted(range(len(classes)), key=lambda i: -acc[i]) if sort else list(range(len(classes)))
     overall = sum(correct) / max(1, sum(total))
-    fig = go.Figure(go.Bar(x=[classes[i] for i in order], y=[acc[i] for i in order],
-                           customdata=[[correct[i], total[i]] for i in order],
-                           hovertemplate="%{x}: %{y:.1%} (%{customdata[0]} of %{customdata[1]} right)<extra></extra>",
-                           marker_color=[RIGHT if acc[i] >= overall else "#1565c0" for i in order]))
-    fig.add_hline(y=overall, line_dash="dash", line_color="#ef6c00", annotation_text=f"overall {overall:.1%}")
-    fig.add_hline(y=1 / len(classes), line_dash="dot", line_color="gray",
-                  annotation_text=f"chance {1 / len(classes):.0%}", annotation_position="bottom right")
-    fig.update_layout(title=title, yaxis=dict(range=[0, 1], tickformat=".0%"), yaxis_title="accuracy",
-                      **LAYOUT)
-    return fig
+    bars = dict(type="bar", x=[classes[i] for i in order], y=[acc[i] for i in order],
+                customdata=[[correct[i], total[i]] for i in order],
+                hovertemplate="%{x}: %{y:.1%} (%{customdata[0]} of %{customdata[1]} right)<extra></extra>",
+                marker={"color": [RIGHT if acc[i] >= overall else "#1565c0" for i in order]})
+    shapes = [("y", overall, f"overall {overall:.1%}", "#ef6c00", "dash", "top right"),
+              ("y", 1 / len(classes), f"chance {1 / len(classes):.0%}", "gray", "dot", "bottom right")]
+    return _figure([bars], shapes, title={"text": title},
+                   yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"})
 
 
 def confusion_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str], normalize: bool = False) -> go.Figure:
@@ -149,7 +161,7 @@ def speedup_figure(rows: Sequence[dict], fast: str = "cuda", slow: str = "cpu") 
     fig.add_hline(y=1, line_color="gray", line_dash="dash", annotation_text="same speed")
     fig.update_layout(title=f"Speedup of {fast} over {slow}", xaxis_title="conv width",
                       yaxis_title=f"{fast} images/s ÷ {slow} images/s", xaxis_type="log", **LAYOUT)
-    return fig
+    return fig  # drawn once per sweep, not live: the convenience calls are fine here
 
 
 def race_figure(curves: dict[str, Sequence[dict]]) -> go.Figure:

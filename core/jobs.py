@@ -33,8 +33,9 @@ STOP_GRACE_SECONDS = 1.0
 
 def _worker_main(tasks, events, stop, pause) -> None:
     """Wait for one job, run it, report every event; exceptions become a `failed` end event."""
-    import core.train  # noqa: F401 - the slow import happens while the worker is still a spare
+    import core.train  # the slow imports and first-step set-up happen while the worker is still a spare
 
+    core.train.warm_up()
     task = tasks.get()
     if task is None:
         return
@@ -61,6 +62,8 @@ def _run_job(task: dict, events, stop, pause) -> None:
             _run_sweep(task["spec"], events, stop)
             return
         config = TrainConfig.from_dict(task["config"])
+        if config.threads == 0 and os.environ.get("CNN_DASHBOARD_WORKER_THREADS"):
+            config = config.replace(threads=int(os.environ["CNN_DASHBOARD_WORKER_THREADS"]))
         for event in run_training(config, Control(stop, pause), progress, runs_root=task["runs_root"]):
             events.put(event)
     except (ConfigError, DatasetError, DeviceError, SpeedError) as exc:
@@ -323,7 +326,10 @@ class JobManager:
                 job._worker = self._take_worker()
                 job._worker.tasks.put(self._task(job))
                 threading.Thread(target=self._follow, args=(job,), daemon=True, name=f"job-{job.id}").start()
-        if self.keep_spare:
+            # A spare warms up (imports torch, runs a first step: seconds of CPU) only when no job trains or
+            # another could start now: warming beside a running job would take the cores it trains on.
+            warm = self.keep_spare and (not self.running() or len(self.running()) < self.max_running)
+        if warm:
             threading.Thread(target=self._warm_spare, daemon=True).start()
 
     def _task(self, job: Job) -> dict:

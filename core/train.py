@@ -115,6 +115,23 @@ def _mkldnn(enabled: bool):
 
 # -- the loop ---------------------------------------------------------------------------
 
+def warm_up() -> None:
+    """Pay the one-time costs of a first training step before a job needs it.
+
+    The first optimizer built in a process imports torch._dynamo (several seconds here), and the
+    first forward and backward pass set up their kernels. A spare dashboard worker does this while
+    it waits, so the first loss point follows the click on Train within a second or two.
+    """
+    model = Net()
+    optimizer = _make_optimizer(model, TrainConfig(), torch.device("cpu"))
+    for batch in (4, 64):
+        with cpu_kernels(torch.device("cpu"), batch):
+            images, labels = torch.zeros(batch, 3, 32, 32), torch.zeros(batch, dtype=torch.long)
+            loss = nn.functional.cross_entropy(model(images), labels)
+            loss.backward()
+            optimizer.step()
+
+
 def build_model(config: TrainConfig, dataset: Dataset) -> Net:
     return Net(ModelArgs(in_channels=dataset.channels, image_size=dataset.image_size,
                          num_classes=dataset.num_classes, conv_width=config.conv_width,

@@ -5,14 +5,13 @@ import torch
 
 from core.data import Normalizer
 from core.figures import class_count_figure, image_grid, pixel_histogram_figure
-from ui.common import dataset_for, remember
+from ui.common import dataset_for
 
 DATASETS = {"Shapes (offline)": "shapes", "CIFAR-10": "cifar10", "MNIST": "mnist", "Fashion-MNIST": "fashion-mnist",
             "Image folder": "folder"}
 
 st.title("The data")
 st.caption("The tutorial's step 1: load the training and test images and normalize them.")
-remember(["data_dataset", "data_folder"])
 choice = st.selectbox("Dataset", list(DATASETS), key="data_dataset")
 name = DATASETS[choice]
 if name == "folder":

@@ -9,7 +9,7 @@ from core.data import DatasetError, check_folder
 from core.figures import accuracy_figure, running_loss_figure
 from core.jobs import get_manager
 from core.train import TUTORIAL_ACCURACY, available_devices
-from ui.common import current_job, data_dir, describe, remember
+from ui.common import current_job, data_dir, describe
 
 DATASETS = {"CIFAR-10": "cifar10", "MNIST": "mnist", "Fashion-MNIST": "fashion-mnist",
             "Shapes (offline)": "shapes", "Image folder": "folder"}
@@ -47,7 +47,6 @@ def controls() -> TrainConfig | None:
     """The knobs; returns the config they describe, or None (with the reason shown) when it is not valid."""
     for key, value in WIDGETS.items():
         st.session_state.setdefault(f"train_{key}", value)
-    remember([f"train_{k}" for k in WIDGETS])
     devices = available_devices()
     if st.session_state.train_device not in devices:
         st.session_state.train_device = devices[1] if len(devices) > 1 else "cpu"

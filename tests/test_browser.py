@@ -95,12 +95,19 @@ def choose(pg, label, option):
 
 
 def set_slider(pg, label, value: str, key="ArrowLeft"):
+    """Move a slider with the keyboard, as a user can, until it shows `value`."""
     slider = pg.get_by_role("slider", name=label)
     for _ in range(200):
         if slider.get_attribute("aria-valuetext") == value or slider.get_attribute("aria-valuenow") == value:
             return
         slider.press(key)
     raise AssertionError(f"could not set {label} to {value}")
+
+
+def wait_for_command(pg, *fragments):
+    """The Train page shows the run's command line; wait until the knobs have reached the server."""
+    pg.wait_for_function("parts => [...document.querySelectorAll('code')].some("
+                         "c => parts.every(p => c.innerText.includes(p)))", arg=list(fragments))
 
 
 def status_text(pg) -> str:
@@ -110,7 +117,9 @@ def status_text(pg) -> str:
 def train_shapes(pg, epochs="1"):
     open_page(pg, "Train")
     choose(pg, "Dataset", "Shapes (offline)")
+    wait_for_command(pg, "--dataset shapes")
     set_slider(pg, "Epochs", epochs)
+    wait_for_command(pg, "--dataset shapes", f"--epochs {epochs}")
     pg.get_by_role("button", name="Train", exact=True).click()
 
 
@@ -126,7 +135,7 @@ def test_training_streams_the_running_loss_live(page):
         if "finished" in status:
             break
         time.sleep(0.25)
-    assert "finished" in status_text(page), status_text(page)
+    assert "finished" in status_text(page) and "epoch 1 of 1" in status_text(page), status_text(page)
     distinct = sorted(set(seen))
     assert len(distinct) >= 3, f"the chart did not grow while training ran: {seen}"
     assert seen == sorted(seen)  # it only grows
@@ -135,7 +144,8 @@ def test_training_streams_the_running_loss_live(page):
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetric]')]"
                            ".some(m => m.innerText.includes('Test accuracy') && m.innerText.includes('%'))")
     assert "%" in accuracy.inner_text()
-    assert chart_points(page, "Test accuracy")[0] == 1  # one point per epoch
+    # one point per epoch
+    page.wait_for_function(f"() => ({CHART_POINTS})('Test accuracy')[0] === 1")
 
 
 

@@ -125,3 +125,33 @@ def test_real_cifar10_copy_loads_as_the_tutorial_describes(cifar10_folder, cifar
     started = time.perf_counter()
     again = load_dataset(f"folder:{cifar10_folder}", cifar10_data_dir)
     assert time.perf_counter() - started < 1.0 and torch.equal(again.test_images[:100], d.test_images[:100])
+
+
+def test_download_reports_progress_and_never_leaves_a_partial_file(tmp_path):
+    """A real HTTP download from a server on 127.0.0.1, as the CIFAR-10 download does it."""
+    import functools
+    import http.server
+    import threading
+
+    from core.data import _download
+
+    served = tmp_path / "served"
+    served.mkdir()
+    payload = bytes(range(256)) * 12000  # ~3 MB, several chunks
+    (served / "archive.tar.gz").write_bytes(payload)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        seen = []
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        _download(f"{url}/archive.tar.gz", tmp_path / "out" / "a.tar.gz", lambda m, f: seen.append((m, f)), "test")
+        assert (tmp_path / "out" / "a.tar.gz").read_bytes() == payload
+        fractions = [f for _, f in seen]
+        assert len(fractions) >= 3 and fractions == sorted(fractions) and fractions[-1] == 1.0
+        assert "Downloading test: 3 of 3 MB" in seen[-1][0]
+        with pytest.raises(DatasetError, match="could not be downloaded"):
+            _download(f"{url}/missing.tar.gz", tmp_path / "out" / "b.tar.gz", lambda m, f: None, "test")
+        assert not list((tmp_path / "out").glob("b.tar.gz*"))
+    finally:
+        server.shutdown()

@@ -167,7 +167,9 @@ def no_runs_yet() -> None:
 
 def follow_running(run: runs_mod.RunInfo) -> None:
     """While a run is still training, redraw the page when an epoch ends (a new predictions.pt appears)."""
-    if run.summary is not None:
+    training = any(j.run_dir and Path(j.run_dir) == run.path and j.status in ("running", "paused", "starting")
+                   for j in get_manager().jobs())
+    if run.summary is not None or not training:
         return
     seen = _mtime(run.path / "predictions.pt")
 
