@@ -62,8 +62,11 @@ def _run_job(task: dict, events, stop, pause) -> None:
             _run_sweep(task["spec"], events, stop)
             return
         config = TrainConfig.from_dict(task["config"])
-        if config.threads == 0 and os.environ.get("CNN_DASHBOARD_WORKER_THREADS"):
-            config = config.replace(threads=int(os.environ["CNN_DASHBOARD_WORKER_THREADS"]))
+        if config.threads == 0:  # automatic threads, but leave the server and the browser a core
+            from core.train import choose_threads, resolve_device
+
+            cap = int(os.environ.get("CNN_DASHBOARD_WORKER_THREADS") or max(1, (os.cpu_count() or 1) - 1))
+            config = config.replace(threads=min(cap, choose_threads(config, resolve_device(config.device))))
         for event in run_training(config, Control(stop, pause), progress, runs_root=task["runs_root"]):
             events.put(event)
     except (ConfigError, DatasetError, DeviceError, SpeedError) as exc:

@@ -262,7 +262,9 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                 running += loss.detach()
 
             last_step = step == total_steps
-            if running_steps == log_every or last_step or epoch_steps == steps_per_epoch:
+            # the run's very first point comes after a tenth of an interval, so a chart shows life at once
+            due = log_every if step > running_steps else max(1, log_every // 10)
+            if running_steps >= due or last_step or epoch_steps == steps_per_epoch:
                 sync()
                 seconds = lap()
                 interval_seconds += seconds
