@@ -154,12 +154,21 @@ def notices(snap) -> None:
         st.info(f"Stopped: the history so far is kept ({snap.run_dir or 'no run directory'}).")
 
 
+def charts(losses: list, epochs: list, num_classes: int, tutorial: float | None) -> None:
+    left, right = st.columns([3, 2])
+    left.plotly_chart(running_loss_figure(losses), key="running_loss_chart")
+    right.plotly_chart(accuracy_figure(epochs, num_classes, tutorial), key="test_accuracy_chart")
+
+
 @st.fragment(run_every=0.5)
 def live_view(was_active: bool) -> None:
     """Redrawn twice a second from a snapshot of the job's log; training never waits for it."""
     job = current_job()
     if job is None:
         st.info("Choose the settings above and click **Train**. The running loss will appear here as it falls.")
+        # Empty charts now: the browser loads its charting code before Train is clicked (seconds on a slow
+        # machine), so the first loss point shows at once.
+        charts([], [], 10, None)
         return
     snap = job.snapshot()
     # Every element below keeps its place from one redraw to the next (messages go into a container
@@ -188,12 +197,8 @@ def live_view(was_active: bool) -> None:
                  delta=f"{value - previous:+.3f}" if previous is not None else None, delta_color="inverse")
         accuracy = snap.epochs[-1]["test_accuracy"] if snap.epochs else None
         c.metric("Test accuracy", f"{accuracy:.1%}" if accuracy is not None else "after epoch 1")
-        left, right = st.columns([3, 2])
-        left.plotly_chart(running_loss_figure(snap.losses), key="running_loss_chart")
-        right.plotly_chart(accuracy_figure(snap.epochs, len(snap.start["classes"]),
-                                           TUTORIAL_ACCURACY if snap.config.dataset in ("cifar10",) or
-                                           "cifar" in snap.config.dataset.lower() else None),
-                           key="test_accuracy_chart")
+        cifar = "cifar" in snap.config.dataset.lower()
+        charts(snap.losses, snap.epochs, len(snap.start["classes"]), TUTORIAL_ACCURACY if cifar else None)
     if was_active and not snap.active:
         st.rerun()  # once, so the rest of the page sees the job has ended
 
