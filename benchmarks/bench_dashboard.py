@@ -105,6 +105,7 @@ def many_sessions(browser, url: str, sessions: int = 4) -> dict:
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         for i, page in enumerate(pages):
+            page.bring_to_front()  # a background tab's timers are throttled; look at each in turn
             text = page.evaluate(STATUS) or statuses.get(i, "")
             statuses[i] = text
             if "waiting" in text:
@@ -145,7 +146,7 @@ def main() -> None:
             first.goto(url)  # the first visit starts the job manager, which warms a spare worker
             first.get_by_role("heading", name="Train a CNN live").wait_for(timeout=60_000)
             first.close()
-            for batch in (int(b) for b in args.batches.split(",")):
+            for batch in (int(b) for b in args.batches.split(",") if b.strip()):
                 time.sleep(15)  # as a person reads the page: the spare worker finishes warming up
                 dash = train_in_browser(browser, url, "Image folder", str(folder), batch, args.epochs, runs)
                 time.sleep(15)  # the next spare warms up; the headless run gets a quiet machine
