@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui.common import remember, sidebar_status
+from ui.common import sidebar_status
 
 st.set_page_config(page_title="CNN training dashboard", page_icon="🧠", layout="wide")
 
@@ -15,8 +15,6 @@ pages = [
     st.Page("pages/speed.py", title="Speed", icon="⚡"),
 ]
 page = st.navigation(pages)
-# keep the Train, Network and Data knobs when the user visits another page and comes back
-remember([key for key in list(st.session_state) if key.startswith(("train_", "network_", "data_"))])
 
 with st.sidebar:
     st.fragment(sidebar_status, run_every=1.0)()

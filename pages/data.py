@@ -5,17 +5,20 @@ import torch
 
 from core.data import Normalizer
 from core.figures import class_count_figure, image_grid, pixel_histogram_figure
-from ui.common import dataset_for
+from ui.common import dataset_for, remember, save_widgets
 
 DATASETS = {"Shapes (offline)": "shapes", "CIFAR-10": "cifar10", "MNIST": "mnist", "Fashion-MNIST": "fashion-mnist",
             "Image folder": "folder"}
 
 st.title("The data")
 st.caption("The tutorial's step 1: load the training and test images and normalize them.")
+remember(["data_dataset", "data_folder"])
 choice = st.selectbox("Dataset", list(DATASETS), key="data_dataset")
+save_widgets(["data_dataset"])
 name = DATASETS[choice]
 if name == "folder":
     folder = st.text_input("Folder path", key="data_folder")
+    save_widgets(["data_folder"])
     if not folder.strip():
         st.info("Enter the path of a folder with train/ and test/ sub-folders, one sub-folder per class.")
         st.stop()

@@ -6,7 +6,7 @@ import streamlit as st
 from core.data import Normalizer
 from core.figures import feature_map_images, filter_images, image_grid
 from core.model import ModelArgs, layer_table
-from ui.common import dataset_for, follow_running, model_for, pick_run
+from ui.common import dataset_for, follow_running, model_for, pick_run, remember, save_widgets
 
 INPUTS = {"3x32x32 (CIFAR-10, Shapes)": (3, 32), "1x28x28 (MNIST, Fashion-MNIST)": (1, 28)}
 
@@ -14,12 +14,15 @@ st.title("The network, layer by layer")
 st.caption("The tutorial's step 2. Each row applies one layer; the output size of a convolution or pooling "
            "follows ((W - F + 2P) / S) + 1, with W the input size, F the filter size, P the padding, S the stride.")
 
+KEYS = ["network_conv_width", "network_conv2_width", "network_input"]
+remember(KEYS)
 st.session_state.setdefault("network_conv_width", st.session_state.get("train_conv_width", 6))
 st.session_state.setdefault("network_conv2_width", st.session_state.get("train_conv2_width", 16))
 c1, c2, c3 = st.columns(3)
 width = c1.slider("Conv width", 1, 256, key="network_conv_width", help="Output channels of conv1.")
 width2 = c2.slider("Conv2 width", 1, 256, key="network_conv2_width", help="Output channels of conv2.")
 channels, size = INPUTS[c3.selectbox("Input", list(INPUTS), key="network_input")]
+save_widgets(KEYS)
 args = ModelArgs(in_channels=channels, image_size=size, num_classes=10, conv_width=width, conv2_width=width2)
 
 rows = layer_table(args)

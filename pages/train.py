@@ -9,7 +9,7 @@ from core.data import DatasetError, check_folder
 from core.figures import accuracy_figure, running_loss_figure
 from core.jobs import get_manager
 from core.train import TUTORIAL_ACCURACY, available_devices
-from ui.common import current_job, data_dir, describe
+from ui.common import current_job, data_dir, describe, remember, save_widgets
 
 DATASETS = {"CIFAR-10": "cifar10", "MNIST": "mnist", "Fashion-MNIST": "fashion-mnist",
             "Shapes (offline)": "shapes", "Image folder": "folder"}
@@ -45,6 +45,7 @@ def use_shapes() -> None:
 
 def controls() -> TrainConfig | None:
     """The knobs; returns the config they describe, or None (with the reason shown) when it is not valid."""
+    remember([f"train_{k}" for k in WIDGETS])
     for key, value in WIDGETS.items():
         st.session_state.setdefault(f"train_{key}", value)
     devices = available_devices()
@@ -84,6 +85,7 @@ def controls() -> TrainConfig | None:
         st.checkbox("Nesterov momentum", key="train_nesterov", on_change=to_custom,
                     help="Take the gradient a little ahead, where momentum is carrying the weights.")
 
+    save_widgets([f"train_{k}" for k in WIDGETS])
     name = DATASETS[dataset] if DATASETS[dataset] != "folder" else f"folder:{folder.strip()}"
     try:
         return TrainConfig(dataset=name, data_dir=data_dir(), epochs=st.session_state.train_epochs,

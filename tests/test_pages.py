@@ -183,3 +183,15 @@ def test_speed_page_runs_a_sweep(app_env):
     assert not at.exception, at.exception
     chart = next(s for s in plotly_specs(at) if s["layout"]["title"]["text"] == "Training speed")
     assert all(list(t["x"]) == [6, 16] for t in chart["data"])
+
+
+def test_knobs_survive_a_visit_to_another_page(app_env):
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
+    at.switch_page("pages/train.py").run()
+    at.slider(key="train_conv_width").set_value(12).run()
+    at.selectbox(key="train_dataset").set_value("Shapes (offline)").run()
+    at.switch_page("pages/network.py").run()
+    assert at.slider(key="network_conv_width").value == 12  # the Network page starts from the Train width
+    at.switch_page("pages/train.py").run()
+    assert at.slider(key="train_conv_width").value == 12
+    assert at.selectbox(key="train_dataset").value == "Shapes (offline)" and not at.exception

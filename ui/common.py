@@ -98,12 +98,21 @@ def pick_run(key: str, label: str = "Run") -> runs_mod.RunInfo | None:
 def remember(keys: list[str]) -> None:
     """Keep widget values when the user visits another page and comes back.
 
-    Streamlit forgets a widget's value once a run does not draw it; writing the value back
-    into session_state makes it the app's own, so it survives page switches.
+    Streamlit drops a widget's value once a run does not draw it. Call this before the widgets are
+    drawn: it puts back the values saved last time for keys Streamlit dropped, and saves the current
+    ones when the script ends. A live widget's value is never written, so the browser never resets it.
     """
+    saved = st.session_state.setdefault("_saved_widgets", {})
+    for key in keys:
+        if key not in st.session_state and key in saved:
+            st.session_state[key] = saved[key]
+
+
+def save_widgets(keys: list[str]) -> None:
+    saved = st.session_state.setdefault("_saved_widgets", {})
     for key in keys:
         if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
+            saved[key] = st.session_state[key]
 
 
 # -- cached loads (shared by all sessions; invalidated by file modification time) ------------------
