@@ -142,31 +142,28 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-@st.cache_resource(max_entries=8)
-def _model(run_path: str, mtime: float):
-    return runs_mod.load_model(run_path)
+@st.cache_resource(max_entries=16)
+def _run_file(loader: str, run_path: str, mtime: float):
+    """runs.load_model or runs.load_predictions, cached until the file changes (its mtime is in the key)."""
+    return getattr(runs_mod, loader)(run_path)
 
 
-@st.cache_resource(max_entries=8)
-def _predictions(run_path: str, mtime: float):
-    return runs_mod.load_predictions(run_path)
+def _from_run(run: runs_mod.RunInfo, filename: str, loader: str):
+    try:
+        return _run_file(loader, str(run.path), _mtime(run.path / filename))
+    except runs_mod.RunError as exc:
+        st.warning(str(exc))
+        return None
 
 
 def model_for(run: runs_mod.RunInfo):
     """The run's latest checkpoint as a network, or None with the reason shown."""
-    try:
-        return _model(str(run.path), _mtime(run.path / "checkpoint.pt"))
-    except runs_mod.RunError as exc:
-        st.warning(str(exc))
-        return None
+    return _from_run(run, "checkpoint.pt", "load_model")
 
 
 def predictions_for(run: runs_mod.RunInfo):
-    try:
-        return _predictions(str(run.path), _mtime(run.path / "predictions.pt"))
-    except runs_mod.RunError as exc:
-        st.warning(str(exc))
-        return None
+    """The run's latest test-set probabilities, or None (none yet, or damaged: the reason is shown)."""
+    return _from_run(run, "predictions.pt", "load_predictions")
 
 
 def no_runs_yet() -> None:
