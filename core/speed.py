@@ -92,63 +92,62 @@ def measure(device: str, width: int, batch_size: int, threads: int = 0, steps: i
     previous_threads = torch.get_num_threads()
     if dev.type == "cpu":
         torch.set_num_threads(threads)
-    kernels = cpu_kernels(dev, batch_size)
-    kernels.__enter__()
     try:
-        torch.manual_seed(seed)
-        model = Net(ModelArgs(channels, image_size, num_classes, width, conv2_width)).to(dev)
-        config = TrainConfig(dataset="shapes", lr=0.001, momentum=0.9, batch_size=batch_size)
-        optimizer = _make_optimizer(model, config, dev)
-        criterion = nn.CrossEntropyLoss()
-        normalize = Normalizer((0.5,) * channels, (0.5,) * channels, dev)
-        g = torch.Generator().manual_seed(seed)
-        pool = max(batch_size * 4, 256)
-        host_images = torch.randint(0, 256, (pool, channels, image_size, image_size), dtype=torch.uint8, generator=g)
-        host_labels = torch.randint(0, num_classes, (pool,), generator=g)
-        images, labels = host_images.to(dev), host_labels.to(dev)  # resident on the device, as in training
-        batches = pool // batch_size
+        with cpu_kernels(dev, batch_size):
+            torch.manual_seed(seed)
+            model = Net(ModelArgs(channels, image_size, num_classes, width, conv2_width)).to(dev)
+            config = TrainConfig(dataset="shapes", lr=0.001, momentum=0.9, batch_size=batch_size)
+            optimizer = _make_optimizer(model, config, dev)
+            criterion = nn.CrossEntropyLoss()
+            normalize = Normalizer((0.5,) * channels, (0.5,) * channels, dev)
+            g = torch.Generator().manual_seed(seed)
+            pool = max(batch_size * 4, 256)
+            host_images = torch.randint(0, 256, (pool, channels, image_size, image_size), dtype=torch.uint8,
+                                        generator=g)
+            host_labels = torch.randint(0, num_classes, (pool,), generator=g)
+            images, labels = host_images.to(dev), host_labels.to(dev)  # resident on the device, as in training
+            batches = pool // batch_size
 
-        def step(i: int) -> torch.Tensor:
-            s = (i % batches) * batch_size
-            optimizer.zero_grad()
-            loss = criterion(model(normalize(images[s:s + batch_size])), labels[s:s + batch_size])
-            loss.backward()
-            optimizer.step()
-            return loss
+            def step(i: int) -> torch.Tensor:
+                s = (i % batches) * batch_size
+                optimizer.zero_grad()
+                loss = criterion(model(normalize(images[s:s + batch_size])), labels[s:s + batch_size])
+                loss.backward()
+                optimizer.step()
+                return loss
 
-        for i in range(warmup):
-            step(i)
-        _sync(dev)
-        started = time.perf_counter()
-        for i in range(steps):
-            step(i)  # no .item() here: on a GPU that would wait for every step
-        _sync(dev)
-        train_seconds = time.perf_counter() - started
+            for i in range(warmup):
+                step(i)
+            _sync(dev)
+            started = time.perf_counter()
+            for i in range(steps):
+                step(i)  # no .item() here: on a GPU that would wait for every step
+            _sync(dev)
+            train_seconds = time.perf_counter() - started
 
-        # moving data: host uint8 batch -> device, then normalize; what a per-step DataLoader copy costs
-        _sync(dev)
-        started = time.perf_counter()
-        for i in range(steps):
-            s = (i % batches) * batch_size
-            normalize(host_images[s:s + batch_size].to(dev, non_blocking=False))
-        _sync(dev)
-        data_seconds = time.perf_counter() - started
-
-        naive_seconds = None
-        if dev.type != "cpu":  # the tutorial's way on a GPU: copy each batch over and read the loss every step
+            # moving data: host uint8 batch -> device, then normalize; what a per-step DataLoader copy costs
+            _sync(dev)
             started = time.perf_counter()
             for i in range(steps):
                 s = (i % batches) * batch_size
-                optimizer.zero_grad()
-                x, y = host_images[s:s + batch_size].to(dev), host_labels[s:s + batch_size].to(dev)
-                loss = criterion(model(normalize(x)), y)
-                loss.backward()
-                optimizer.step()
-                loss.item()  # note: a CPU-GPU sync point on every step
+                normalize(host_images[s:s + batch_size].to(dev, non_blocking=False))
             _sync(dev)
-            naive_seconds = time.perf_counter() - started
+            data_seconds = time.perf_counter() - started
+
+            naive_seconds = None
+            if dev.type != "cpu":  # the tutorial's way on a GPU: copy each batch over and read the loss every step
+                started = time.perf_counter()
+                for i in range(steps):
+                    s = (i % batches) * batch_size
+                    optimizer.zero_grad()
+                    x, y = host_images[s:s + batch_size].to(dev), host_labels[s:s + batch_size].to(dev)
+                    loss = criterion(model(normalize(x)), y)
+                    loss.backward()
+                    optimizer.step()
+                    loss.item()  # note: a CPU-GPU sync point on every step
+                _sync(dev)
+                naive_seconds = time.perf_counter() - started
     finally:
-        kernels.__exit__(None, None, None)
         torch.set_num_threads(previous_threads)
     return dict(device=device, width=width, conv2_width=conv2_width, batch_size=batch_size,
                 threads=threads if dev.type == "cpu" else None, steps=steps, warmup=warmup,
