@@ -31,6 +31,7 @@ DATASET_LABELS = {
     "fashion-mnist": "Fashion-MNIST",
     "shapes": "Shapes (offline)",
 }
+DATASET_NAMES = {text: name for name, text in DATASET_LABELS.items()}  # what the pages show -> dataset name
 OFFLINE_HINT = ("Use the offline 'shapes' set (Shapes (offline) in the dashboard), "
                 "or an image folder with train/ and test/ sub-folders (folder:PATH).")
 

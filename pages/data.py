@@ -3,12 +3,11 @@
 import streamlit as st
 import torch
 
-from core.data import Normalizer
+from core.data import DATASET_NAMES, Normalizer
 from core.figures import class_count_figure, image_grid, pixel_histogram_figure
 from ui.common import dataset_for, remember, save_widgets
 
-DATASETS = {"Shapes (offline)": "shapes", "CIFAR-10": "cifar10", "MNIST": "mnist", "Fashion-MNIST": "fashion-mnist",
-            "Image folder": "folder"}
+DATASETS = {"Shapes (offline)": "shapes", **DATASET_NAMES, "Image folder": "folder"}  # Shapes first: works offline
 
 st.title("The data")
 st.caption("The tutorial's step 1: load the training and test images and normalize them.")

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.config import ConfigError, TrainConfig
+from core.data import DATASET_NAMES
 from core.figures import race_figure, speedup_figure, throughput_figure
 from core.jobs import get_manager
 from core.speed import SpeedError, SweepSpec
@@ -103,8 +104,7 @@ def train_config() -> TrainConfig:
 
 st.header("How long will one epoch take?")
 config = train_config()
-dataset = {"CIFAR-10": "cifar10", "MNIST": "mnist", "Fashion-MNIST": "fashion-mnist",
-           "Shapes (offline)": "shapes"}.get(st.session_state.get("train_dataset", "CIFAR-10"), "cifar10")
+dataset = DATASET_NAMES.get(st.session_state.get("train_dataset", "CIFAR-10"), "cifar10")
 num_train = TRAIN_SIZES.get(dataset, 50000)
 st.markdown(f"For the Train page's settings: batch {config.batch_size}, conv width {config.conv_width}, "
             f"{num_train:,} training images.")

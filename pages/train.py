@@ -5,14 +5,13 @@ import time
 import streamlit as st
 
 from core.config import PRESETS, ConfigError, TrainConfig, command_line
-from core.data import DatasetError, check_folder
+from core.data import DATASET_NAMES, DatasetError, check_folder
 from core.figures import accuracy_figure, running_loss_figure
 from core.jobs import get_manager
 from core.train import TUTORIAL_ACCURACY, available_devices
 from ui.common import current_job, data_dir, describe, remember, save_widgets
 
-DATASETS = {"CIFAR-10": "cifar10", "MNIST": "mnist", "Fashion-MNIST": "fashion-mnist",
-            "Shapes (offline)": "shapes", "Image folder": "folder"}
+DATASETS = {**DATASET_NAMES, "Image folder": "folder"}
 LEARNING_RATES = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 PRESET_LABELS = {"Tutorial": "tutorial", "Fast": "fast"}
