@@ -16,7 +16,6 @@ pages = [
 ]
 page = st.navigation(pages)
 
-with st.sidebar:
-    st.fragment(sidebar_status, run_every=1.0)()
+sidebar_status()
 
 page.run()

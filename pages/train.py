@@ -155,25 +155,19 @@ def notices(snap) -> None:
         st.info(f"Stopped: the history so far is kept ({snap.run_dir or 'no run directory'}).")
 
 
-def charts(losses: list, epochs: list, num_classes: int, tutorial: float | None) -> None:
-    left, right = st.columns([3, 2])
-    left.plotly_chart(running_loss_figure(losses), key="running_loss_chart")
-    right.plotly_chart(accuracy_figure(epochs, num_classes, tutorial), key="test_accuracy_chart")
+# The live view is three fragments, each redrawn on its own timer only while the job is active: the
+# browser re-renders every element of a fragment each time it runs, and on a small machine that work
+# comes out of training. The running loss redraws twice a second; status, progress and metrics once a
+# second; the accuracy chart (a point per epoch) every two seconds. Nothing redraws while no job runs.
+LOSS_EVERY, STATUS_EVERY, ACCURACY_EVERY = 0.5, 1.0, 2.0
 
 
-@st.fragment(run_every=0.5)
-def live_view(was_active: bool) -> None:
-    """Redrawn twice a second from a snapshot of the job's log; training never waits for it."""
-    job = current_job()
-    if job is None:
-        st.info("Choose the settings above and click **Train**. The running loss will appear here as it falls.")
-        # Empty charts now: the browser loads its charting code before Train is clicked (seconds on a slow
-        # machine), so the first loss point shows at once.
-        charts([], [], 10, None)
-        return
+def every(seconds: float, active: bool) -> float | None:
+    return seconds if active else None
+
+
+def status_view(job, was_active: bool) -> None:
     snap = job.snapshot()
-    # Every element below keeps its place from one redraw to the next (messages go into a container
-    # that is always there), so the browser updates the charts in place instead of rebuilding them.
     st.markdown(f"Status: {describe(snap)}")
     pause_col, stop_col, _ = st.columns([1, 1, 4])
     if snap.status == "paused":
@@ -183,7 +177,7 @@ def live_view(was_active: bool) -> None:
         job.pause()
     if stop_col.button("Stop", disabled=not snap.active):
         job.stop()
-    with st.container():
+    with st.container():  # messages come and go inside it; the elements below keep their places
         notices(snap)
     if snap.start:
         last = snap.last_loss
@@ -198,10 +192,39 @@ def live_view(was_active: bool) -> None:
                  delta=f"{value - previous:+.3f}" if previous is not None else None, delta_color="inverse")
         accuracy = snap.epochs[-1]["test_accuracy"] if snap.epochs else None
         c.metric("Test accuracy", f"{accuracy:.1%}" if accuracy is not None else "after epoch 1")
-        cifar = "cifar" in snap.config.dataset.lower()
-        charts(snap.losses, snap.epochs, len(snap.start["classes"]), TUTORIAL_ACCURACY if cifar else None)
     if was_active and not snap.active:
-        st.rerun()  # once, so the rest of the page sees the job has ended
+        st.rerun()  # once, so the whole page sees the job has ended and the timers stop
+
+
+def loss_chart(job) -> None:
+    losses = job.snapshot().losses if job is not None else []
+    st.plotly_chart(running_loss_figure(losses), key="running_loss_chart")
+
+
+def accuracy_chart(job) -> None:
+    snap = job.snapshot() if job is not None else None
+    if snap is None or not snap.start:
+        st.plotly_chart(accuracy_figure([], 10, None), key="test_accuracy_chart")
+        return
+    cifar = "cifar" in snap.config.dataset.lower()
+    st.plotly_chart(accuracy_figure(snap.epochs, len(snap.start["classes"]), TUTORIAL_ACCURACY if cifar else None),
+                    key="test_accuracy_chart")
+
+
+def live_view(job) -> None:
+    """Redrawn from snapshots of the job's log; training never waits for it."""
+    active = job is not None and job.snapshot().active
+    if job is None:
+        st.info("Choose the settings above and click **Train**. The running loss will appear here as it falls.")
+    else:
+        st.fragment(status_view, run_every=every(STATUS_EVERY, active))(job, active)
+    # The charts are drawn (empty) before Train is clicked: the browser loads its charting code then
+    # (seconds on a slow machine), so the first loss point shows at once.
+    left, right = st.columns([3, 2])
+    with left:
+        st.fragment(loss_chart, run_every=every(LOSS_EVERY, active))(job)
+    with right:
+        st.fragment(accuracy_chart, run_every=every(ACCURACY_EVERY, active))(job)
 
 
 st.title("Train the network")
@@ -212,5 +235,4 @@ if config is not None:
     st.caption("The same run from a terminal:")
     st.code(command_line(config), language="bash")
 train_button(config)
-current = current_job()
-live_view(current is not None and current.snapshot().active)
+live_view(current_job())

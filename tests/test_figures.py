@@ -32,6 +32,15 @@ def test_running_loss_is_downsampled_but_keeps_the_newest_point():
     assert downsample([1, 2, 3], 5) == [1, 2, 3] and downsample(list(range(10)), 3)[-1] == 9
 
 
+def test_running_loss_marks_points_only_while_there_are_few():
+    # the first point alone must be visible (a line needs two points); a long live line is drawn without
+    # a marker per point, which the browser would otherwise redraw on every update
+    first = running_loss_figure([{"images_seen": 40, "running_loss": 2.3}])
+    assert "markers" in first.data[0].mode and list(first.data[0].y) == [2.3]
+    many = running_loss_figure([{"images_seen": i, "running_loss": 2.0} for i in range(500)])
+    assert many.data[0].mode == "lines" and len(many.data[0].x) == 500
+
+
 def test_accuracy_chart_has_a_point_per_epoch_and_reference_lines():
     fig = accuracy_figure([{"epoch": 1, "test_accuracy": 0.4}, {"epoch": 2, "test_accuracy": 0.55}], 10, 0.54)
     assert list(fig.data[0].y) == [0.4, 0.55] and fig.layout.title.text == "Test accuracy"

@@ -48,19 +48,30 @@ def describe(snap: Snapshot) -> str:
     return text
 
 
+SIDEBAR_EVERY = 2.0
+
+
 def sidebar_status() -> None:
-    """The current job's state, on every page, refreshed once a second."""
+    """The current job's state, on every page; refreshed every two seconds while the job is active."""
     job = current_job()
-    st.sidebar.markdown("**Your training job**")
+    active = job is not None and job.snapshot().active
+    with st.sidebar:
+        st.fragment(_sidebar_view, run_every=SIDEBAR_EVERY if active else None)(job, active)
+
+
+def _sidebar_view(job: Job | None, was_active: bool) -> None:
+    st.markdown("**Your training job**")
     if job is None:
-        st.sidebar.caption("None yet: start one on the Train page.")
+        st.caption("None yet: start one on the Train page.")
         return
     snap = job.snapshot()
-    st.sidebar.markdown(describe(snap))
+    st.markdown(describe(snap))
     if snap.active:
-        st.sidebar.progress(snap.fraction_done)
+        st.progress(snap.fraction_done)
     elif snap.message:
-        st.sidebar.caption(snap.message)
+        st.caption(snap.message)
+    if was_active and not snap.active:
+        st.rerun(scope="app")  # the job has ended: the page shows its results, and the timer stops
 
 
 def pick_run(key: str, label: str = "Run") -> runs_mod.RunInfo | None:
