@@ -62,12 +62,15 @@ def _run_job(task: dict, events, stop, pause) -> None:
             _run_sweep(task["spec"], events, stop)
             return
         config = TrainConfig.from_dict(task["config"])
-        if config.threads == 0:  # automatic threads, but leave the server and the browser a core
-            from core.train import choose_threads, resolve_device
-
-            cap = int(os.environ.get("CNN_DASHBOARD_WORKER_THREADS") or max(1, (os.cpu_count() or 1) - 1))
-            config = config.replace(threads=min(cap, choose_threads(config, resolve_device(config.device))))
-        for event in run_training(config, Control(stop, pause), progress, runs_root=task["runs_root"]):
+        fixed = os.environ.get("CNN_DASHBOARD_WORKER_THREADS")
+        if config.threads == 0 and fixed:
+            if not fixed.strip().isdigit() or int(fixed) < 1:
+                raise ConfigError(f"CNN_DASHBOARD_WORKER_THREADS must be a whole number of threads, not {fixed!r}")
+            config = config.replace(threads=int(fixed))
+        # automatic threads: the worker shares the machine with the server and maybe the browser,
+        # so it keeps measuring whether all cores or one fewer train faster
+        for event in run_training(config, Control(stop, pause), progress, runs_root=task["runs_root"],
+                                  tune_threads=True):
             events.put(event)
     except (ConfigError, DatasetError, DeviceError, SpeedError) as exc:
         events.put({"type": "end", "status": "failed", "message": str(exc), "bad_input": True})

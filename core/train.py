@@ -92,6 +92,61 @@ def choose_threads(config: TrainConfig, device: torch.device) -> int:
     return 1 if config.batch_size <= 8 else max(1, os.cpu_count() or 1)
 
 
+class ThreadTuner:
+    """Keeps the faster of a few CPU thread counts while training, on a machine shared with other work.
+
+    Alone on a machine, all cores train fastest. Beside a browser drawing live charts on the same
+    small machine, one core fewer can win: threads of one step wait for each other whenever the
+    browser takes a core. Which wins depends on where the browser runs, so it is measured: after a
+    warm-up, each candidate trains for `probe` seconds, the fastest then trains for `hold` seconds,
+    and the candidates are timed again. Call `step(images)` after every step and `restart()` after
+    any time spent outside training (evaluation, a pause), which would spoil a measurement.
+    """
+
+    def __init__(self, candidates: list[int], probe: float = 1.0, hold: float = 15.0,
+                 clock: Callable[[], float] = time.perf_counter, apply: Callable[[int], None] = torch.set_num_threads):
+        self.candidates = sorted(set(candidates), reverse=True)
+        self.probe, self.hold, self.clock, self.apply = probe, hold, clock, apply
+        self.rates: dict[int, float] = {}
+        self._todo: list[int] = []
+        self._measuring = False
+        self._set(self.candidates[0], probe)  # warm-up: the first steps are slow for any thread count
+
+    @property
+    def threads(self) -> int:
+        return self.current
+
+    def _set(self, threads: int, seconds: float) -> None:
+        self.current, self._seconds = threads, seconds
+        self.apply(threads)
+        self.restart()
+
+    def restart(self) -> None:
+        self._images, self._began = 0, self.clock()
+
+    def step(self, images: int) -> None:
+        self._images += images
+        elapsed = self.clock() - self._began
+        if elapsed < self._seconds:
+            return
+        if self._measuring:
+            self.rates[self.current] = self._images / elapsed
+        if not self._todo and not self._measuring:  # after the warm-up or a hold: time every candidate
+            self._todo = list(self.candidates)
+        if self._todo:
+            self._measuring = True
+            self._set(self._todo.pop(0), self.probe)
+        else:
+            self._measuring = False
+            self._set(max(self.rates, key=self.rates.get), self.hold)
+
+
+def tuner_candidates(cores: int | None = None) -> list[int]:
+    """All cores, and one fewer (room for a browser and the server)."""
+    cores = cores or os.cpu_count() or 1
+    return sorted({max(1, cores - 1), cores})
+
+
 mkldnn_default = torch.backends.mkldnn.enabled
 
 
@@ -154,18 +209,26 @@ def _make_scheduler(optimizer: optim.Optimizer, config: TrainConfig, total_steps
 
 
 def train(config: TrainConfig, dataset: Dataset, control: Control | None = None,
-          on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None = None) -> Iterator[dict]:
-    """Train the tutorial's network; yield events as it goes. Pausing, stopping and every end are events."""
+          on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None = None,
+          tune_threads: bool = False) -> Iterator[dict]:
+    """Train the tutorial's network; yield events as it goes. Pausing, stopping and every end are events.
+
+    tune_threads: with automatic threads on a CPU, keep measuring which thread count trains fastest
+    (see ThreadTuner); the dashboard's worker does, as it shares the machine with the browser.
+    """
     device = resolve_device(config.device)
     with cpu_kernels(device, config.batch_size):
-        yield from _train(config, dataset, device, control or Control(), on_epoch_end)
+        yield from _train(config, dataset, device, control or Control(), on_epoch_end, tune_threads)
 
 
 def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control: Control,
-           on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None) -> Iterator[dict]:
+           on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None, tune_threads: bool) -> Iterator[dict]:
     threads = choose_threads(config, device)
+    tuner = None
     if device.type == "cpu":
         torch.set_num_threads(threads)
+        if tune_threads and not config.threads and threads > 1:
+            tuner = ThreadTuner(tuner_candidates(threads))
     torch.manual_seed(config.seed)
     batches = torch.Generator().manual_seed(config.seed)
 
@@ -217,6 +280,8 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
             on_epoch_end(model, epoch, torch.softmax(logits, 1))
         result["eval_seconds"] = time.perf_counter() - started
         clock = time.perf_counter()
+        if tuner:
+            tuner.restart()
         return dict(type="epoch", epoch=epoch, partial=partial, steps=step, images_seen=images_seen, **result)
 
     for epoch in range(1, config.epochs + 1):
@@ -235,6 +300,8 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                         time.sleep(0.05)
                     yield dict(type="resumed", step=step)
                     clock = time.perf_counter()
+                    if tuner:
+                        tuner.restart()
                 if control.stopped:
                     status, message = "stopped", "stopped by the user"
                     break
@@ -246,6 +313,8 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
             if scheduler is not None:
                 scheduler.step()
 
+            if tuner:
+                tuner.step(len(labels))
             step += 1
             epoch_steps += 1
             running_steps += 1
@@ -277,7 +346,8 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                 epoch_loss += value * running_steps
                 yield dict(type="loss", epoch=epoch, step=step, epoch_step=epoch_steps, images_seen=images_seen,
                            running_loss=value, train_seconds=train_seconds,
-                           images_per_second=interval_images / max(interval_seconds, 1e-9))
+                           images_per_second=interval_images / max(interval_seconds, 1e-9),
+                           threads=tuner.threads if tuner else threads)
                 running = torch.zeros((), device=device) if not host_loss else 0.0
                 running_steps = interval_images = 0
                 interval_seconds = 0.0
@@ -317,7 +387,8 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
 
 
 def run_training(config: TrainConfig, control: Control | None = None, progress: Progress | None = None,
-                 runs_root: str | os.PathLike = DEFAULT_ROOT, dataset: Dataset | None = None) -> Iterator[dict]:
+                 runs_root: str | os.PathLike = DEFAULT_ROOT, dataset: Dataset | None = None,
+                 tune_threads: bool = False) -> Iterator[dict]:
     """Load the data, train, and record everything in a new run directory; yields the events.
 
     A crash is recorded in the run directory as `failed` and then raised to the caller.
@@ -326,7 +397,7 @@ def run_training(config: TrainConfig, control: Control | None = None, progress: 
     dataset = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir, progress)
     writer = RunWriter(runs_root, config)
     try:
-        for event in train(config, dataset, control, on_epoch_end=writer.checkpoint):
+        for event in train(config, dataset, control, on_epoch_end=writer.checkpoint, tune_threads=tune_threads):
             event["run_dir"] = str(writer.path)
             writer.event(event)
             if event["type"] == "end":

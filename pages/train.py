@@ -142,6 +142,13 @@ def time_left(snap) -> str:
     return f" · about {int(seconds // 60)}:{int(seconds % 60):02d} left"
 
 
+def threads_note(snap) -> str:
+    threads = snap.last_loss.get("threads")
+    if not threads or not snap.start["device"].startswith("cpu"):
+        return ""
+    return f" · {threads} CPU thread{'s' if threads > 1 else ''}"
+
+
 def notices(snap) -> None:
     if snap.progress and not snap.start and snap.active:
         st.progress(snap.progress["fraction"], text=snap.progress["message"])
@@ -183,7 +190,7 @@ def status_view(job, was_active: bool) -> None:
         last = snap.last_loss
         st.progress(snap.fraction_done, text=(f"epoch {last.get('epoch', 1)} of {snap.config.epochs} · step "
                                               f"{last.get('step', 0):,} of {snap.start['total_steps']:,}"
-                                              f"{time_left(snap)}"))
+                                              f"{time_left(snap)}{threads_note(snap)}"))
         a, b, c = st.columns(3)
         a.metric("Images/s", f"{last.get('images_per_second', 0):,.0f}")
         previous = snap.losses[-2]["running_loss"] if len(snap.losses) > 1 else None

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from core.config import TrainConfig
-from core.train import Control, DeviceError, available_devices, resolve_device, train
+from core.train import Control, DeviceError, ThreadTuner, available_devices, resolve_device, train, tuner_candidates
 
 
 def cfg(**kw):
@@ -27,6 +27,47 @@ def test_events_arrive_in_order_with_what_the_ui_needs(small_shapes):
     assert epoch["images_per_second"] > 0 and epoch["seconds"] > 0
     assert end["status"] == "finished" and end["epochs_completed"] == 2 and end["images_seen"] == 4000
     assert set(end["per_class_accuracy"]) == set(small_shapes.classes)
+
+
+class FakeMachine:
+    """Steps of 10 images at a speed that depends on the thread count, on a simulated clock."""
+
+    def __init__(self, speeds):
+        self.now, self.speeds, self.applied = 0.0, speeds, []
+
+    def run(self, tuner, seconds):
+        end = self.now + seconds
+        while self.now < end:
+            self.now += 10 / self.speeds[tuner.threads]
+            tuner.step(10)
+
+
+def test_thread_tuner_keeps_the_faster_thread_count_and_looks_again():
+    machine = FakeMachine({2: 100.0, 1: 150.0})  # a browser on the same two cores: one thread is faster
+    tuner = ThreadTuner([1, 2], probe=1.0, hold=10.0, clock=lambda: machine.now, apply=machine.applied.append)
+    machine.run(tuner, 3.5)  # warm-up at 2, then 1 s at each
+    assert machine.applied == [2, 2, 1, 1] and tuner.threads == 1
+    assert tuner.rates[1] == pytest.approx(150, rel=0.1) and tuner.rates[2] == pytest.approx(100, rel=0.1)
+    machine.speeds = {2: 300.0, 1: 150.0}  # the browser closed: both cores now win
+    machine.run(tuner, 15)
+    assert tuner.threads == 2 and tuner.rates[2] == pytest.approx(300, rel=0.1)
+
+
+def test_thread_tuner_does_not_count_time_outside_training():
+    machine = FakeMachine({2: 100.0, 1: 100.0})
+    tuner = ThreadTuner([1, 2], probe=1.0, hold=10.0, clock=lambda: machine.now, apply=machine.applied.append)
+    machine.run(tuner, 1.05)  # past the warm-up: now timing 2 threads
+    machine.now += 5  # an evaluation
+    tuner.restart()
+    machine.run(tuner, 2.5)
+    assert tuner.rates[2] == pytest.approx(100, rel=0.1) and tuner.rates[1] == pytest.approx(100, rel=0.1)
+    assert tuner_candidates(2) == [1, 2] and tuner_candidates(1) == [1] and tuner_candidates(8) == [7, 8]
+
+
+def test_tuned_training_reports_its_threads(small_shapes):
+    events = list(train(cfg(threads=0, batch_size=64), small_shapes, tune_threads=True))
+    threads = {e["threads"] for e in events if e["type"] == "loss"}
+    assert threads and threads <= set(tuner_candidates()) and events[-1]["status"] == "finished"
 
 
 def test_training_learns(small_shapes):
