@@ -103,7 +103,9 @@ def many_sessions(browser, url: str, sessions: int = 4) -> dict:
         wait_for_command(page, "--dataset shapes", "--epochs 1")
         page.get_by_role("button", name="Train", exact=True).click()
         pages.append(page)
-    statuses, waits, worst_switch = {}, set(), 0.0
+    from playwright.sync_api import Error as PlaywrightError
+
+    statuses, waits, worst_switch, failed_switches = {}, set(), 0.0, []
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         for i, page in enumerate(pages):
@@ -113,16 +115,23 @@ def many_sessions(browser, url: str, sessions: int = 4) -> dict:
             if "waiting" in text:
                 waits.add(i)
         started = time.perf_counter()  # responsiveness: a page switch and back while others train
-        open_page(pages[0], "Network")
-        pages[0].get_by_role("heading", name="The network, layer by layer").wait_for()
-        open_page(pages[0], "Train")
-        pages[0].wait_for_function(STATUS)
+        try:
+            open_page(pages[0], "Network")
+            pages[0].get_by_role("heading", name="The network, layer by layer").wait_for()
+            open_page(pages[0], "Train")
+            pages[0].wait_for_function(STATUS)
+        except PlaywrightError as exc:  # record what the page showed instead, and go on
+            text = pages[0].evaluate("() => document.body.innerText.slice(0, 400)")
+            failed_switches.append(f"{type(exc).__name__} after {time.perf_counter() - started:.0f} s; page: {text!r}")
+            pages[0].screenshot(path="bench-page-switch-failure.png")
+            pages[0].reload()
+            continue
         worst_switch = max(worst_switch, time.perf_counter() - started)
         if all(any(w in s for w in ("finished", "failed", "diverged", "stopped")) for s in statuses.values()):
             break
         time.sleep(0.5)
     return dict(statuses=statuses, sessions_that_waited=len(waits), worst_page_switch_seconds=worst_switch,
-                all_finished=all("finished" in s for s in statuses.values()))
+                failed_page_switches=failed_switches, all_finished=all("finished" in s for s in statuses.values()))
 
 
 def main() -> None:
@@ -173,7 +182,8 @@ def main() -> None:
             crowd = {} if args.no_sessions else many_sessions(browser, url)
             if crowd:
                 print(f"4 sessions at once: all finished: {crowd['all_finished']}; {crowd['sessions_that_waited']} "
-                      f"waited for a slot; slowest page switch and back {crowd['worst_page_switch_seconds']:.1f} s")
+                      f"waited for a slot; slowest page switch and back {crowd['worst_page_switch_seconds']:.1f} s; "
+                      f"page switches that failed: {crowd['failed_page_switches'] or 'none'}")
             browser.close()
             niced.close()
     finally:

@@ -10,6 +10,7 @@ from core.figures import accuracy_figure, running_loss_figure
 from core.jobs import get_manager
 from core.train import TUTORIAL_ACCURACY, available_devices
 from ui.common import current_job, data_dir, describe, remember, save_widgets
+from ui.live_chart import live_plotly_chart
 
 DATASETS = {**DATASET_NAMES, "Image folder": "folder"}
 LEARNING_RATES = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
@@ -99,16 +100,18 @@ def controls() -> TrainConfig | None:
         return None
 
 
-def start(config: TrainConfig) -> None:
+def start(config: TrainConfig) -> bool:
+    """Start a job for `config`; False (with the reason shown) when its folder is not usable."""
     if config.dataset.startswith("folder:"):
         try:
             check_folder(config.dataset[len("folder:"):])
         except DatasetError as exc:
             st.error(str(exc))
-            return
+            return False
     job = get_manager().start(config)
     st.session_state.job_id = job.id
     st.session_state.pop("confirm_config", None)
+    return True
 
 
 def train_button(config: TrainConfig | None) -> None:
@@ -116,16 +119,16 @@ def train_button(config: TrainConfig | None) -> None:
     if st.button("Train", type="primary", disabled=config is None):
         if job is not None and job.status in ("waiting", "starting", "running", "paused"):
             st.session_state.confirm_config = config  # ask before starting a second job
-        else:
-            start(config)
+        elif start(config):
+            st.rerun()  # from the top, so the sidebar (drawn before this button) follows the new job too
     pending = st.session_state.get("confirm_config")
     if pending is not None and job is not None and job.snapshot().active:
         st.warning("Your last training job is still running. Stop it and start the new one?")
         yes, no = st.columns(2)
         if yes.button("Stop it and train the new settings"):
             job.stop()
-            start(pending)
-            st.rerun()
+            if start(pending):
+                st.rerun()
         if no.button("Keep the running job"):
             st.session_state.pop("confirm_config")
             st.rerun()
@@ -205,17 +208,17 @@ def status_view(job, was_active: bool) -> None:
 
 def loss_chart(job) -> None:
     losses = job.snapshot().losses if job is not None else []
-    st.plotly_chart(running_loss_figure(losses), key="running_loss_chart")
+    live_plotly_chart(running_loss_figure(losses), key="running_loss_chart")
 
 
 def accuracy_chart(job) -> None:
     snap = job.snapshot() if job is not None else None
     if snap is None or not snap.start:
-        st.plotly_chart(accuracy_figure([], 10, None), key="test_accuracy_chart")
+        live_plotly_chart(accuracy_figure([], 10, None), key="test_accuracy_chart")
         return
     cifar = "cifar" in snap.config.dataset.lower()
-    st.plotly_chart(accuracy_figure(snap.epochs, len(snap.start["classes"]), TUTORIAL_ACCURACY if cifar else None),
-                    key="test_accuracy_chart")
+    live_plotly_chart(accuracy_figure(snap.epochs, len(snap.start["classes"]), TUTORIAL_ACCURACY if cifar else None),
+                      key="test_accuracy_chart")
 
 
 def live_view(job) -> None:

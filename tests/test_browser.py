@@ -81,6 +81,15 @@ CHART_POINTS = """title => {
 }"""
 
 
+# Each chart element remembers the point counts it has shown: one updated in place shows several,
+# one rebuilt for every update only ever shows one.
+MARK_CHART = """title => [...document.querySelectorAll('.js-plotly-plot')]
+  .filter(g => g.layout && g.layout.title && (g.layout.title.text || '').includes(title) && g.data)
+  .forEach(g => { (g.cnnCounts = g.cnnCounts || new Set()).add(g.data[0].x.length); })"""
+CHART_MARKED = """title => [...document.querySelectorAll('.js-plotly-plot')]
+  .some(g => g.layout && (g.layout.title.text || '').includes(title) && g.cnnCounts && g.cnnCounts.size >= 3)"""
+
+
 def chart_points(pg, title):
     return pg.evaluate(CHART_POINTS, title)
 
@@ -132,6 +141,7 @@ def test_training_streams_the_running_loss_live(page):
         status = status_text(page)
         if points and "running" in status:
             seen.append(points[0])
+            page.evaluate(MARK_CHART, "Running loss")
         if "finished" in status:
             break
         time.sleep(0.25)
@@ -139,6 +149,8 @@ def test_training_streams_the_running_loss_live(page):
     distinct = sorted(set(seen))
     assert len(distinct) >= 3, f"the chart did not grow while training ran: {seen}"
     assert seen == sorted(seen)  # it only grows
+    # ... in place: the browser updates the chart it has rather than building a new one each time
+    assert page.evaluate(CHART_MARKED, "Running loss"), "the live chart was rebuilt instead of updated"
     page.wait_for_function(f"() => ({CHART_POINTS})('Running loss')[0] >= 10")
     accuracy = page.locator('[data-testid="stMetric"]', has_text="Test accuracy")
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetric]')]"
