@@ -112,12 +112,8 @@ class ThreadTuner:
         self._measuring = False
         self._set(self.candidates[0], probe)  # warm-up: the first steps are slow for any thread count
 
-    @property
-    def threads(self) -> int:
-        return self.current
-
     def _set(self, threads: int, seconds: float) -> None:
-        self.current, self._seconds = threads, seconds
+        self.threads, self._seconds = threads, seconds
         self.apply(threads)
         self.restart()
 
@@ -130,7 +126,7 @@ class ThreadTuner:
         if elapsed < self._seconds:
             return
         if self._measuring:
-            self.rates[self.current] = self._images / elapsed
+            self.rates[self.threads] = self._images / elapsed
         if not self._todo and not self._measuring:  # after the warm-up or a hold: time every candidate
             self._todo = list(self.candidates)
         if self._todo:

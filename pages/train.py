@@ -9,7 +9,7 @@ from core.data import DATASET_NAMES, DatasetError, check_folder
 from core.figures import accuracy_figure, running_loss_figure
 from core.jobs import get_manager
 from core.train import TUTORIAL_ACCURACY, available_devices
-from ui.common import current_job, data_dir, describe, remember, save_widgets
+from ui.common import current_job, data_dir, describe, job_active, remember, save_widgets
 from ui.live_chart import live_plotly_chart
 
 DATASETS = {**DATASET_NAMES, "Image folder": "folder"}
@@ -117,12 +117,12 @@ def start(config: TrainConfig) -> bool:
 def train_button(config: TrainConfig | None) -> None:
     job = current_job()
     if st.button("Train", type="primary", disabled=config is None):
-        if job is not None and job.status in ("waiting", "starting", "running", "paused"):
+        if job_active(job):
             st.session_state.confirm_config = config  # ask before starting a second job
         elif start(config):
             st.rerun()  # from the top, so the sidebar (drawn before this button) follows the new job too
     pending = st.session_state.get("confirm_config")
-    if pending is not None and job is not None and job.snapshot().active:
+    if pending is not None and job_active(job):
         st.warning("Your last training job is still running. Stop it and start the new one?")
         yes, no = st.columns(2)
         if yes.button("Stop it and train the new settings"):
@@ -214,16 +214,16 @@ def loss_chart(job) -> None:
 def accuracy_chart(job) -> None:
     snap = job.snapshot() if job is not None else None
     if snap is None or not snap.start:
-        live_plotly_chart(accuracy_figure([], 10, None), key="test_accuracy_chart")
-        return
-    cifar = "cifar" in snap.config.dataset.lower()
-    live_plotly_chart(accuracy_figure(snap.epochs, len(snap.start["classes"]), TUTORIAL_ACCURACY if cifar else None),
-                      key="test_accuracy_chart")
+        figure = accuracy_figure([], 10, None)
+    else:
+        cifar = "cifar" in snap.config.dataset.lower()
+        figure = accuracy_figure(snap.epochs, len(snap.start["classes"]), TUTORIAL_ACCURACY if cifar else None)
+    live_plotly_chart(figure, key="test_accuracy_chart")
 
 
 def live_view(job) -> None:
     """Redrawn from snapshots of the job's log; training never waits for it."""
-    active = job is not None and job.snapshot().active
+    active = job_active(job)
     if job is None:
         st.info("Choose the settings above and click **Train**. The running loss will appear here as it falls.")
     else:

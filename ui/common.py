@@ -37,6 +37,11 @@ def current_job() -> Job | None:
     return get_manager().get(st.session_state.get("job_id"))
 
 
+def job_active(job: Job | None) -> bool:
+    """The job exists and is waiting, starting, running or paused."""
+    return job is not None and job.snapshot().active
+
+
 def describe(snap: Snapshot) -> str:
     """The job's state in words, e.g. 'running: epoch 1 of 2, step 500 of 25,000'."""
     text = f"{STATUS_ICONS.get(snap.status, '')} **{STATUS_WORDS.get(snap.status, snap.status)}**"
@@ -54,7 +59,7 @@ SIDEBAR_EVERY = 2.0
 def sidebar_status() -> None:
     """The current job's state, on every page; refreshed every two seconds while the job is active."""
     job = current_job()
-    active = job is not None and job.snapshot().active
+    active = job_active(job)
     with st.sidebar:
         st.fragment(_sidebar_view, run_every=SIDEBAR_EVERY if active else None)(job, active)
 
