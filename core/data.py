@@ -333,6 +333,11 @@ def _load_folder(folder: Path, progress: Progress) -> Dataset:
     if not train_files or not test_files:
         empty = "train/" if not train_files else "test/"
         raise DatasetError(f"{folder / empty} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
+    # import torchvision's decoders here, once: a first import racing in the pool's threads can fail
+    # half-way ("partially initialized module"); seen with torchvision 0.26
+    import torchvision.io  # noqa: F401
+    import torchvision.transforms.v2.functional  # noqa: F401
+
     first = _decode_with_pil(train_files[0])
     height, width = first.shape[1:]
     # keep the images' own size when it suits the network, else the tutorial's 32x32

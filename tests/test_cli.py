@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+from core.train import resolve_device
 from tests.conftest import ROOT
 
 
@@ -22,7 +23,8 @@ def test_json_summary_and_exit_0(tmp_path):
     assert summary["status"] == "finished" and summary["steps"] == 30
     assert summary["images_seen"] == 30 * 128 and summary["images_per_second"] > 0
     assert set(summary["per_class_accuracy"]) >= {"circle", "square"} and 0 <= summary["test_accuracy"] <= 1
-    assert summary["device"] == "cpu" and os.path.isdir(summary["run_dir"])
+    # --device auto (the default) trains on the GPU where there is one
+    assert summary["device"] == str(resolve_device("auto")) and os.path.isdir(summary["run_dir"])
     assert "Traceback" not in r.stderr and "step 30/30" in r.stderr
 
 
