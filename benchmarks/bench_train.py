@@ -1,6 +1,9 @@
-"""The tutorial's own training loop against ours, side by side in one run, on the real CIFAR-10 (CPU).
+"""The tutorial's own training loop against ours, side by side in one run, on the real CIFAR-10.
 
-    python benchmarks/bench_train.py [--work /tmp/cifar10-bench] [--skip-tutorial-loop]
+    python benchmarks/bench_train.py [--work /tmp/cifar10-bench] [--skip-tutorial-loop] [--device cuda]
+
+On a GPU (--device cuda) the tutorial's loop is its "Training on GPU" section: the net moved to the
+device once, each batch moved with `.to(device)` inside the loop.
 
 Measures:
 1. the tutorial's loop exactly as written (ImageFolder + per-sample ToTensor/Normalize,
@@ -23,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import cifar10_folder, run_cli  # noqa: E402
 
 
-def tutorial_loop(folder: Path, epochs: int = 2) -> dict:
+def tutorial_loop(folder: Path, epochs: int = 2, device: str = "cpu") -> dict:
     """The tutorial's code, changed only to read the image folder instead of downloading the binary set."""
     import torch
     import torch.nn as nn
@@ -39,7 +42,7 @@ def tutorial_loop(folder: Path, epochs: int = 2) -> dict:
     trainloader = torch.utils.data.DataLoader(trainset, batch_size=4, shuffle=True, num_workers=2)
     testset = torchvision.datasets.ImageFolder(str(folder / "test"), transform=transform)
     testloader = torch.utils.data.DataLoader(testset, batch_size=4, shuffle=False, num_workers=2)
-    net = Net()
+    net = Net().to(device)
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
     started = time.perf_counter()
@@ -47,7 +50,7 @@ def tutorial_loop(folder: Path, epochs: int = 2) -> dict:
     for epoch in range(epochs):
         running_loss = 0.0
         for i, data in enumerate(trainloader, 0):
-            inputs, labels = data
+            inputs, labels = data[0].to(device), data[1].to(device)
             optimizer.zero_grad()
             outputs = net(inputs)
             loss = criterion(outputs, labels)
@@ -58,11 +61,13 @@ def tutorial_loop(folder: Path, epochs: int = 2) -> dict:
             if i % 2000 == 1999:
                 print(f"  tutorial [{epoch + 1}, {i + 1:5d}] loss: {running_loss / 2000:.3f}", file=sys.stderr)
                 running_loss = 0.0
+    if device == "cuda":
+        torch.cuda.synchronize()
     train_seconds = time.perf_counter() - started
     correct = total = 0
     with torch.no_grad():
         for images_, labels in testloader:
-            correct += (net(images_).argmax(1) == labels).sum().item()
+            correct += (net(images_.to(device)).argmax(1).cpu() == labels).sum().item()
             total += len(labels)
     return dict(train_seconds=train_seconds, images_per_second=images / train_seconds,
                 test_accuracy=correct / total, wall=time.perf_counter() - started)
@@ -73,18 +78,20 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/cifar10-bench", help="where to unpack CIFAR-10 and write runs")
     parser.add_argument("--skip-tutorial-loop", action="store_true", help="use --tutorial-seconds instead")
     parser.add_argument("--tutorial-seconds", type=float, default=190.0)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"), help="where both loops train")
     args = parser.parse_args()
     work = Path(args.work)
     folder = cifar10_folder(work)
     dataset = f"folder:{folder}"
-    common = ["--dataset", dataset, "--data-dir", str(work / "data"), "--runs-dir", str(work / "runs")]
+    common = ["--dataset", dataset, "--device", args.device,
+              "--data-dir", str(work / "data"), "--runs-dir", str(work / "runs")]
     print("building the dataset cache (once) ...", file=sys.stderr)
     run_cli(*common, "--max-steps", "1")
 
     results = {}
     if not args.skip_tutorial_loop:
         print("1/3 the tutorial's loop, 2 epochs ...", file=sys.stderr)
-        results["tutorial_loop"] = tutorial_loop(folder)
+        results["tutorial_loop"] = tutorial_loop(folder, device=args.device)
     else:
         results["tutorial_loop"] = dict(wall=args.tutorial_seconds, train_seconds=args.tutorial_seconds,
                                         images_per_second=100000 / args.tutorial_seconds, test_accuracy=None)

@@ -23,7 +23,7 @@ import torch.nn as nn
 from core.config import TrainConfig
 from core.data import Normalizer
 from core.model import ModelArgs, Net
-from core.train import _make_optimizer, available_devices, cpu_kernels
+from core.train import _make_optimizer, available_devices, cpu_kernels, cuda_kernels, make_step
 
 MAX_WIDTH = 1024
 
@@ -93,7 +93,7 @@ def measure(device: str, width: int, batch_size: int, threads: int = 0, steps: i
     if dev.type == "cpu":
         torch.set_num_threads(threads)
     try:
-        with cpu_kernels(dev, batch_size):
+        with cpu_kernels(dev, batch_size), cuda_kernels(dev):
             torch.manual_seed(seed)
             model = Net(ModelArgs(channels, image_size, num_classes, width, conv2_width)).to(dev)
             config = TrainConfig(dataset="shapes", lr=0.001, momentum=0.9, batch_size=batch_size)
@@ -108,13 +108,11 @@ def measure(device: str, width: int, batch_size: int, threads: int = 0, steps: i
             images, labels = host_images.to(dev), host_labels.to(dev)  # resident on the device, as in training
             batches = pool // batch_size
 
+            train_step = make_step(model, criterion, optimizer, normalize, dev, batch_size, images, labels)
+
             def step(i: int) -> torch.Tensor:
                 s = (i % batches) * batch_size
-                optimizer.zero_grad()
-                loss = criterion(model(normalize(images[s:s + batch_size])), labels[s:s + batch_size])
-                loss.backward()
-                optimizer.step()
-                return loss
+                return train_step(images[s:s + batch_size], labels[s:s + batch_size])
 
             for i in range(warmup):
                 step(i)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import threading
 import time
 from typing import Callable, Iterator
@@ -154,6 +155,14 @@ def cpu_kernels(device: torch.device, batch_size: int):
         yield
 
 
+def cuda_kernels(device: torch.device):
+    """On a CUDA GPU, cuDNN's deterministic convolution kernels: the same seed gives the same run there too
+    (some of the faster ones add up in a different order each time)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True)
+
+
 @contextlib.contextmanager
 def _mkldnn(enabled: bool):
     previous = torch.backends.mkldnn.enabled
@@ -192,8 +201,106 @@ def build_model(config: TrainConfig, dataset: Dataset) -> Net:
 def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> optim.Optimizer:
     # fused SGD updates all parameters in one kernel: fewer launches per step on CPU and CUDA
     fused = device.type in ("cpu", "cuda")
-    return optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+    # on a GPU the learning rate lives in GPU memory, so a step recorded as a CUDA graph reads the
+    # value a scheduler sets (fill_) instead of the number it was recorded with
+    lr = torch.tensor(float(config.lr), dtype=torch.float32, device=device) if device.type == "cuda" else config.lr
+    return optim.SGD(model.parameters(), lr=lr, momentum=config.momentum, nesterov=config.nesterov,
                      fused=fused or None)
+
+
+Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def make_step(model: nn.Module, criterion: nn.Module, optimizer: optim.Optimizer, normalize: Normalizer,
+              device: torch.device, batch_size: int, images: torch.Tensor, labels: torch.Tensor,
+              cuda_graph: bool = True) -> Step:
+    """One optimizer step, `step(images, labels) -> loss` (a tensor on the device; reading it is up to the caller).
+
+    On a CUDA GPU the step is recorded once as a CUDA graph and replayed (see CudaGraphStep); anywhere
+    else, or with cuda_graph=False, it is the tutorial's four lines.
+    """
+    def eager(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = criterion(model(normalize(x)), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    if device.type == "cuda" and cuda_graph:
+        try:
+            return CudaGraphStep(model, criterion, optimizer, normalize, batch_size, images, labels)
+        except RuntimeError as exc:  # a GPU or driver that cannot record graphs: train step by step
+            print(f"note: could not record the training step as a CUDA graph ({exc}); "
+                  "training step by step instead", file=sys.stderr)
+            optimizer.zero_grad(set_to_none=True)
+    return eager
+
+
+class CudaGraphStep:
+    """A training step recorded once as a CUDA graph, then replayed: one launch instead of ~60.
+
+    The tutorial's network is so small that on a GPU each step is mostly the CPU launching kernels
+    (forward, loss, backward and update: dozens of launches of a few microseconds each, most of them
+    doing almost no work). A CUDA graph launches the whole recorded sequence at once. The batch is
+    copied into fixed input tensors first, since the graph always reads the same memory.
+
+    Recording needs a few real steps first (on a side stream, as PyTorch requires); the weights and
+    momentum are put back afterwards, so training starts from exactly the model it was given. A batch
+    of another size (an epoch's last, smaller one) runs eagerly on the same weights and gradients.
+    """
+
+    WARMUP_STEPS = 3
+
+    def __init__(self, model: nn.Module, criterion: nn.Module, optimizer: optim.Optimizer, normalize: Normalizer,
+                 batch_size: int, images: torch.Tensor, labels: torch.Tensor):
+        self.model, self.criterion, self.optimizer, self.normalize = model, criterion, optimizer, normalize
+        self.batch_size = batch_size
+        self.x = images[:1].new_zeros((batch_size, *images.shape[1:]))
+        self.y = labels[:1].new_zeros((batch_size,))
+        params = list(model.parameters())
+        saved = [p.detach().clone() for p in params]
+        try:
+            side = torch.cuda.Stream(images.device)
+            side.wait_stream(torch.cuda.current_stream(images.device))
+            with torch.cuda.stream(side):
+                for _ in range(self.WARMUP_STEPS):
+                    optimizer.zero_grad(set_to_none=True)
+                    criterion(model(normalize(self.x)), self.y).backward()
+                    optimizer.step()
+            torch.cuda.current_stream(images.device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            optimizer.zero_grad(set_to_none=True)
+            # thread_local: another thread's CUDA work (a second job in a test's thread worker) does not
+            # break this recording
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+                loss = criterion(model(normalize(self.x)), self.y)
+                loss.backward()
+                optimizer.step()
+            # keep the loss's memory, not its autograd graph (which would pin the recording's stream
+            # to the parameters' gradient accumulators and slow the eager steps)
+            self.loss = loss.detach()
+            del loss
+        finally:
+            with torch.no_grad():
+                for p, s in zip(params, saved):
+                    p.copy_(s)
+                # a zero momentum buffer gives exactly SGD's first step (buffer = gradient)
+                for state in optimizer.state.values():
+                    if state.get("momentum_buffer") is not None:
+                        state["momentum_buffer"].zero_()
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if len(labels) != self.batch_size:
+            # zero the gradients in place: the graph reads and writes these very tensors
+            self.optimizer.zero_grad(set_to_none=False)
+            loss = self.criterion(self.model(self.normalize(images)), labels)
+            loss.backward()
+            self.optimizer.step()
+            return loss.detach()
+        self.x.copy_(images)
+        self.y.copy_(labels)
+        self.graph.replay()
+        return self.loss
 
 
 def _make_scheduler(optimizer: optim.Optimizer, config: TrainConfig, total_steps: int):
@@ -206,19 +313,21 @@ def _make_scheduler(optimizer: optim.Optimizer, config: TrainConfig, total_steps
 
 def train(config: TrainConfig, dataset: Dataset, control: Control | None = None,
           on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None = None,
-          tune_threads: bool = False) -> Iterator[dict]:
+          tune_threads: bool = False, cuda_graph: bool = True) -> Iterator[dict]:
     """Train the tutorial's network; yield events as it goes. Pausing, stopping and every end are events.
 
     tune_threads: with automatic threads on a CPU, keep measuring which thread count trains fastest
     (see ThreadTuner); the dashboard's worker does, as it shares the machine with the browser.
+    cuda_graph: on a CUDA GPU, replay each step as a recorded CUDA graph (see CudaGraphStep).
     """
     device = resolve_device(config.device)
-    with cpu_kernels(device, config.batch_size):
-        yield from _train(config, dataset, device, control or Control(), on_epoch_end, tune_threads)
+    with cpu_kernels(device, config.batch_size), cuda_kernels(device):
+        yield from _train(config, dataset, device, control or Control(), on_epoch_end, tune_threads, cuda_graph)
 
 
 def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control: Control,
-           on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None, tune_threads: bool) -> Iterator[dict]:
+           on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None, tune_threads: bool,
+           cuda_graph: bool) -> Iterator[dict]:
     threads = choose_threads(config, device)
     tuner = None
     if device.type == "cpu":
@@ -242,10 +351,13 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
     scheduler = _make_scheduler(optimizer, config, total_steps)
+    step_fn = make_step(model, criterion, optimizer, normalize, device, min(config.batch_size, len(train_y)),
+                        train_x, train_y, cuda_graph=cuda_graph)
     yield dict(type="start", device=str(device), threads=threads, classes=list(dataset.classes),
                num_train=len(train_y), num_test=len(test_y), image_size=dataset.image_size,
                channels=dataset.channels, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-               log_interval=config.steps_per_log(steps_per_epoch), parameters=count_parameters(model), wall=time.time())
+               log_interval=config.steps_per_log(steps_per_epoch), parameters=count_parameters(model),
+               cuda_graph=isinstance(step_fn, CudaGraphStep), wall=time.time())
 
     step = images_seen = epochs_completed = 0
     train_seconds = 0.0
@@ -285,7 +397,7 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
         running_steps = epoch_steps = 0
         epoch_loss = 0.0
         interval_images, interval_seconds, epoch_seconds, epoch_images = 0, 0.0, 0.0, 0
-        last_check = time.monotonic()
+        last_check = -math.inf  # look at once: a whole short run can take less than one interval
         for images, labels in shuffled_batches(train_x, train_y, config.batch_size, batches):
             if time.monotonic() - last_check > 0.05:  # look for Stop/Pause ~20 times a second
                 last_check = time.monotonic()
@@ -302,10 +414,7 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                     status, message = "stopped", "stopped by the user"
                     break
 
-            optimizer.zero_grad()
-            loss = criterion(model(normalize(images)), labels)
-            loss.backward()
-            optimizer.step()
+            loss = step_fn(images, labels)
             if scheduler is not None:
                 scheduler.step()
 

@@ -146,6 +146,8 @@ def time_left(snap) -> str:
 
 
 def threads_note(snap) -> str:
+    if snap.start.get("cuda_graph"):
+        return " · GPU, each step one CUDA graph"
     threads = snap.last_loss.get("threads")
     if not threads or not snap.start["device"].startswith("cpu"):
         return ""

@@ -5,7 +5,17 @@ import pytest
 import torch
 
 from core.config import TrainConfig
-from core.train import Control, DeviceError, ThreadTuner, available_devices, resolve_device, train, tuner_candidates
+from core.train import (
+    Control,
+    CudaGraphStep,
+    DeviceError,
+    ThreadTuner,
+    available_devices,
+    make_step,
+    resolve_device,
+    train,
+    tuner_candidates,
+)
 
 
 def cfg(**kw):
@@ -65,7 +75,7 @@ def test_thread_tuner_does_not_count_time_outside_training():
 
 
 def test_tuned_training_reports_its_threads(small_shapes):
-    events = list(train(cfg(threads=0, batch_size=64), small_shapes, tune_threads=True))
+    events = list(train(cfg(threads=0, batch_size=64, device="cpu"), small_shapes, tune_threads=True))
     threads = {e["threads"] for e in events if e["type"] == "loss"}
     assert threads and threads <= set(tuner_candidates()) and events[-1]["status"] == "finished"
 
@@ -108,9 +118,13 @@ def test_stop_ends_within_a_second_and_keeps_the_losses(small_shapes):
 def test_pause_holds_training_until_resume(small_shapes):
     control = Control()
     control.pause()
-    threading.Timer(0.5, control.resume).start()
     started = time.monotonic()
-    events = list(train(cfg(max_steps=20, log_interval=5), small_shapes, control))
+    events = []
+    for event in train(cfg(max_steps=20, log_interval=5), small_shapes, control):
+        if event["type"] == "start":  # timed from here: setting up a GPU can take longer than the pause
+            started = time.monotonic()
+            threading.Timer(0.5, control.resume).start()
+        events.append(event)
     kinds = [e["type"] for e in events]
     assert "paused" in kinds and "resumed" in kinds and kinds.index("paused") < kinds.index("resumed")
     assert time.monotonic() - started >= 0.45
@@ -155,3 +169,48 @@ def test_the_fast_preset_learns_real_cifar10(cifar10_folder, cifar10_data_dir):
     end = list(train(preset("fast", dataset=f"folder:{cifar10_folder}", epochs=1), data))[-1]
     assert end["status"] == "finished" and end["test_accuracy"] > 0.35
     assert end["per_class_accuracy"]["airplane"] > 0
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI has none)")
+
+
+@needs_cuda
+def test_cuda_graph_steps_train_exactly_like_the_tutorials_steps(small_shapes):
+    # batch 64 over 2000 images: 31 replayed steps and a last batch of 16 run eagerly, every epoch
+    config = cfg(device="cuda", epochs=2, batch_size=64, schedule="one-cycle", lr=0.05, nesterov=True)
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
+        graphed = list(train(config, small_shapes))
+        eager = list(train(config, small_shapes, cuda_graph=False))
+    assert graphed[0]["cuda_graph"] is True and eager[0]["cuda_graph"] is False
+    losses = [[e["running_loss"] for e in run if e["type"] == "loss"] for run in (graphed, eager)]
+    assert len(losses[0]) == len(losses[1]) > 5
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    assert losses[0][-1] < losses[0][0]  # it learns, with the scheduler's learning rate reaching the graph
+    assert graphed[-1]["test_accuracy"] == pytest.approx(eager[-1]["test_accuracy"], abs=0.01)
+
+
+@needs_cuda
+def test_recording_a_cuda_graph_leaves_the_model_as_it_was():
+    from core.data import Normalizer
+    from core.model import Net
+    from core.train import _make_optimizer
+
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    model = Net().to(device)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = _make_optimizer(model, cfg(lr=0.5), device)
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, device=device)
+    labels = torch.randint(0, 10, (40,), device=device)
+    step = make_step(model, torch.nn.CrossEntropyLoss(), optimizer, Normalizer((0.5,) * 3, (0.5,) * 3, device),
+                     device, 8, images, labels)
+    assert isinstance(step, CudaGraphStep)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    first = step(images[:8], labels[:8])
+    assert torch.isfinite(first) and not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert torch.isfinite(step(images[:3], labels[:3]))  # a short batch runs eagerly on the same weights
+
+
+def test_on_a_cpu_a_step_is_the_tutorials_four_lines(small_shapes):
+    events = list(train(cfg(device="cpu", max_steps=3), small_shapes))
+    assert events[0]["cuda_graph"] is False and events[-1]["steps"] == 3
