@@ -195,3 +195,20 @@ def test_knobs_survive_a_visit_to_another_page(app_env):
     at.switch_page("pages/train.py").run()
     assert at.slider(key="train_conv_width").value == 12
     assert at.selectbox(key="train_dataset").value == "Shapes (offline)" and not at.exception
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_pages_offer_and_explain_a_gpu_only_where_there_is_one(app_env, monkeypatch, gpu):
+    import core.train
+
+    # what the pages see on a machine with a CUDA GPU (CI has none; the real GPU paths ran on a lent H100)
+    monkeypatch.setattr(core.train, "available_devices", lambda: ["cpu", "cuda"] if gpu else ["cpu"])
+    speed = page("speed").run()
+    assert not speed.exception, speed.exception
+    notes = " ".join(i.value for i in speed.info)
+    assert ("CUDA graph" in notes) == gpu and ("has no GPU" in notes) == (not gpu)
+    assert ("CUDA GPU" in speed.selectbox[0].options) == gpu
+    train = page("train").run()
+    assert not train.exception, train.exception
+    options = [str(o) for o in train.selectbox(key="train_device").options]
+    assert ("CUDA GPU" in options or "cuda" in options) == gpu
