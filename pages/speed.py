@@ -30,13 +30,14 @@ if devices == ["cpu"]:
         "each launch carries thousands of times more arithmetic, which a GPU does in parallel. "
         "Tiny batches also run faster on **one** CPU thread: splitting a tiny job costs more than it saves.")
 else:
+    graphs = ("This app records each training step once as a **CUDA graph** and replays it: the GPU gets the "
+              "whole step (forward, loss, backward, update) in one launch. ") if "cuda" in devices else ""
     st.info(
         "**What a GPU changes:** each layer becomes a kernel launch costing a few microseconds however little "
         "work it holds. The tutorial's network at batch 4 gives each launch almost nothing to do, so launched "
-        "one by one (the tutorial's way, the *naive* column below) a GPU barely beats a CPU. This app records "
-        "each training step once as a **CUDA graph** and replays it: the GPU gets the whole step (forward, "
-        "loss, backward, update) in one launch. Widen the convolutions or grow the batch and each launch "
-        "carries thousands of times more arithmetic, which a GPU does in parallel.")
+        f"one by one (the tutorial's way, the *naive* column below) a GPU barely beats a CPU. {graphs}"
+        "Widen the convolutions or grow the batch and each launch carries thousands of times more arithmetic, "
+        "which a GPU does in parallel.")
 
 
 def session_job(key: str):
