@@ -9,7 +9,7 @@ from core.data import DATASET_NAMES, DatasetError, check_folder
 from core.figures import accuracy_figure, running_loss_figure
 from core.jobs import get_manager
 from core.train import TUTORIAL_ACCURACY, available_devices
-from ui.common import current_job, data_dir, describe, job_active, remember, save_widgets
+from ui.common import current_job, data_dir, describe, every, job_active, remember, save_widgets
 from ui.live_chart import live_plotly_chart
 
 DATASETS = {**DATASET_NAMES, "Image folder": "folder"}
@@ -172,10 +172,6 @@ def notices(snap) -> None:
 # comes out of training. The running loss redraws twice a second; status, progress and metrics once a
 # second; the accuracy chart (a point per epoch) every two seconds. Nothing redraws while no job runs.
 LOSS_EVERY, STATUS_EVERY, ACCURACY_EVERY = 0.5, 1.0, 2.0
-
-
-def every(seconds: float, active: bool) -> float | None:
-    return seconds if active else None
 
 
 def status_view(job, was_active: bool) -> None:

@@ -56,12 +56,17 @@ def describe(snap: Snapshot) -> str:
 SIDEBAR_EVERY = 2.0
 
 
+def every(seconds: float, active: bool) -> float | None:
+    """A fragment's timer: `seconds` while a job is active, none otherwise (nothing redraws)."""
+    return seconds if active else None
+
+
 def sidebar_status() -> None:
     """The current job's state, on every page; refreshed every two seconds while the job is active."""
     job = current_job()
     active = job_active(job)
     with st.sidebar:
-        st.fragment(_sidebar_view, run_every=SIDEBAR_EVERY if active else None)(job, active)
+        st.fragment(_sidebar_view, run_every=every(SIDEBAR_EVERY, active))(job, active)
 
 
 def _sidebar_view(job: Job | None, was_active: bool) -> None:
