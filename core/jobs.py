@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
+import multiprocessing.spawn as mp_spawn
 import os
 import queue
 import sys
 import threading
 import time
 import traceback
-import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,11 @@ from core.config import TrainConfig
 ACTIVE = ("waiting", "starting", "running", "paused")
 DONE = ("finished", "stopped", "diverged", "failed")
 STOP_GRACE_SECONDS = 1.0
+
+
+def log(line: str) -> None:
+    """One line in the server's log (stderr): what an operator reads when a job misbehaves."""
+    print(f"{time.strftime('%H:%M:%S')} cnn-dashboard: {line}", file=sys.stderr, flush=True)
 
 
 # -- the worker (runs in the child process or a thread) -----------------------------------
@@ -100,7 +105,19 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-_main_lock = threading.Lock()
+_without_main = threading.local()
+_preparation_data = mp_spawn.get_preparation_data
+
+
+def _preparation_data_without_main(name):
+    data = _preparation_data(name)
+    if getattr(_without_main, "on", False):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+mp_spawn.get_preparation_data = _preparation_data_without_main
 
 
 def _start_without_main(process) -> None:
@@ -108,15 +125,15 @@ def _start_without_main(process) -> None:
 
     spawn re-imports the parent's __main__ in the child. Under Streamlit that is the page script
     being run, which would draw a page and start more workers in the child. The worker needs
-    nothing from __main__ (its target lives in this module), so the child is shown an empty one.
+    nothing from __main__ (its target lives in this module), so the child is told of none. Only
+    this thread's start is changed: Streamlit sets sys.modules["__main__"] at the start of every
+    script run, in other threads, so that global is never touched here.
     """
-    with _main_lock:
-        main = sys.modules.get("__main__")
-        sys.modules["__main__"] = types.ModuleType("__main__")
-        try:
-            process.start()
-        finally:
-            sys.modules["__main__"] = main
+    _without_main.on = True
+    try:
+        process.start()
+    finally:
+        _without_main.on = False
 
 
 class _Worker:
@@ -269,6 +286,7 @@ class Job:
 
     def _finish_locked(self, status: str, message: str) -> None:
         self.status, self.message = status, message
+        log(f"job {self.id} {status} after {time.time() - self.created:.1f} s" + (f": {message}" if message else ""))
 
 
 class JobManager:
@@ -330,6 +348,7 @@ class JobManager:
                 job = self._pending.pop(0)
                 job.status = "starting"
                 job._worker = self._take_worker()
+                log(f"job {job.id} starting ({job.kind}; {len(self._pending)} waiting)")
                 job._worker.tasks.put(self._task(job))
                 threading.Thread(target=self._follow, args=(job,), daemon=True, name=f"job-{job.id}").start()
             # A spare warms up (imports torch, runs a first step: seconds of CPU) only when no job trains or

@@ -117,3 +117,36 @@ def test_a_speed_sweep_runs_as_a_job_and_streams_rows(manager):
     wait_for(lambda: job.status == "finished")
     snap = job.snapshot()
     assert [r["width"] for r in snap.rows] == [2, 4, 6] and snap.fraction_done == 1.0
+
+
+def test_a_worker_never_reruns_the_page_script_that_started_it(tmp_path, shapes_dir, monkeypatch):
+    """Under Streamlit, __main__ is the page being run. A spawned worker must not run it again (it would
+    draw a page and start workers of its own in the child), and starting one must leave __main__ alone:
+    Streamlit replaces it, from other threads, at the start of every script run."""
+    import sys
+    import types
+
+    from core import jobs
+
+    marker = tmp_path / "page-ran"
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    m = JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="process", keep_spare=False)
+    try:
+        job = m.start(cfg(shapes_dir, max_steps=5))
+        wait_for(lambda: job.status == "finished")
+    finally:
+        m.shutdown()
+    assert not marker.exists(), "the worker ran the page script"
+
+    class StartedWhileAPageBegins:  # a script run begins (and sets __main__) while a worker starts
+        def start(self):
+            sys.modules["__main__"] = types.ModuleType("__main__")
+            self.set_by_page = sys.modules["__main__"]
+
+    process = StartedWhileAPageBegins()
+    jobs._start_without_main(process)
+    assert sys.modules["__main__"] is process.set_by_page
