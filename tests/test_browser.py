@@ -26,6 +26,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_LOG = [None]  # the running server's log, shown when a test times out
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from core.data import load_dataset
@@ -49,6 +52,7 @@ def server(tmp_path_factory):
                 proc.kill()
                 pytest.fail("the dashboard did not start:\n" + (home / "server.log").read_text()[-3000:])
             time.sleep(0.3)
+    SERVER_LOG[0] = home / "server.log"
     yield url
     proc.terminate()
     proc.wait(10)
@@ -123,6 +127,31 @@ def status_text(pg) -> str:
     return pg.get_by_text("Status:").first.inner_text()
 
 
+HAS_STATUS = "() => [...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Status:'))"
+FINISHED = ("() => [...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Status:') "
+            "&& p.innerText.includes('finished'))")
+
+
+def diagnosis(pg) -> str:
+    """What the page and the server show: for a test that timed out."""
+    try:
+        lines = pg.evaluate("() => [...document.querySelectorAll('p')].map(p => p.innerText)"
+                            ".filter(t => t.startsWith('Status:') || t.includes('training job') || t.includes('rror'))")
+        sidebar = pg.locator('[data-testid="stSidebar"]').inner_text(timeout=5000)
+    except sync_api.Error as exc:
+        lines, sidebar = f"(the page could not be read: {exc})", ""
+    log = SERVER_LOG[0].read_text()[-3000:] if SERVER_LOG[0] else "(no log)"
+    return f"Page lines: {lines}\nSidebar: {sidebar}\nServer log (end):\n{log}"
+
+
+def wait_until_finished(pg, seconds=120):
+    """Wait for the Train page to say the job finished; on a timeout, say what the page and the server show."""
+    try:
+        pg.wait_for_function(FINISHED, timeout=seconds * 1000, polling=250)
+    except sync_api.TimeoutError:
+        raise AssertionError(f"no 'finished' after {seconds} s.\n" + diagnosis(pg)) from None
+
+
 def train_shapes(pg, epochs="1"):
     open_page(pg, "Train")
     choose(pg, "Dataset", "Shapes (offline)")
@@ -130,6 +159,17 @@ def train_shapes(pg, epochs="1"):
     set_slider(pg, "Epochs", epochs)
     wait_for_command(pg, "--dataset shapes", f"--epochs {epochs}")
     pg.get_by_role("button", name="Train", exact=True).click()
+    # the job exists once the page shows its status; under heavy load a click that lands while the
+    # page is being redrawn can be lost, and a user would click again
+    for attempt in range(2):
+        try:
+            pg.wait_for_function(HAS_STATUS, timeout=30_000, polling=250)
+            return
+        except sync_api.TimeoutError:
+            if attempt:
+                raise AssertionError("no job started after clicking Train twice.\n" + diagnosis(pg)) from None
+            print("train_shapes: no job status 30 s after clicking Train; clicking again", file=sys.stderr)
+            pg.get_by_role("button", name="Train", exact=True).click()
 
 
 def test_training_streams_the_running_loss_live(page):
@@ -145,7 +185,9 @@ def test_training_streams_the_running_loss_live(page):
         if "finished" in status:
             break
         time.sleep(0.25)
-    assert "finished" in status_text(page) and "epoch 1 of 1" in status_text(page), status_text(page)
+    if "finished" not in status_text(page):
+        wait_until_finished(page, 5)  # fails, saying what the page and the server show
+    assert "epoch 1 of 1" in status_text(page), status_text(page)
     distinct = sorted(set(seen))
     assert len(distinct) >= 3, f"the chart did not grow while training ran: {seen}"
     assert seen == sorted(seen)  # it only grows
@@ -163,8 +205,7 @@ def test_training_streams_the_running_loss_live(page):
 
 def test_results_and_network_pages_show_what_was_learned(page):
     train_shapes(page)
-    page.wait_for_function("() => [...document.querySelectorAll('p')].some(p => p.innerText.includes('Status:') "
-                           "&& p.innerText.includes('finished'))", timeout=120_000)
+    wait_until_finished(page)
     open_page(page, "Results")
     page.get_by_role("heading", name="Ground truth vs prediction").wait_for()
     page.locator('[data-testid="stImage"] img').first.wait_for()
