@@ -11,11 +11,12 @@ DATASETS = {"Shapes (offline)": "shapes", **DATASET_NAMES, "Image folder": "fold
 
 st.title("The data")
 st.caption("The tutorial's step 1: load the training and test images and normalize them.")
-remember(["data_dataset", "data_folder"])
+remember(["data_dataset"])
 choice = st.selectbox("Dataset", list(DATASETS), key="data_dataset")
 save_widgets(["data_dataset"])
 name = DATASETS[choice]
 if name == "folder":
+    remember(["data_folder"])  # only in runs that draw it (see the Train page)
     folder = st.text_input("Folder path", key="data_folder")
     save_widgets(["data_folder"])
     if not folder.strip():

@@ -45,9 +45,10 @@ def use_shapes() -> None:
 
 def controls() -> TrainConfig | None:
     """The knobs; returns the config they describe, or None (with the reason shown) when it is not valid."""
-    remember([f"train_{k}" for k in WIDGETS])
-    for key, value in WIDGETS.items():
-        st.session_state.setdefault(f"train_{key}", value)
+    drawn = [f"train_{k}" for k in WIDGETS if k != "folder"]  # widgets drawn on every run of this page
+    remember(drawn)
+    for key in drawn:
+        st.session_state.setdefault(key, WIDGETS[key[len("train_"):]])
     devices = available_devices()
     if st.session_state.train_device not in devices:
         st.session_state.train_device = devices[1] if len(devices) > 1 else "cpu"
@@ -59,8 +60,12 @@ def controls() -> TrainConfig | None:
         dataset = st.selectbox("Dataset", list(DATASETS), key="train_dataset")
         folder = ""
         if DATASETS[dataset] == "folder":
+            # kept and restored only in runs that draw it: a value set while its widget is not drawn
+            # would come back, stale, the next time the widget leaves the page
+            remember(["train_folder"])
             folder = st.text_input("Folder path", key="train_folder",
                                    help="A folder with train/ and test/, one sub-folder per class inside each.")
+            save_widgets(["train_folder"])
         st.slider("Epochs", 1, 30, key="train_epochs", on_change=to_custom,
                   help="How many times the network sees every training image.")
         st.select_slider("Learning rate", LEARNING_RATES, key="train_lr", on_change=to_custom,
@@ -85,7 +90,7 @@ def controls() -> TrainConfig | None:
         st.checkbox("Nesterov momentum", key="train_nesterov", on_change=to_custom,
                     help="Take the gradient a little ahead, where momentum is carrying the weights.")
 
-    save_widgets([f"train_{k}" for k in WIDGETS])
+    save_widgets(drawn)
     name = DATASETS[dataset] if DATASETS[dataset] != "folder" else f"folder:{folder.strip()}"
     try:
         return TrainConfig(dataset=name, data_dir=data_dir(), epochs=st.session_state.train_epochs,

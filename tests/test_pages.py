@@ -197,6 +197,31 @@ def test_knobs_survive_a_visit_to_another_page(app_env):
     assert at.selectbox(key="train_dataset").value == "Shapes (offline)" and not at.exception
 
 
+@pytest.mark.parametrize("name", ["train", "data"])
+def test_a_folder_path_survives_visits_to_another_page(app_env, tmp_path, name):
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
+
+    def visit_home_and_come_back():
+        at.switch_page("pages/home.py").run()
+        at.switch_page(f"pages/{name}.py").run()
+        assert not at.exception, at.exception
+
+    at.switch_page(f"pages/{name}.py").run()
+    at.selectbox(key=f"{name}_dataset").set_value("Image folder").run()
+    at.text_input(key=f"{name}_folder").input(str(tmp_path / "first")).run()
+    visit_home_and_come_back()
+    assert at.text_input(key=f"{name}_folder").value == str(tmp_path / "first")
+    at.selectbox(key=f"{name}_dataset").set_value("Shapes (offline)").run()
+    at.run()  # the page runs again without the folder box
+    at.selectbox(key=f"{name}_dataset").set_value("Image folder").run()
+    assert at.text_input(key=f"{name}_folder").value == str(tmp_path / "first")
+    at.text_input(key=f"{name}_folder").input(str(tmp_path / "second")).run()
+    visit_home_and_come_back()
+    assert at.text_input(key=f"{name}_folder").value == str(tmp_path / "second")  # the last path, not an older one
+    if name == "train":
+        assert any(f"--dataset folder:{tmp_path / 'second'}" in c.value for c in at.code)
+
+
 @pytest.mark.parametrize("gpu", [None, "cuda", "mps"])
 def test_pages_offer_and_explain_a_gpu_only_where_there_is_one(app_env, monkeypatch, gpu):
     import core.train

@@ -119,9 +119,11 @@ def pick_run(key: str, label: str = "Run") -> runs_mod.RunInfo | None:
 def remember(keys: list[str]) -> None:
     """Keep widget values when the user visits another page and comes back.
 
-    Streamlit drops a widget's value once a run does not draw it. Call this before the widgets are
-    drawn: it puts back the values saved last time for keys Streamlit dropped, and saves the current
-    ones when the script ends. A live widget's value is never written, so the browser never resets it.
+    Streamlit drops a widget's value once a run does not draw it. Call this just before the widgets
+    are drawn, and `save_widgets` after: it puts back the values saved last time for keys Streamlit
+    dropped. A live widget's value is never written, so the browser never resets it. Call it only in
+    a run that draws these widgets: a value set for a widget the run does not draw stays behind in
+    Streamlit's state, and comes back, stale, after the widget next leaves the page.
     """
     saved = st.session_state.setdefault("_saved_widgets", {})
     for key in keys:
