@@ -99,31 +99,45 @@ class ThreadTuner:
     Alone on a machine, all cores train fastest. Beside a browser drawing live charts on the same
     small machine, one core fewer can win: threads of one step wait for each other whenever the
     browser takes a core. Which wins depends on where the browser runs, so it is measured: after a
-    warm-up, each candidate trains for `probe` seconds, the fastest then trains for `hold` seconds,
-    and the candidates are timed again. Call `step(images)` after every step and `restart()` after
-    any time spent outside training (evaluation, a pause), which would spoil a measurement.
+    `warmup` at all cores (the page is busiest just after Train is clicked), each candidate trains
+    for `probe` seconds, the fastest then trains for `hold` seconds of training, and the candidates
+    are timed again. Fewer threads are kept only when they are faster by more than `margin`: one
+    noisy second must not cost the rest of a run its cores. Call `step(images)` after every step and
+    `restart()` after any time spent outside training (evaluation, a pause): it spoils a measurement
+    in progress, while a warm-up or a hold goes on with the training time it has had.
     """
 
-    def __init__(self, candidates: list[int], probe: float = 1.0, hold: float = 15.0,
-                 clock: Callable[[], float] = time.perf_counter, apply: Callable[[int], None] = torch.set_num_threads):
+    def __init__(self, candidates: list[int], probe: float = 1.0, hold: float = 15.0, warmup: float = 3.0,
+                 margin: float = 0.05, clock: Callable[[], float] = time.perf_counter,
+                 apply: Callable[[int], None] = torch.set_num_threads):
         self.candidates = sorted(set(candidates), reverse=True)
-        self.probe, self.hold, self.clock, self.apply = probe, hold, clock, apply
+        self.probe, self.hold, self.margin, self.clock, self.apply = probe, hold, margin, clock, apply
         self.rates: dict[int, float] = {}
         self._todo: list[int] = []
         self._measuring = False
-        self._set(self.candidates[0], probe)  # warm-up: the first steps are slow for any thread count
+        self._set(self.candidates[0], warmup)
 
     def _set(self, threads: int, seconds: float) -> None:
         self.threads, self._seconds = threads, seconds
         self.apply(threads)
-        self.restart()
+        self._images, self._began = 0, self.clock()
+        self._last = self._began
 
     def restart(self) -> None:
-        self._images, self._began = 0, self.clock()
+        now = self.clock()
+        if not self._measuring:  # keep the training time this warm-up or hold has had
+            self._seconds = max(0.0, self._seconds - (self._last - self._began))
+        self._images, self._began, self._last = 0, now, now
+
+    def _choice(self) -> int:
+        most = self.candidates[0]
+        best = max(self.rates, key=self.rates.get)
+        return best if self.rates[best] > self.rates.get(most, 0.0) * (1 + self.margin) else most
 
     def step(self, images: int) -> None:
         self._images += images
-        elapsed = self.clock() - self._began
+        self._last = self.clock()
+        elapsed = self._last - self._began
         if elapsed < self._seconds:
             return
         if self._measuring:
@@ -135,7 +149,7 @@ class ThreadTuner:
             self._set(self._todo.pop(0), self.probe)
         else:
             self._measuring = False
-            self._set(max(self.rates, key=self.rates.get), self.hold)
+            self._set(self._choice(), self.hold)
 
 
 def tuner_candidates(cores: int | None = None) -> list[int]:

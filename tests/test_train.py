@@ -54,7 +54,8 @@ class FakeMachine:
 
 def test_thread_tuner_keeps_the_faster_thread_count_and_looks_again():
     machine = FakeMachine({2: 100.0, 1: 150.0})  # a browser on the same two cores: one thread is faster
-    tuner = ThreadTuner([1, 2], probe=1.0, hold=10.0, clock=lambda: machine.now, apply=machine.applied.append)
+    tuner = ThreadTuner([1, 2], probe=1.0, hold=10.0, warmup=1.0, clock=lambda: machine.now,
+                         apply=machine.applied.append)
     machine.run(tuner, 3.5)  # warm-up at 2, then 1 s at each
     assert machine.applied == [2, 2, 1, 1] and tuner.threads == 1
     assert tuner.rates[1] == pytest.approx(150, rel=0.1) and tuner.rates[2] == pytest.approx(100, rel=0.1)
@@ -65,13 +66,37 @@ def test_thread_tuner_keeps_the_faster_thread_count_and_looks_again():
 
 def test_thread_tuner_does_not_count_time_outside_training():
     machine = FakeMachine({2: 100.0, 1: 100.0})
-    tuner = ThreadTuner([1, 2], probe=1.0, hold=10.0, clock=lambda: machine.now, apply=machine.applied.append)
+    tuner = ThreadTuner([1, 2], probe=1.0, hold=10.0, warmup=1.0, clock=lambda: machine.now,
+                         apply=machine.applied.append)
     machine.run(tuner, 1.05)  # past the warm-up: now timing 2 threads
     machine.now += 5  # an evaluation
     tuner.restart()
     machine.run(tuner, 2.5)
     assert tuner.rates[2] == pytest.approx(100, rel=0.1) and tuner.rates[1] == pytest.approx(100, rel=0.1)
     assert tuner_candidates(2) == [1, 2] and tuner_candidates(1) == [1] and tuner_candidates(8) == [7, 8]
+
+
+def test_thread_tuner_looks_again_although_every_epoch_ends_within_a_hold():
+    """A hold counts training time across evaluations: short epochs must not keep a bad choice for good."""
+    machine = FakeMachine({2: 100.0, 1: 150.0})
+    tuner = ThreadTuner([1, 2], probe=1.0, hold=10.0, warmup=1.0, clock=lambda: machine.now,
+                        apply=machine.applied.append)
+    machine.run(tuner, 3.5)
+    assert tuner.threads == 1
+    machine.speeds = {2: 300.0, 1: 150.0}
+    for _ in range(4):  # epochs of 4 s of training, each followed by a 2 s evaluation
+        machine.run(tuner, 4)
+        machine.now += 2
+        tuner.restart()
+    assert tuner.threads == 2 and tuner.rates[2] == pytest.approx(300, rel=0.1)
+
+
+def test_thread_tuner_keeps_all_cores_unless_fewer_are_clearly_faster():
+    machine = FakeMachine({2: 100.0, 1: 103.0})  # within the noise of a one-second measurement
+    tuner = ThreadTuner([1, 2], probe=1.0, hold=10.0, warmup=1.0, clock=lambda: machine.now,
+                        apply=machine.applied.append)
+    machine.run(tuner, 3.5)
+    assert tuner.rates[1] > tuner.rates[2] and tuner.threads == 2
 
 
 def test_tuned_training_reports_its_threads(small_shapes):
