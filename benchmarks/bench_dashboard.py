@@ -74,7 +74,7 @@ def train_in_browser(browser, url: str, dataset: str, folder: str, batch: int, e
         box.fill(folder)
         box.press("Enter")
     wait_for_command(page, "--dataset")
-    set_slider(page, "Epochs", str(epochs))
+    set_slider(page, "Epochs", str(epochs), key="ArrowRight" if epochs > 2 else "ArrowLeft")
     wait_for_command(page, f"--epochs {epochs}" if epochs != 2 else "--dataset")
     set_slider(page, "Batch size", str(batch), key="ArrowRight" if batch > 4 else "ArrowLeft")
     wait_for_command(page, f"--batch-size {batch}" if batch != 4 else "--dataset")
