@@ -15,6 +15,7 @@ import multiprocessing as mp
 import multiprocessing.spawn as mp_spawn
 import os
 import queue
+import secrets
 import sys
 import threading
 import time
@@ -220,6 +221,7 @@ class Job:
     status: str = "waiting"
     message: str = ""
     created: float = field(default_factory=time.time)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(12))  # names the job in its page's URL
     run_dir: str | None = None
     events: list[dict] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -321,6 +323,12 @@ class JobManager:
 
     def get(self, job_id: int | None) -> Job | None:
         return self._jobs.get(job_id) if job_id is not None else None
+
+    def by_token(self, token: str | None) -> Job | None:
+        """The job whose token this is (a page reloaded from its URL), or None."""
+        if not token:
+            return None
+        return next((j for j in list(self._jobs.values()) if secrets.compare_digest(j.token, str(token))), None)
 
     def jobs(self) -> list[Job]:
         return list(self._jobs.values())

@@ -206,6 +206,10 @@ def test_training_streams_the_running_loss_live(page):
 def test_results_and_network_pages_show_what_was_learned(page):
     train_shapes(page)
     wait_until_finished(page)
+    assert "job=" in page.url  # the URL names the job: a reloaded page follows it
+    page.reload()
+    page.get_by_role("heading", name="Train the network").wait_for()
+    wait_until_finished(page, 30)
     open_page(page, "Results")
     page.get_by_role("heading", name="Ground truth vs prediction").wait_for()
     page.locator('[data-testid="stImage"] img').first.wait_for()

@@ -88,6 +88,29 @@ def test_train_button_runs_a_job_and_shows_its_accuracy(app_env):
     assert not at.exception
 
 
+def test_a_reloaded_page_follows_its_job_through_the_url(app_env):
+    at = page("train").run()
+    at.selectbox(key="train_dataset").set_value("Shapes (offline)").run()
+    at.slider(key="train_epochs").set_value(3).run()
+    at.button[0].click().run()
+    (job,) = app_env.jobs()
+    token = at.query_params.get("job")
+    token = token[0] if isinstance(token, list) else token
+    assert token == job.token and len(token) >= 16  # unguessable: not the job's number
+    reloaded = page("train")  # a new browser session, opened from that URL
+    reloaded.query_params["job"] = token
+    reloaded.run()
+    assert any("Status:" in m.value for m in reloaded.markdown) and not reloaded.exception
+    assert any(b.label == "Stop" and not b.disabled for b in reloaded.button)  # its controls work here too
+    next(b for b in reloaded.button if b.label == "Stop").click().run()
+    wait_for(lambda: job.status == "stopped")
+    stranger = page("train")
+    stranger.query_params["job"] = "not-a-job"
+    stranger.run()
+    assert not any("Status:" in m.value for m in stranger.markdown) and not stranger.exception
+    assert "job" not in stranger.query_params
+
+
 def test_second_train_asks_before_starting_another(app_env):
     at = page("train").run()
     at.selectbox(key="train_dataset").set_value("Shapes (offline)").run()

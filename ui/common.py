@@ -32,9 +32,27 @@ def data_dir() -> str:
     return os.environ.get("CNN_DASHBOARD_DATA", "data")
 
 
+JOB_PARAM = "job"  # the page URL names the session's training job: a reload finds it again
+
+
 def current_job() -> Job | None:
-    """This browser session's job, if it has started one since the server started."""
-    return get_manager().get(st.session_state.get("job_id"))
+    """This browser session's job, if it has started one since the server started.
+
+    The job's token is kept in the page's URL, so a reloaded page (a new session) follows the same job.
+    """
+    manager = get_manager()
+    job = manager.get(st.session_state.get("job_id"))
+    if job is None:
+        job = manager.by_token(st.query_params.get(JOB_PARAM))
+        if job is not None and job.kind == "train":
+            st.session_state.job_id = job.id
+        else:
+            job = None
+    if job is not None and st.query_params.get(JOB_PARAM) != job.token:
+        st.query_params[JOB_PARAM] = job.token
+    elif job is None and JOB_PARAM in st.query_params:  # e.g. a job from before the server restarted
+        del st.query_params[JOB_PARAM]
+    return job
 
 
 def job_active(job: Job | None) -> bool:
