@@ -16,6 +16,6 @@ pages = [
 ]
 page = st.navigation(pages)
 
-sidebar_status()
+sidebar_status(live=page.title != "Train")  # the Train page shows the job live itself
 
 page.run()

@@ -1,11 +1,13 @@
 """Each page run as Streamlit runs it (AppTest): no exception, and the widgets drive the real engine."""
 
+import os
 import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.jobs
+from core.config import TrainConfig
 from core.data import load_dataset
 from tests.conftest import ROOT
 
@@ -109,6 +111,35 @@ def test_a_reloaded_page_follows_its_job_through_the_url(app_env):
     stranger.run()
     assert not any("Status:" in m.value for m in stranger.markdown) and not stranger.exception
     assert "job" not in stranger.query_params
+
+
+def sidebar_app(live: bool) -> AppTest:
+    def app(live):
+        import streamlit as st
+
+        from ui.common import sidebar_status
+
+        st.session_state.job_id = 1
+        sidebar_status(live=live)
+
+    return AppTest.from_function(app, args=(live,), default_timeout=60)
+
+
+def test_the_sidebar_follows_the_job_except_where_the_train_page_does(app_env):
+    job = app_env.start(TrainConfig(dataset="shapes", data_dir=os.environ["CNN_DASHBOARD_DATA"], epochs=30,
+                                    batch_size=4))
+    assert job.id == 1
+    wait_for(lambda: job.snapshot().losses)
+    elsewhere, train_page = sidebar_app(live=True).run(), sidebar_app(live=False).run()
+    assert any("epoch 1 of 30" in m.value for m in elsewhere.sidebar.markdown)
+    assert len(elsewhere.sidebar.get("progress")) == 1
+    # the Train page's own status view redraws every second; the sidebar there does not repeat it
+    assert any("on this page" in c.value for c in train_page.sidebar.caption)
+    assert not train_page.sidebar.get("progress")
+    job.stop()
+    wait_for(lambda: job.status == "stopped")
+    for at in (elsewhere.run(), train_page.run()):
+        assert any("stopped" in m.value for m in at.sidebar.markdown) and not at.exception
 
 
 def test_second_train_asks_before_starting_another(app_env):

@@ -79,20 +79,28 @@ def every(seconds: float, active: bool) -> float | None:
     return seconds if active else None
 
 
-def sidebar_status() -> None:
-    """The current job's state, on every page; refreshed every two seconds while the job is active."""
+def sidebar_status(live: bool = True) -> None:
+    """The current job's state, on every page; refreshed every two seconds while the job is active.
+
+    live=False (the Train page, whose own status view redraws every second): the sidebar is drawn with
+    the page and not on a timer of its own. Every redraw costs the browser CPU that the job, on a
+    small machine, would otherwise train with.
+    """
     job = current_job()
     active = job_active(job)
     with st.sidebar:
-        st.fragment(_sidebar_view, run_every=every(SIDEBAR_EVERY, active))(job, active)
+        st.fragment(_sidebar_view, run_every=every(SIDEBAR_EVERY, active and live))(job, active, live)
 
 
-def _sidebar_view(job: Job | None, was_active: bool) -> None:
+def _sidebar_view(job: Job | None, was_active: bool, live: bool = True) -> None:
     st.markdown("**Your training job**")
     if job is None:
         st.caption("None yet: start one on the Train page.")
         return
     snap = job.snapshot()
+    if snap.active and not live:
+        st.caption("In progress: its status, progress and charts are on this page.")
+        return
     st.markdown(describe(snap))
     if snap.active:
         st.progress(snap.fraction_done)
