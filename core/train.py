@@ -225,6 +225,16 @@ def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device)
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _eager_step(model: nn.Module, criterion: nn.Module, optimizer: optim.Optimizer, normalize: Normalizer,
+                x: torch.Tensor, y: torch.Tensor, set_to_none: bool = True) -> torch.Tensor:
+    """The tutorial's four lines: zero the gradients, forward and loss, backward, update."""
+    optimizer.zero_grad(set_to_none=set_to_none)
+    loss = criterion(model(normalize(x)), y)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def make_step(model: nn.Module, criterion: nn.Module, optimizer: optim.Optimizer, normalize: Normalizer,
               device: torch.device, batch_size: int, images: torch.Tensor, labels: torch.Tensor,
               cuda_graph: bool = True) -> Step:
@@ -234,11 +244,7 @@ def make_step(model: nn.Module, criterion: nn.Module, optimizer: optim.Optimizer
     else, or with cuda_graph=False, it is the tutorial's four lines.
     """
     def eager(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = criterion(model(normalize(x)), y)
-        loss.backward()
-        optimizer.step()
-        return loss
+        return _eager_step(model, criterion, optimizer, normalize, x, y)
 
     if device.type == "cuda" and cuda_graph:
         try:
@@ -306,11 +312,8 @@ class CudaGraphStep:
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if len(labels) != self.batch_size:
             # zero the gradients in place: the graph reads and writes these very tensors
-            self.optimizer.zero_grad(set_to_none=False)
-            loss = self.criterion(self.model(self.normalize(images)), labels)
-            loss.backward()
-            self.optimizer.step()
-            return loss.detach()
+            return _eager_step(self.model, self.criterion, self.optimizer, self.normalize, images, labels,
+                               set_to_none=False).detach()
         self.x.copy_(images)
         self.y.copy_(labels)
         self.graph.replay()
