@@ -45,10 +45,11 @@ def use_shapes() -> None:
 
 def controls() -> TrainConfig | None:
     """The knobs; returns the config they describe, or None (with the reason shown) when it is not valid."""
-    drawn = [f"train_{k}" for k in WIDGETS if k != "folder"]  # widgets drawn on every run of this page
-    remember(drawn)
-    for key in drawn:
-        st.session_state.setdefault(key, WIDGETS[key[len("train_"):]])
+    # widgets drawn on every run of this page, with their defaults
+    drawn = {f"train_{k}": v for k, v in WIDGETS.items() if k != "folder"}
+    remember(list(drawn))
+    for key, value in drawn.items():
+        st.session_state.setdefault(key, value)
     devices = available_devices()
     if st.session_state.train_device not in devices:
         st.session_state.train_device = devices[1] if len(devices) > 1 else "cpu"
@@ -90,7 +91,7 @@ def controls() -> TrainConfig | None:
         st.checkbox("Nesterov momentum", key="train_nesterov", on_change=to_custom,
                     help="Take the gradient a little ahead, where momentum is carrying the weights.")
 
-    save_widgets(drawn)
+    save_widgets(list(drawn))
     name = DATASETS[dataset] if DATASETS[dataset] != "folder" else f"folder:{folder.strip()}"
     try:
         return TrainConfig(dataset=name, data_dir=data_dir(), epochs=st.session_state.train_epochs,
