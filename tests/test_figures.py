@@ -10,6 +10,7 @@ from core.figures import (
     feature_map_images,
     filter_images,
     image_grid,
+    loss_ranges,
     per_class_figure,
     pixel_histogram_figure,
     probability_figure,
@@ -30,6 +31,15 @@ def test_running_loss_is_downsampled_but_keeps_the_newest_point():
     assert trace.x[-1] == 40000 and trace.y[-1] == losses[-1]["running_loss"]
     assert fig.layout.title.text == "Running loss" and fig.layout.xaxis.title.text == "images seen"
     assert downsample([1, 2, 3], 5) == [1, 2, 3] and downsample(list(range(10)), 3)[-1] == 9
+
+
+def test_a_live_loss_chart_has_fixed_axes_that_grow_only_past_a_new_top():
+    losses = [{"images_seen": 1000 * (i + 1), "running_loss": 2.2 - 0.1 * i} for i in range(5)]
+    fig = running_loss_figure(losses, total_images=50_000)
+    assert list(fig.layout.xaxis.range) == [0, 50_000] and list(fig.layout.yaxis.range) == [0, 2.5]
+    assert loss_ranges(losses + [{"images_seen": 6000, "running_loss": 2.4}], 50_000)["y"] == [0, 3.0]
+    assert loss_ranges([], 100) == {"x": [0, 100], "y": [0, 3.0]}  # before the first point: ln(10) fits
+    assert running_loss_figure(losses).layout.yaxis.range is None  # a finished run elsewhere: Plotly's autorange
 
 
 def test_running_loss_marks_points_only_while_there_are_few():
