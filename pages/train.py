@@ -1,15 +1,14 @@
 """Train: the tutorial's steps 3 and 4 (define a loss and optimizer, train the network), live."""
 
-import time
-
 import streamlit as st
 
+import ui.live_feed as live
 from core.config import PRESETS, ConfigError, TrainConfig, command_line
 from core.data import DATASET_NAMES, DatasetError, check_folder
-from core.figures import accuracy_figure, running_loss_figure
+from core.figures import accuracy_figure, loss_ranges, running_loss_figure
 from core.jobs import get_manager
 from core.train import TUTORIAL_ACCURACY, available_devices
-from ui.common import current_job, data_dir, describe, every, job_active, remember, save_widgets
+from ui.common import current_job, data_dir, describe, job_active, remember, save_widgets
 from ui.live_chart import live_plotly_chart
 
 DATASETS = {**DATASET_NAMES, "Image folder": "folder"}
@@ -140,29 +139,7 @@ def train_button(config: TrainConfig | None) -> None:
             st.rerun()
 
 
-def time_left(snap) -> str:
-    if not snap.start or not snap.last_loss:
-        return ""
-    elapsed = time.time() - snap.start["wall"]
-    done = snap.fraction_done
-    if done <= 0 or snap.status != "running":
-        return ""
-    seconds = elapsed * (1 - done) / done
-    return f" · about {int(seconds // 60)}:{int(seconds % 60):02d} left"
-
-
-def threads_note(snap) -> str:
-    if snap.start.get("cuda_graph"):
-        return " · GPU, each step one CUDA graph"
-    threads = snap.last_loss.get("threads")
-    if not threads or not snap.start["device"].startswith("cpu"):
-        return ""
-    return f" · {threads} CPU thread{'s' if threads > 1 else ''}"
-
-
 def notices(snap) -> None:
-    if snap.progress and not snap.start and snap.active:
-        st.progress(snap.progress["fraction"], text=snap.progress["message"])
     if snap.status == "failed":
         st.error(f"Training failed: {snap.message}")
         if "shapes" in snap.message:
@@ -173,72 +150,111 @@ def notices(snap) -> None:
         st.info(f"Stopped: the history so far is kept ({snap.run_dir or 'no run directory'}).")
 
 
-# The live view is three fragments, each redrawn on its own timer only while the job is active: the
-# browser re-renders every element of a fragment each time it runs, and on a small machine that work
-# comes out of training. The running loss redraws twice a second; status, progress and metrics once a
-# second; the accuracy chart (a point per epoch) every two seconds. Nothing redraws while no job runs.
-LOSS_EVERY, STATUS_EVERY, ACCURACY_EVERY = 0.5, 1.0, 2.0
+def controls_row(job, snap, steps: bool = True) -> None:
+    """Status in words, Pause/Resume and Stop, and what went wrong if it did.
 
-
-def status_view(job, was_active: bool) -> None:
-    snap = job.snapshot()
-    st.markdown(f"Status: {describe(snap)}")
+    steps=False: the status without its epoch and step, which the live progress bar shows as they change.
+    """
+    st.markdown(f"Status: {describe(snap, steps)}")
     pause_col, stop_col, _ = st.columns([1, 1, 4])
     if snap.status == "paused":
         if pause_col.button("Resume"):
             job.resume()
+            st.rerun()
     elif pause_col.button("Pause", disabled=snap.status not in ("running", "starting")):
         job.pause()
+        st.rerun()
     if stop_col.button("Stop", disabled=not snap.active):
         job.stop()
+        st.rerun()
     with st.container():  # messages come and go inside it; the elements below keep their places
         notices(snap)
-    if snap.start:
-        last = snap.last_loss
-        st.progress(snap.fraction_done, text=(f"epoch {last.get('epoch', 1)} of {snap.config.epochs} · step "
-                                              f"{last.get('step', 0):,} of {snap.start['total_steps']:,}"
-                                              f"{time_left(snap)}{threads_note(snap)}"))
-        a, b, c = st.columns(3)
-        a.metric("Images/s", f"{last.get('images_per_second', 0):,.0f}")
-        previous = snap.losses[-2]["running_loss"] if len(snap.losses) > 1 else None
-        value = last.get("running_loss")
-        b.metric("Running loss", f"{value:.3f}" if value is not None else "–",
-                 delta=f"{value - previous:+.3f}" if previous is not None else None, delta_color="inverse")
-        accuracy = snap.epochs[-1]["test_accuracy"] if snap.epochs else None
-        c.metric("Test accuracy", f"{accuracy:.1%}" if accuracy is not None else "after epoch 1")
+
+
+def numbers(snap) -> None:
+    """The progress bar and the metrics, drawn by Streamlit (a job that has ended, or no live feed)."""
+    bar = live.progress(snap)
+    if bar:
+        st.progress(bar[0], text=bar[1])
+    values = live.metrics(snap)
+    if values:
+        for column, (label, value, delta) in zip(st.columns(3), values):
+            column.metric(label, value, delta=delta, delta_color="inverse")
+
+
+def accuracy_figure_of(snap):
+    if snap is None or not snap.start:
+        return accuracy_figure([], 10, None)
+    cifar = "cifar" in snap.config.dataset.lower()
+    return accuracy_figure(snap.epochs, len(snap.start["classes"]), TUTORIAL_ACCURACY if cifar else None)
+
+
+def charts(snap, feed: str | None = None, seq: int = 0) -> None:
+    left, right = st.columns([3, 2])
+    with left:
+        losses, total = (snap.losses, live.total_images(snap)) if snap else ([], None)
+        ranges = loss_ranges(losses, total) if total else None
+        live_plotly_chart(running_loss_figure(losses, total_images=total), key="running_loss_chart",
+                          feed=feed, series="running_loss", seq=seq, ranges=ranges)
+    with right:
+        live_plotly_chart(accuracy_figure_of(snap), key="test_accuracy_chart", feed=feed, series="test_accuracy",
+                          seq=seq)
+
+
+# Fallback, where no live feed can be written (static serving off, a read-only app folder): three
+# fragments, each redrawn on its own timer only while the job is active. The running loss redraws
+# twice a second; status, progress and metrics once a second; the accuracy chart every two seconds.
+LOSS_EVERY, STATUS_EVERY, ACCURACY_EVERY = 0.5, 1.0, 2.0
+
+
+def status_fragment(job, was_active: bool) -> None:
+    snap = job.snapshot()
+    controls_row(job, snap)
+    numbers(snap)
     if was_active and not snap.active:
         st.rerun()  # once, so the whole page sees the job has ended and the timers stop
 
 
-def loss_chart(job) -> None:
-    losses = job.snapshot().losses if job is not None else []
-    live_plotly_chart(running_loss_figure(losses), key="running_loss_chart")
+def loss_fragment(job) -> None:
+    snap = job.snapshot()
+    live_plotly_chart(running_loss_figure(snap.losses, total_images=live.total_images(snap)),
+                      key="running_loss_chart")
 
 
-def accuracy_chart(job) -> None:
-    snap = job.snapshot() if job is not None else None
-    if snap is None or not snap.start:
-        figure = accuracy_figure([], 10, None)
-    else:
-        cifar = "cifar" in snap.config.dataset.lower()
-        figure = accuracy_figure(snap.epochs, len(snap.start["classes"]), TUTORIAL_ACCURACY if cifar else None)
-    live_plotly_chart(figure, key="test_accuracy_chart")
+def accuracy_fragment(job) -> None:
+    live_plotly_chart(accuracy_figure_of(job.snapshot()), key="test_accuracy_chart")
 
 
 def live_view(job) -> None:
-    """Redrawn from snapshots of the job's log; training never waits for it."""
-    active = job_active(job)
+    """What the job is doing. Training never waits for any of it."""
     if job is None:
         st.info("Choose the settings above and click **Train**. The running loss will appear here as it falls.")
+        # The charts are drawn (empty) before Train is clicked: the browser loads its charting code
+        # then (seconds on a slow machine), so the first loss point shows at once.
+        charts(None)
+        return
+    snap = job.snapshot()
+    feed = live.live_feed() if snap.active else None
+    state = feed.follow(job) if feed else None
+    # Both ways have the same layout, so the charts stay the same elements in the browser when the job
+    # ends (and go on from the points they have).
+    if state is not None:  # while it trains, the browser fetches its state itself: no reruns
+        controls_row(job, snap, steps=False)
+        with st.container():
+            live.live_numbers(feed.url(job), state, key="live_numbers")
+        charts(snap, feed.url(job), state["seq"])
+    elif not snap.active:
+        controls_row(job, snap)
+        with st.container():
+            numbers(snap)
+        charts(snap)
     else:
-        st.fragment(status_view, run_every=every(STATUS_EVERY, active))(job, active)
-    # The charts are drawn (empty) before Train is clicked: the browser loads its charting code then
-    # (seconds on a slow machine), so the first loss point shows at once.
-    left, right = st.columns([3, 2])
-    with left:
-        st.fragment(loss_chart, run_every=every(LOSS_EVERY, active))(job)
-    with right:
-        st.fragment(accuracy_chart, run_every=every(ACCURACY_EVERY, active))(job)
+        st.fragment(status_fragment, run_every=STATUS_EVERY)(job, True)
+        left, right = st.columns([3, 2])
+        with left:
+            st.fragment(loss_fragment, run_every=LOSS_EVERY)(job)
+        with right:
+            st.fragment(accuracy_fragment, run_every=ACCURACY_EVERY)(job)
 
 
 st.title("Train the network")

@@ -94,6 +94,9 @@ CHART_MARKED = """title => [...document.querySelectorAll('.js-plotly-plot')]
   .some(g => g.layout && (g.layout.title.text || '').includes(title) && g.cnnCounts && g.cnnCounts.size >= 3)"""
 
 
+LIVE_PROGRESS = "() => { const p = document.querySelector('.cnn-progress-text'); return p ? p.innerText : null; }"
+
+
 def chart_points(pg, title):
     return pg.evaluate(CHART_POINTS, title)
 
@@ -175,6 +178,7 @@ def train_shapes(pg, epochs="1"):
 def test_training_streams_the_running_loss_live(page):
     train_shapes(page)
     seen = []  # point counts of the Running loss chart while the job runs
+    progress = set()  # what the live progress bar said meanwhile
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         points = chart_points(page, "Running loss")
@@ -182,6 +186,7 @@ def test_training_streams_the_running_loss_live(page):
         if points and "running" in status:
             seen.append(points[0])
             page.evaluate(MARK_CHART, "Running loss")
+            progress.add(page.evaluate(LIVE_PROGRESS))
         if "finished" in status:
             break
         time.sleep(0.25)
@@ -193,6 +198,7 @@ def test_training_streams_the_running_loss_live(page):
     assert seen == sorted(seen)  # it only grows
     # ... in place: the browser updates the chart it has rather than building a new one each time
     assert page.evaluate(CHART_MARKED, "Running loss"), "the live chart was rebuilt instead of updated"
+    assert len(progress - {None}) >= 2, f"the progress bar did not move while training ran: {progress}"
     page.wait_for_function(f"() => ({CHART_POINTS})('Running loss')[0] >= 10")
     accuracy = page.locator('[data-testid="stMetric"]', has_text="Test accuracy")
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetric]')]"

@@ -1,5 +1,6 @@
 """Each page run as Streamlit runs it (AppTest): no exception, and the widgets drive the real engine."""
 
+import json
 import os
 import time
 
@@ -7,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.jobs
+import ui.live_feed
 from core.config import TrainConfig
 from core.data import load_dataset
 from tests.conftest import ROOT
@@ -19,6 +21,7 @@ def app_env(tmp_path, monkeypatch):
     load_dataset("shapes", tmp_path / "data")
     manager = core.jobs.JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="thread")
     monkeypatch.setattr(core.jobs, "_manager", manager)
+    monkeypatch.setattr(ui.live_feed, "_feed", ui.live_feed.LiveFeed(tmp_path / "live"))
     yield manager
     manager.shutdown()
 
@@ -140,6 +143,49 @@ def test_the_sidebar_follows_the_job_except_where_the_train_page_does(app_env):
     wait_for(lambda: job.status == "stopped")
     for at in (elsewhere.run(), train_page.run()):
         assert any("stopped" in m.value for m in at.sidebar.markdown) and not at.exception
+
+
+def live_elements(at: AppTest) -> dict[str, dict]:
+    """The page's live elements (custom components) by key, with the data each was drawn with."""
+    return {e.proto.id.rsplit("-", 1)[-1]: json.loads(e.proto.json) for e in at.get("bidi_component")}
+
+
+def start_long_job(at: AppTest, app_env):
+    at.selectbox(key="train_dataset").set_value("Shapes (offline)").run()
+    at.slider(key="train_epochs").set_value(30).run()
+    at.button[0].click().run()
+    (job,) = app_env.jobs()
+    wait_for(lambda: len(job.snapshot().losses) > 0)
+    return job
+
+
+def test_while_a_job_trains_the_browser_follows_its_feed_and_then_the_page_shows_the_end(app_env, tmp_path):
+    at = page("train").run()
+    job = start_long_job(at, app_env)
+    at.run()
+    live = live_elements(at)
+    url = f"app/static/live/{job.token}.json"
+    assert live["live_numbers"]["feed"] == url and live["live_numbers"]["state"]["status"] == "running"
+    assert live["running_loss_chart"]["feed"] == url and live["test_accuracy_chart"]["series"] == "test_accuracy"
+    assert (tmp_path / "live" / f"{job.token}.json").exists()
+    assert not at.metric  # the numbers are drawn in the browser from the feed, not by reruns
+    assert any(m.value.startswith("Status:") and "running" in m.value for m in at.markdown)
+    next(b for b in at.button if b.label == "Stop").click().run()
+    wait_for(lambda: job.status == "stopped")
+    at.run()  # as the live element asks when the status it follows changes
+    assert "live_numbers" not in live_elements(at) and live_elements(at)["running_loss_chart"]["feed"] is None
+    assert {m.label for m in at.metric} == {"Images/s", "Running loss", "Test accuracy"}
+    assert any("Stopped: the history so far is kept" in i.value for i in at.info) and not at.exception
+
+
+def test_without_a_live_feed_the_page_redraws_itself_on_timers(app_env, monkeypatch):
+    monkeypatch.setattr(ui.live_feed, "live_feed", lambda: None)  # e.g. a read-only app folder
+    at = page("train").run()
+    job = start_long_job(at, app_env)
+    at.run()
+    assert "live_numbers" not in live_elements(at) and live_elements(at)["running_loss_chart"]["feed"] is None
+    assert {m.label for m in at.metric} == {"Images/s", "Running loss", "Test accuracy"} and not at.exception
+    job.stop()
 
 
 def test_second_train_asks_before_starting_another(app_env):

@@ -60,12 +60,13 @@ def job_active(job: Job | None) -> bool:
     return job is not None and job.snapshot().active
 
 
-def describe(snap: Snapshot) -> str:
-    """The job's state in words, e.g. 'running: epoch 1 of 2, step 500 of 25,000'."""
+def describe(snap: Snapshot, steps: bool = True) -> str:
+    """The job's state in words, e.g. 'running: epoch 1 of 2, step 500 of 25,000' (without the epoch and
+    step for steps=False)."""
     text = f"{STATUS_ICONS.get(snap.status, '')} **{STATUS_WORDS.get(snap.status, snap.status)}**"
     if snap.status == "waiting":
         text += f" (place {snap.place} in the queue; {get_manager().max_running} job(s) train at once)"
-    elif snap.last_loss and snap.start:
+    elif snap.last_loss and snap.start and steps:
         text += (f": epoch {snap.last_loss['epoch']} of {snap.config.epochs}, step {snap.last_loss['step']:,} "
                  f"of {snap.start['total_steps']:,}")
     return text
