@@ -235,7 +235,7 @@ function render(root, state) {
     setText(tile.querySelector(".cnn-metric-label"), m.label);
     setText(tile.querySelector(".cnn-metric-value"), m.value);
     const delta = tile.querySelector(".cnn-metric-delta");
-    setText(delta, m.delta ? (m.delta.startsWith("-") ? "↓ " : "↑ ") + m.delta.replace(/^[-+]/, "") : "");
+    setText(delta, m.delta ? (m.delta.startsWith("-") ? "↓ " : "↑ ") + m.delta : "");  // as st.metric shows it
     delta.className = "cnn-metric-delta" + (m.delta && m.delta.startsWith("-") ? " better" : " worse");
   });
 }
