@@ -499,6 +499,8 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                 message = f"reached the step limit of {config.max_steps}"
             break
 
+    if status == "finished" and not message and epochs_completed:
+        message = no_learning_hint(config, last_eval["test_accuracy"], len(dataset.classes))
     yield dict(type="end", status=status, message=message, epochs_completed=epochs_completed, steps=step,
                images_seen=images_seen, train_seconds=train_seconds,
                images_per_second=images_seen / train_seconds if train_seconds > 0 else 0.0,
@@ -506,6 +508,24 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                per_class_accuracy=dict(zip(dataset.classes, last_eval.get("per_class_accuracy", []))),
                final_running_loss=final_running_loss if math.isfinite(final_running_loss) else None,
                device=str(device), threads=threads, wall=time.time())
+
+
+def no_learning_hint(config: TrainConfig, accuracy: float, num_classes: int) -> str:
+    """What to change when a run ends no better than guessing, or "" when it learned something.
+
+    Too high a learning rate does not always end in a NaN: the weights can jump so far that every ReLU
+    outputs 0 for every image, the loss stays finite and the network predicts one class (seen on a
+    GPU machine with learning rate 10 at batch 64, which diverges with a NaN here).
+    """
+    chance = 1 / num_classes
+    if accuracy > chance + 0.05 * (1 - chance):  # 14.5% for 10 classes, 52.5% for 2
+        return ""
+    if config.lr >= 0.1:
+        return (f"the test accuracy, {accuracy:.1%}, is no better than guessing ({chance:.0%}): with learning rate "
+                f"{config.lr:g} the weights probably jumped so far that the network stopped learning. Lower it, "
+                f"e.g. to {config.lr / 10:g}; the tutorial uses 0.001.")
+    return (f"the test accuracy, {accuracy:.1%}, is no better than guessing ({chance:.0%}) yet: train for more "
+            f"epochs, or raise the learning rate (now {config.lr:g}).")
 
 
 def run_training(config: TrainConfig, control: Control | None = None, progress: Progress | None = None,

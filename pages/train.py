@@ -148,6 +148,11 @@ def notices(snap) -> None:
         st.error(f"The loss diverged: {snap.message}")
     elif snap.status == "stopped":
         st.info(f"Stopped: the history so far is kept ({snap.run_dir or 'no run directory'}).")
+    elif snap.status == "finished" and snap.message:  # e.g. it learned nothing, and what to change
+        if "guessing" in snap.message:
+            st.warning(f"Finished, but {snap.message}")
+        else:
+            st.info(f"Finished: {snap.message}.")
 
 
 def controls_row(job, snap, steps: bool = True) -> None:

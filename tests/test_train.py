@@ -127,6 +127,22 @@ def test_a_too_high_learning_rate_diverges_and_keeps_the_history(small_shapes):
     assert not any(e["type"] == "epoch" for e in events)
 
 
+def test_a_run_that_learned_nothing_says_what_to_change():
+    from core.train import no_learning_hint
+
+    high, low = cfg(lr=1.0), cfg(lr=0.0001)
+    assert "Lower it, e.g. to 0.1" in no_learning_hint(high, 0.10, 10)  # collapsed: a finite loss, one class
+    assert "more epochs, or raise the learning rate" in no_learning_hint(low, 0.12, 10)
+    assert no_learning_hint(high, 0.54, 10) == "" and no_learning_hint(low, 0.6, 2) == ""
+    assert no_learning_hint(low, 0.52, 2) != ""  # two classes: 52% is a coin toss
+
+
+def test_a_run_at_chance_ends_finished_with_the_hint(small_shapes):
+    end = list(train(cfg(lr=0.0001, momentum=0.0), small_shapes))[-1]  # one epoch that barely moves the weights
+    assert end["status"] == "finished" and end["test_accuracy"] <= 0.15
+    assert "no better than guessing" in end["message"] and "raise the learning rate" in end["message"]
+
+
 def test_stop_ends_within_a_second_and_keeps_the_losses(small_shapes):
     control = Control()
     events, stopped_at = [], None
