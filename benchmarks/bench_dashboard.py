@@ -5,7 +5,7 @@
 Side by side in one run, on CIFAR-10 from ../shared, CPU: for batch 4 and batch 64 it runs the
 settings from the Train page with the charts open in Chromium on the same machine, then
 `python -m core.train` headless, and compares the images/s each run recorded; `--repeat` rounds of
-that pair, and the median ratio (one round is noisy on a shared machine: +-10% seen). `--niced` adds a
+that pair, and the median ratio (single rounds on a shared machine: 67-106% seen). `--niced` adds a
 run from a Chromium at the lowest CPU priority. It also times the first loss point after clicking
 Train (dataset cached), and trains from four browser sessions at once, timing page switches meanwhile.
 Needs Debian's chromium and playwright (see README).
