@@ -499,9 +499,11 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                 message = f"reached the step limit of {config.max_steps}"
             break
 
+    learned_nothing = ""
     if status == "finished" and not message and epochs_completed:
-        message = no_learning_hint(config, last_eval["test_accuracy"], len(dataset.classes))
-    yield dict(type="end", status=status, message=message, epochs_completed=epochs_completed, steps=step,
+        message = learned_nothing = no_learning_hint(config, last_eval["test_accuracy"], len(dataset.classes))
+    yield dict(type="end", status=status, message=message, learned_nothing=bool(learned_nothing),
+               epochs_completed=epochs_completed, steps=step,
                images_seen=images_seen, train_seconds=train_seconds,
                images_per_second=images_seen / train_seconds if train_seconds > 0 else 0.0,
                test_accuracy=last_eval.get("test_accuracy"),

@@ -149,7 +149,7 @@ def notices(snap) -> None:
     elif snap.status == "stopped":
         st.info(f"Stopped: the history so far is kept ({snap.run_dir or 'no run directory'}).")
     elif snap.status == "finished" and snap.message:  # e.g. it learned nothing, and what to change
-        if "guessing" in snap.message:
+        if snap.end.get("learned_nothing"):
             st.warning(f"Finished, but {snap.message}")
         else:
             st.info(f"Finished: {snap.message}.")

@@ -141,6 +141,7 @@ def test_a_run_at_chance_ends_finished_with_the_hint(small_shapes):
     end = list(train(cfg(lr=0.0001, momentum=0.0), small_shapes))[-1]  # one epoch that barely moves the weights
     assert end["status"] == "finished" and end["test_accuracy"] <= 0.15
     assert "no better than guessing" in end["message"] and "raise the learning rate" in end["message"]
+    assert end["learned_nothing"]  # the Train page shows it as a warning
 
 
 def test_stop_ends_within_a_second_and_keeps_the_losses(small_shapes):
