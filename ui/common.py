@@ -83,8 +83,8 @@ def every(seconds: float, active: bool) -> float | None:
 def sidebar_status(live: bool = True) -> None:
     """The current job's state, on every page; refreshed every two seconds while the job is active.
 
-    live=False (the Train page, whose own status view redraws every second): the sidebar is drawn with
-    the page and not on a timer of its own. Every redraw costs the browser CPU that the job, on a
+    live=False (the Train page, which shows the job live itself): the sidebar is drawn with the page
+    and not on a timer of its own. Every redraw costs the browser CPU that the job, on a
     small machine, would otherwise train with.
     """
     job = current_job()

@@ -99,6 +99,11 @@ def live_state(snap: Snapshot, seq: int = 0) -> dict:
 
 # -- the writer ----------------------------------------------------------------------------------------
 
+def _filename(token: str) -> str:
+    """A job's file, in the folder and in its URL: named by the job's unguessable token."""
+    return f"{token}.json"
+
+
 class LiveFeed:
     """Keeps one JSON file per followed job up to date while it is active, from one server thread."""
 
@@ -112,7 +117,10 @@ class LiveFeed:
         self._thread: threading.Thread | None = None
 
     def url(self, job: Job) -> str:
-        return URL_PREFIX + f"{job.token}.json"
+        return URL_PREFIX + _filename(job.token)
+
+    def _path(self, token: str) -> Path:
+        return self.folder / _filename(token)
 
     def follow(self, job: Job) -> dict | None:
         """Start (or keep) writing `job`'s file; its current state, or None if no file can be written."""
@@ -141,7 +149,7 @@ class LiveFeed:
             self._seq += 1
             state = live_state(snap, self._seq)
             self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"{job.token}.json"
+            path = self._path(job.token)
             partial = path.with_suffix(".part")
             partial.write_text(json.dumps(state, separators=(",", ":")))
             os.replace(partial, path)  # a fetch never sees half a file
@@ -163,7 +171,7 @@ class LiveFeed:
                 now = time.monotonic()
                 for token, when in list(self._expired.items()):
                     if when <= now:
-                        (self.folder / f"{token}.json").unlink(missing_ok=True)
+                        self._path(token).unlink(missing_ok=True)
                         del self._expired[token]
                         self._written.pop(token, None)
                 if not self._followed and not self._expired:
