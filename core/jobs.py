@@ -73,10 +73,7 @@ def _run_job(task: dict, events, stop, pause) -> None:
             if not fixed.strip().isdigit() or int(fixed) < 1:
                 raise ConfigError(f"CNN_DASHBOARD_WORKER_THREADS must be a whole number of threads, not {fixed!r}")
             config = config.replace(threads=int(fixed))
-        # automatic threads: the worker shares the machine with the server and maybe the browser,
-        # so it keeps measuring whether all cores or one fewer train faster
-        for event in run_training(config, Control(stop, pause), progress, runs_root=task["runs_root"],
-                                  tune_threads=True):
+        for event in run_training(config, Control(stop, pause), progress, runs_root=task["runs_root"]):
             events.put(event)
     except (ConfigError, DatasetError, DeviceError, SpeedError) as exc:
         events.put({"type": "end", "status": "failed", "message": str(exc), "bad_input": True})

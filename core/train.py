@@ -93,71 +93,6 @@ def choose_threads(config: TrainConfig, device: torch.device) -> int:
     return 1 if config.batch_size <= 8 else max(1, os.cpu_count() or 1)
 
 
-class ThreadTuner:
-    """Keeps the faster of a few CPU thread counts while training, on a machine shared with other work.
-
-    Alone on a machine, all cores train fastest. Beside a browser drawing live charts on the same
-    small machine, one core fewer can win: threads of one step wait for each other whenever the
-    browser takes a core. Which wins depends on where the browser runs, so it is measured: after a
-    `warmup` at all cores (the page is busiest just after Train is clicked), each candidate trains
-    for `probe` seconds, the fastest then trains for `hold` seconds of training, and the candidates
-    are timed again. Fewer threads are kept only when they are faster by more than `margin`: one
-    noisy second must not cost the rest of a run its cores. Call `step(images)` after every step and
-    `restart()` after any time spent outside training (evaluation, a pause): it spoils a measurement
-    in progress, while a warm-up or a hold goes on with the training time it has had.
-    """
-
-    def __init__(self, candidates: list[int], probe: float = 1.0, hold: float = 15.0, warmup: float = 3.0,
-                 margin: float = 0.05, clock: Callable[[], float] = time.perf_counter,
-                 apply: Callable[[int], None] = torch.set_num_threads):
-        self.candidates = sorted(set(candidates), reverse=True)
-        self.probe, self.hold, self.margin, self.clock, self.apply = probe, hold, margin, clock, apply
-        self.rates: dict[int, float] = {}
-        self._todo: list[int] = []
-        self._measuring = False
-        self._set(self.candidates[0], warmup)
-
-    def _set(self, threads: int, seconds: float) -> None:
-        self.threads, self._seconds = threads, seconds
-        self.apply(threads)
-        self._images, self._began = 0, self.clock()
-        self._last = self._began
-
-    def restart(self) -> None:
-        now = self.clock()
-        if not self._measuring:  # keep the training time this warm-up or hold has had
-            self._seconds = max(0.0, self._seconds - (self._last - self._began))
-        self._images, self._began, self._last = 0, now, now
-
-    def _choice(self) -> int:
-        most = self.candidates[0]
-        best = max(self.rates, key=self.rates.get)
-        return best if self.rates[best] > self.rates.get(most, 0.0) * (1 + self.margin) else most
-
-    def step(self, images: int) -> None:
-        self._images += images
-        self._last = self.clock()
-        elapsed = self._last - self._began
-        if elapsed < self._seconds:
-            return
-        if self._measuring:
-            self.rates[self.threads] = self._images / elapsed
-        if not self._todo and not self._measuring:  # after the warm-up or a hold: time every candidate
-            self._todo = list(self.candidates)
-        if self._todo:
-            self._measuring = True
-            self._set(self._todo.pop(0), self.probe)
-        else:
-            self._measuring = False
-            self._set(self._choice(), self.hold)
-
-
-def tuner_candidates(cores: int | None = None) -> list[int]:
-    """All cores, and one fewer (room for a browser and the server)."""
-    cores = cores or os.cpu_count() or 1
-    return sorted({max(1, cores - 1), cores})
-
-
 mkldnn_default = torch.backends.mkldnn.enabled
 
 
@@ -330,27 +265,21 @@ def _make_scheduler(optimizer: optim.Optimizer, config: TrainConfig, total_steps
 
 def train(config: TrainConfig, dataset: Dataset, control: Control | None = None,
           on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None = None,
-          tune_threads: bool = False, cuda_graph: bool = True) -> Iterator[dict]:
+          cuda_graph: bool = True) -> Iterator[dict]:
     """Train the tutorial's network; yield events as it goes. Pausing, stopping and every end are events.
 
-    tune_threads: with automatic threads on a CPU, keep measuring which thread count trains fastest
-    (see ThreadTuner); the dashboard's worker does, as it shares the machine with the browser.
     cuda_graph: on a CUDA GPU, replay each step as a recorded CUDA graph (see CudaGraphStep).
     """
     device = resolve_device(config.device)
     with cpu_kernels(device, config.batch_size), cuda_kernels(device):
-        yield from _train(config, dataset, device, control or Control(), on_epoch_end, tune_threads, cuda_graph)
+        yield from _train(config, dataset, device, control or Control(), on_epoch_end, cuda_graph)
 
 
 def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control: Control,
-           on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None, tune_threads: bool,
-           cuda_graph: bool) -> Iterator[dict]:
+           on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None, cuda_graph: bool) -> Iterator[dict]:
     threads = choose_threads(config, device)
-    tuner = None
     if device.type == "cpu":
         torch.set_num_threads(threads)
-        if tune_threads and not config.threads and threads > 1:
-            tuner = ThreadTuner(tuner_candidates(threads))
     torch.manual_seed(config.seed)
     batches = torch.Generator().manual_seed(config.seed)
 
@@ -405,8 +334,6 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
             on_epoch_end(model, epoch, torch.softmax(logits, 1))
         result["eval_seconds"] = time.perf_counter() - started
         clock = time.perf_counter()
-        if tuner:
-            tuner.restart()
         return dict(type="epoch", epoch=epoch, partial=partial, steps=step, images_seen=images_seen, **result)
 
     for epoch in range(1, config.epochs + 1):
@@ -425,8 +352,6 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                         time.sleep(0.05)
                     yield dict(type="resumed", step=step)
                     clock = time.perf_counter()
-                    if tuner:
-                        tuner.restart()
                 if control.stopped:
                     status, message = "stopped", "stopped by the user"
                     break
@@ -435,8 +360,6 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
             if scheduler is not None:
                 scheduler.step()
 
-            if tuner:
-                tuner.step(len(labels))
             step += 1
             epoch_steps += 1
             running_steps += 1
@@ -469,7 +392,7 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                 yield dict(type="loss", epoch=epoch, step=step, epoch_step=epoch_steps, images_seen=images_seen,
                            running_loss=value, train_seconds=train_seconds,
                            images_per_second=interval_images / max(interval_seconds, 1e-9),
-                           threads=tuner.threads if tuner else threads)
+                           threads=threads)
                 running = torch.zeros((), device=device) if not host_loss else 0.0
                 running_steps = interval_images = 0
                 interval_seconds = 0.0
@@ -531,8 +454,7 @@ def no_learning_hint(config: TrainConfig, accuracy: float, num_classes: int) -> 
 
 
 def run_training(config: TrainConfig, control: Control | None = None, progress: Progress | None = None,
-                 runs_root: str | os.PathLike = DEFAULT_ROOT, dataset: Dataset | None = None,
-                 tune_threads: bool = False) -> Iterator[dict]:
+                 runs_root: str | os.PathLike = DEFAULT_ROOT, dataset: Dataset | None = None) -> Iterator[dict]:
     """Load the data, train, and record everything in a new run directory; yields the events.
 
     A crash is recorded in the run directory as `failed` and then raised to the caller.
@@ -541,7 +463,7 @@ def run_training(config: TrainConfig, control: Control | None = None, progress: 
     dataset = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir, progress)
     writer = RunWriter(runs_root, config)
     try:
-        for event in train(config, dataset, control, on_epoch_end=writer.checkpoint, tune_threads=tune_threads):
+        for event in train(config, dataset, control, on_epoch_end=writer.checkpoint):
             event["run_dir"] = str(writer.path)
             writer.event(event)
             if event["type"] == "end":

@@ -1,3 +1,4 @@
+import os
 import threading
 import time
 
@@ -9,12 +10,10 @@ from core.train import (
     Control,
     CudaGraphStep,
     DeviceError,
-    ThreadTuner,
     available_devices,
     make_step,
     resolve_device,
     train,
-    tuner_candidates,
 )
 
 
@@ -39,70 +38,13 @@ def test_events_arrive_in_order_with_what_the_ui_needs(small_shapes):
     assert set(end["per_class_accuracy"]) == set(small_shapes.classes)
 
 
-class FakeMachine:
-    """Steps of 10 images at a speed that depends on the thread count, on a simulated clock."""
-
-    def __init__(self, speeds):
-        self.now, self.speeds, self.applied = 0.0, speeds, []
-
-    def run(self, tuner, seconds):
-        end = self.now + seconds
-        while self.now < end:
-            self.now += 10 / self.speeds[tuner.threads]
-            tuner.step(10)
-
-
-def test_thread_tuner_keeps_the_faster_thread_count_and_looks_again():
-    machine = FakeMachine({2: 100.0, 1: 150.0})  # a browser on the same two cores: one thread is faster
-    tuner = ThreadTuner([1, 2], probe=1.0, hold=10.0, warmup=1.0, clock=lambda: machine.now,
-                         apply=machine.applied.append)
-    machine.run(tuner, 3.5)  # warm-up at 2, then 1 s at each
-    assert machine.applied == [2, 2, 1, 1] and tuner.threads == 1
-    assert tuner.rates[1] == pytest.approx(150, rel=0.1) and tuner.rates[2] == pytest.approx(100, rel=0.1)
-    machine.speeds = {2: 300.0, 1: 150.0}  # the browser closed: both cores now win
-    machine.run(tuner, 15)
-    assert tuner.threads == 2 and tuner.rates[2] == pytest.approx(300, rel=0.1)
-
-
-def test_thread_tuner_does_not_count_time_outside_training():
-    machine = FakeMachine({2: 100.0, 1: 100.0})
-    tuner = ThreadTuner([1, 2], probe=1.0, hold=10.0, warmup=1.0, clock=lambda: machine.now,
-                         apply=machine.applied.append)
-    machine.run(tuner, 1.05)  # past the warm-up: now timing 2 threads
-    machine.now += 5  # an evaluation
-    tuner.restart()
-    machine.run(tuner, 2.5)
-    assert tuner.rates[2] == pytest.approx(100, rel=0.1) and tuner.rates[1] == pytest.approx(100, rel=0.1)
-    assert tuner_candidates(2) == [1, 2] and tuner_candidates(1) == [1] and tuner_candidates(8) == [7, 8]
-
-
-def test_thread_tuner_looks_again_although_every_epoch_ends_within_a_hold():
-    """A hold counts training time across evaluations: short epochs must not keep a bad choice for good."""
-    machine = FakeMachine({2: 100.0, 1: 150.0})
-    tuner = ThreadTuner([1, 2], probe=1.0, hold=10.0, warmup=1.0, clock=lambda: machine.now,
-                        apply=machine.applied.append)
-    machine.run(tuner, 3.5)
-    assert tuner.threads == 1
-    machine.speeds = {2: 300.0, 1: 150.0}
-    for _ in range(4):  # epochs of 4 s of training, each followed by a 2 s evaluation
-        machine.run(tuner, 4)
-        machine.now += 2
-        tuner.restart()
-    assert tuner.threads == 2 and tuner.rates[2] == pytest.approx(300, rel=0.1)
-
-
-def test_thread_tuner_keeps_all_cores_unless_fewer_are_clearly_faster():
-    machine = FakeMachine({2: 100.0, 1: 103.0})  # within the noise of a one-second measurement
-    tuner = ThreadTuner([1, 2], probe=1.0, hold=10.0, warmup=1.0, clock=lambda: machine.now,
-                        apply=machine.applied.append)
-    machine.run(tuner, 3.5)
-    assert tuner.rates[1] > tuner.rates[2] and tuner.threads == 2
-
-
-def test_tuned_training_reports_its_threads(small_shapes):
-    events = list(train(cfg(threads=0, batch_size=64, device="cpu"), small_shapes, tune_threads=True))
-    threads = {e["threads"] for e in events if e["type"] == "loss"}
-    assert threads and threads <= set(tuner_candidates()) and events[-1]["status"] == "finished"
+def test_training_uses_one_thread_for_tiny_batches_and_every_core_for_big_ones(small_shapes):
+    """The thread rule the Train page's progress bar reports: measured in benchmarks/, not tuned live."""
+    cores = os.cpu_count() or 1
+    for batch_size, expected in ((4, 1), (64, cores)):
+        events = list(train(cfg(threads=0, batch_size=batch_size, device="cpu"), small_shapes))
+        assert events[0]["threads"] == expected and events[-1]["status"] == "finished"
+        assert {e["threads"] for e in events if e["type"] == "loss"} == {expected}
 
 
 def test_training_learns(small_shapes):
