@@ -263,7 +263,7 @@ def check_folder(path: str | os.PathLike) -> None:
     """Fail fast, with the reason, when a folder cannot be an image dataset (before any job starts)."""
     folder = Path(path).expanduser()
     _check_folder_layout(folder)
-    if not any(_list_images(folder / "train")[0]) or not any(_list_images(folder / "test")[0]):
+    if not _has_images(folder / "train") or not _has_images(folder / "test"):
         raise DatasetError(f"{folder} has no images in train/ or test/ ({', '.join(sorted(IMAGE_SUFFIXES))}).")
 
 
@@ -286,6 +286,16 @@ def _check_folder_layout(folder: Path) -> None:
                            f"(only in train: {only_train or 'none'}; only in test: {only_test or 'none'}).")
     if len(train_classes) < 2:
         raise DatasetError(f"{folder} has only one class; a classifier needs at least two.")
+
+
+def _has_images(split: Path) -> bool:
+    """Any image file in a class folder of `split`, found without listing them all (60,000 for CIFAR-10:
+    half a second of the server's time on every click of Train)."""
+    for d in _class_dirs(split):
+        with os.scandir(d) as entries:
+            if any(Path(e.name).suffix.lower() in IMAGE_SUFFIXES for e in entries):
+                return True
+    return False
 
 
 def _list_images(split: Path) -> tuple[list[Path], list[int]]:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.data import DatasetError, Normalizer, load_dataset, make_shapes, shuffled_batches, unnormalize
+from core.data import DatasetError, Normalizer, check_folder, load_dataset, make_shapes, shuffled_batches, unnormalize
 from tests.conftest import write_image_folder
 
 
@@ -85,6 +85,11 @@ def test_bad_image_folders_raise_one_clear_error(tmp_path, breakage, message):
         (folder / "train" / "a" / "bad.png").write_bytes(b"\x89PNG but not really")
     with pytest.raises(DatasetError, match=message):
         load_dataset(f"folder:{folder}", tmp_path / "data")
+    if breakage != "corrupt":  # the Train page's check before it starts a job says the same (no decoding)
+        with pytest.raises(DatasetError, match=message):
+            check_folder(folder)
+    else:
+        check_folder(folder)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "mnist", "fashion-mnist"])
