@@ -3,6 +3,7 @@
 Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -84,6 +85,13 @@ CHART_POINTS = """title => {
   return g.length ? g[g.length - 1].data.map(t => (t.x || []).length) : null;
 }"""
 
+# The live loss chart's y axis: (autorange, range). Fixed while a job trains (0 to above the top loss):
+# a chart rescaling at every point is hard to follow on a projector, and re-lays out the page each time.
+LOSS_Y_AXIS = """() => {
+  const g = [...document.querySelectorAll('.js-plotly-plot')]
+      .find(g => g.layout && g.layout.title && (g.layout.title.text || '').includes('Running loss'));
+  return g && g.data[0] && g.data[0].x.length ? JSON.stringify([g.layout.yaxis.autorange, g.layout.yaxis.range]) : null;
+}"""
 
 # Each chart element remembers the point counts it has shown: one updated in place shows several,
 # one rebuilt for every update only ever shows one.
@@ -179,6 +187,7 @@ def test_training_streams_the_running_loss_live(page):
     train_shapes(page)
     seen = []  # point counts of the Running loss chart while the job runs
     progress = set()  # what the live progress bar said meanwhile
+    axes = set()  # the loss chart's y axis meanwhile
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         points = chart_points(page, "Running loss")
@@ -187,6 +196,7 @@ def test_training_streams_the_running_loss_live(page):
             seen.append(points[0])
             page.evaluate(MARK_CHART, "Running loss")
             progress.add(page.evaluate(LIVE_PROGRESS))
+            axes.add(page.evaluate(LOSS_Y_AXIS))
         if "finished" in status:
             break
         time.sleep(0.25)
@@ -199,6 +209,8 @@ def test_training_streams_the_running_loss_live(page):
     # ... in place: the browser updates the chart it has rather than building a new one each time
     assert page.evaluate(CHART_MARKED, "Running loss"), "the live chart was rebuilt instead of updated"
     assert len(progress - {None}) >= 2, f"the progress bar did not move while training ran: {progress}"
+    fixed = [json.loads(a) for a in axes - {None}]
+    assert fixed and all(auto is False and y[0] == 0 for auto, y in fixed), f"the loss axes moved: {axes}"
     page.wait_for_function(f"() => ({CHART_POINTS})('Running loss')[0] >= 10")
     accuracy = page.locator('[data-testid="stMetric"]', has_text="Test accuracy")
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetric]')]"

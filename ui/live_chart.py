@@ -136,8 +136,11 @@ export default function ({ parentElement, data }) {
   const show = (traces, seq, ranges) => {
     if (seq < div.cnnSeq) return;
     div.cnnSeq = seq;
-    const base = data.figure.layout;
-    const layout = ranges ? {...base, xaxis: {...base.xaxis, range: ranges.x}, yaxis: {...base.yaxis, range: ranges.y}}
+    // A copy each time: Plotly keeps the layout it is given and writes into it (autorange: true, for a
+    // chart drawn without ranges), which would then override the ranges of every later state.
+    const base = structuredClone(data.figure.layout);
+    const layout = ranges ? {...base, xaxis: {...base.xaxis, range: ranges.x, autorange: false},
+                             yaxis: {...base.yaxis, range: ranges.y, autorange: false}}
                           : base;
     draw({data: traces, layout}, data.layout_key + JSON.stringify(ranges || null), Boolean(ranges));
   };
