@@ -155,12 +155,8 @@ def notices(snap) -> None:
             st.info(f"Finished: {snap.message}.")
 
 
-def controls_row(job, snap, steps: bool = True) -> None:
-    """Status in words, Pause/Resume and Stop, and what went wrong if it did.
-
-    steps=False: the status without its epoch and step, which the live progress bar shows as they change.
-    """
-    st.markdown(f"Status: {describe(snap, steps)}")
+def controls_row(job, snap) -> None:
+    """Pause/Resume and Stop, and what went wrong if it did."""
     pause_col, stop_col, _ = st.columns([1, 1, 4])
     if snap.status == "paused":
         if pause_col.button("Resume"):
@@ -177,7 +173,9 @@ def controls_row(job, snap, steps: bool = True) -> None:
 
 
 def numbers(snap) -> None:
-    """The progress bar and the metrics, drawn by Streamlit (a job that has ended, or no live feed)."""
+    """The status in words, the progress bar and the metrics, drawn by Streamlit (a job that has ended, or
+    no live feed); the live element draws the same while the job trains."""
+    st.markdown(f"Status: {describe(snap)}")
     bar = live.progress(snap)
     if bar:
         st.progress(bar[0], text=bar[1])
@@ -214,8 +212,8 @@ LOSS_EVERY, STATUS_EVERY, ACCURACY_EVERY = 0.5, 1.0, 2.0
 
 def status_fragment(job, was_active: bool) -> None:
     snap = job.snapshot()
-    controls_row(job, snap)
     numbers(snap)
+    controls_row(job, snap)
     if was_active and not snap.active:
         st.rerun()  # once, so the whole page sees the job has ended and the timers stop
 
@@ -244,14 +242,14 @@ def live_view(job) -> None:
     # Both ways have the same layout, so the charts stay the same elements in the browser when the job
     # ends (and go on from the points they have).
     if state is not None:  # while it trains, the browser fetches its state itself: no reruns
-        controls_row(job, snap, steps=False)
         with st.container():
             live.live_numbers(feed.url(job), state, key="live_numbers")
+        controls_row(job, snap)
         charts(snap, feed.url(job), state["seq"])
     elif not snap.active:
-        controls_row(job, snap)
         with st.container():
             numbers(snap)
+        controls_row(job, snap)
         charts(snap)
     else:
         st.fragment(status_fragment, run_every=STATUS_EVERY)(job, True)

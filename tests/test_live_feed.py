@@ -2,6 +2,7 @@
 
 import json
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -22,7 +23,7 @@ def snapshot(losses: int, epochs: int = 0, status: str = "running") -> Snapshot:
 
 def test_the_state_holds_what_the_page_shows_as_it_changes():
     state = live_state(snapshot(losses=5), seq=7)
-    assert state["seq"] == 7 and state["status"] == "running" and state["phase"] == "running 0"
+    assert state["seq"] == 7 and state["status"] == "running" and state["phase"] == "running"
     assert state["progress"]["text"].startswith("epoch 1 of 2 · step 20 of 64")
     assert 0.31 < state["progress"]["fraction"] < 0.32
     metrics = {m["label"]: m for m in state["metrics"]}
@@ -35,14 +36,18 @@ def test_the_state_holds_what_the_page_shows_as_it_changes():
     assert state["ranges"]["running_loss"] == {"x": [0, 4000], "y": [0, 3.0]}
     done = live_state(snapshot(losses=16, epochs=2, status="finished"))
     assert {m["label"]: m["value"] for m in done["metrics"]}["Test accuracy"] == "50.0%"
-    assert done["traces"]["test_accuracy"][0]["y"] == [0.4, 0.5] and done["phase"] == "finished 0"
+    assert done["traces"]["test_accuracy"][0]["y"] == [0.4, 0.5] and done["phase"] == "finished"
+    assert state["status_line"]["detail"] == "" and done["status_line"]["detail"] == ": epoch 1 of 2, step 64 of 64"
     json.dumps(state, allow_nan=False)  # what the browser parses: plain JSON
 
 
 def test_before_the_job_starts_only_its_status_is_shown():
     waiting = Snapshot(2, "waiting", "", TrainConfig(dataset="shapes"), 3, {}, [], [], {}, {}, None, time.time())
     state = live_state(waiting)
-    assert state["phase"] == "waiting 3"  # a new place in the queue redraws the page too
+    assert state["phase"] == "waiting" and state["status_line"]["word"] == "waiting for a free slot"
+    assert state["status_line"]["detail"].startswith(" (place 3 in the queue")  # the element shows a new place
+    # starting and running show the same buttons: the page is not drawn again when the job starts training
+    assert live_state(replace(waiting, status="starting"))["phase"] == "running"
     assert state["progress"] is None and state["metrics"] == [] and state["ranges"]["running_loss"] is None
 
 

@@ -105,14 +105,14 @@ def test_a_reloaded_page_follows_its_job_through_the_url(app_env):
     reloaded = page("train")  # a new browser session, opened from that URL
     reloaded.query_params["job"] = token
     reloaded.run()
-    assert any("Status:" in m.value for m in reloaded.markdown) and not reloaded.exception
+    assert status_shown(reloaded) in ("starting", "running") and not reloaded.exception
     assert any(b.label == "Stop" and not b.disabled for b in reloaded.button)  # its controls work here too
     next(b for b in reloaded.button if b.label == "Stop").click().run()
     wait_for(lambda: job.status == "stopped")
     stranger = page("train")
     stranger.query_params["job"] = "not-a-job"
     stranger.run()
-    assert not any("Status:" in m.value for m in stranger.markdown) and not stranger.exception
+    assert status_shown(stranger) is None and not stranger.exception
     assert "job" not in stranger.query_params
 
 
@@ -150,6 +150,14 @@ def live_elements(at: AppTest) -> dict[str, dict]:
     return {e.proto.id.rsplit("-", 1)[-1]: json.loads(e.proto.json) for e in at.get("bidi_component")}
 
 
+def status_shown(at: AppTest) -> str | None:
+    """The job's status word on the Train page: in the live element while it trains, else in the text."""
+    live = live_elements(at).get("live_numbers")
+    if live:
+        return live["state"]["status_line"]["word"]
+    return next((m.value.split("**")[1] for m in at.markdown if m.value.startswith("Status:")), None)
+
+
 def start_long_job(at: AppTest, app_env):
     at.selectbox(key="train_dataset").set_value("Shapes (offline)").run()
     at.slider(key="train_epochs").set_value(30).run()
@@ -169,7 +177,8 @@ def test_while_a_job_trains_the_browser_follows_its_feed_and_then_the_page_shows
     assert live["running_loss_chart"]["feed"] == url and live["test_accuracy_chart"]["series"] == "test_accuracy"
     assert (tmp_path / "live" / f"{job.token}.json").exists()
     assert not at.metric  # the numbers are drawn in the browser from the feed, not by reruns
-    assert any(m.value.startswith("Status:") and "running" in m.value for m in at.markdown)
+    assert live["live_numbers"]["state"]["status_line"]["word"] == "running"  # so is the status line
+    assert live["live_numbers"]["state"]["phase"] == "running" and not any("Status:" in m.value for m in at.markdown)
     next(b for b in at.button if b.label == "Stop").click().run()
     wait_for(lambda: job.status == "stopped")
     at.run()  # as the live element asks when the status it follows changes

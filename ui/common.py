@@ -60,16 +60,22 @@ def job_active(job: Job | None) -> bool:
     return job is not None and job.snapshot().active
 
 
-def describe(snap: Snapshot, steps: bool = True) -> str:
-    """The job's state in words, e.g. 'running: epoch 1 of 2, step 500 of 25,000' (without the epoch and
-    step for steps=False)."""
-    text = f"{STATUS_ICONS.get(snap.status, '')} **{STATUS_WORDS.get(snap.status, snap.status)}**"
+def status_parts(snap: Snapshot, steps: bool = True) -> tuple[str, str, str]:
+    """(icon, word, detail) of the job's state, e.g. ('🏃', 'running', ': epoch 1 of 2, step 500 of 25,000');
+    no epoch and step for steps=False (the live progress bar shows them)."""
+    detail = ""
     if snap.status == "waiting":
-        text += f" (place {snap.place} in the queue; {get_manager().max_running} job(s) train at once)"
+        detail = f" (place {snap.place} in the queue; {get_manager().max_running} job(s) train at once)"
     elif snap.last_loss and snap.start and steps:
-        text += (f": epoch {snap.last_loss['epoch']} of {snap.config.epochs}, step {snap.last_loss['step']:,} "
-                 f"of {snap.start['total_steps']:,}")
-    return text
+        detail = (f": epoch {snap.last_loss['epoch']} of {snap.config.epochs}, step {snap.last_loss['step']:,} "
+                  f"of {snap.start['total_steps']:,}")
+    return STATUS_ICONS.get(snap.status, ""), STATUS_WORDS.get(snap.status, snap.status), detail
+
+
+def describe(snap: Snapshot, steps: bool = True) -> str:
+    """The job's state in words (markdown), e.g. '🏃 **running**: epoch 1 of 2, step 500 of 25,000'."""
+    icon, word, detail = status_parts(snap, steps)
+    return f"{icon} **{word}**{detail}"
 
 
 SIDEBAR_EVERY = 2.0

@@ -24,6 +24,7 @@ import streamlit as st
 
 from core.figures import accuracy_trace, loss_ranges, running_loss_trace
 from core.jobs import Job, Snapshot
+from ui.common import status_parts
 from ui.live_chart import STATIC, SUBSCRIBE_JS, _static_ready
 
 WRITE_EVERY = 0.25  # seconds between looks at each followed job; a file is rewritten only when it changed
@@ -85,11 +86,18 @@ def total_images(snap: Snapshot) -> int | None:
     return min(snap.start["num_train"] * snap.config.epochs, snap.start["total_steps"] * snap.config.batch_size)
 
 
+# The page's buttons for each status (Pause or Resume, and whether they can be clicked): the page is drawn
+# again only when these change. Starting and running show the same buttons; the status line, which says
+# which of the two it is, is part of the live element.
+PHASES = {"waiting": "waiting", "starting": "running", "running": "running", "paused": "paused"}
+
+
 def live_state(snap: Snapshot, seq: int = 0) -> dict:
     """Everything the live elements show, as plain JSON data."""
     bar, total = progress(snap), total_images(snap)
-    # the page is drawn again when its phase changes: the status, or the place in the queue
-    return {"seq": seq, "status": snap.status, "phase": f"{snap.status} {snap.place}",
+    icon, word, detail = status_parts(snap, steps=not snap.active)  # as the page says it once the job ends
+    return {"seq": seq, "status": snap.status, "phase": PHASES.get(snap.status, snap.status),
+            "status_line": {"icon": icon, "word": word, "detail": detail},
             "progress": {"fraction": bar[0], "text": bar[1]} if bar else None,
             "metrics": [{"label": label, "value": value, "delta": delta} for label, value, delta in metrics(snap)],
             "traces": {"running_loss": [running_loss_trace(snap.losses)],
@@ -213,7 +221,9 @@ function build(parentElement) {
   if (!root) {
     root = document.createElement("div");
     root.className = "cnn-live-numbers";
-    root.innerHTML = '<div class="cnn-progress"><div class="cnn-progress-text"></div>' +
+    root.innerHTML = '<p class="cnn-status">Status: <span class="cnn-status-icon"></span> ' +
+      '<strong class="cnn-status-word"></strong><span class="cnn-status-detail"></span></p>' +
+      '<div class="cnn-progress"><div class="cnn-progress-text"></div>' +
       '<div class="cnn-progress-track"><div class="cnn-progress-bar"></div></div></div>' +
       '<div class="cnn-metrics"></div>';
     parentElement.appendChild(root);
@@ -224,6 +234,9 @@ function build(parentElement) {
 function setText(element, text) { if (element.textContent !== text) element.textContent = text; }
 
 function render(root, state) {
+  setText(root.querySelector(".cnn-status-icon"), state.status_line.icon);
+  setText(root.querySelector(".cnn-status-word"), state.status_line.word);
+  setText(root.querySelector(".cnn-status-detail"), state.status_line.detail);
   const bar = root.querySelector(".cnn-progress");
   bar.style.display = state.progress ? "" : "none";
   if (state.progress) {
@@ -258,8 +271,8 @@ export default function ({ parentElement, data, setTriggerValue }) {
     render(root, state);
   };
   show(data.state);
-  // The page is rerun (by a trigger) when the job's status is no longer the one it was drawn with, or
-  // when the feed has been unreadable for 3 s: the page then draws what the server knows.
+  // The page is rerun (by a trigger) when the job's phase (its buttons) is no longer the one it was drawn
+  // with, or when the feed has been unreadable for 3 s: the page then draws what the server knows.
   root.cnnUnsubscribe = subscribe(data.feed, (state, failures) => {
     if (state) show(state);
     const changed = state ? state.phase !== data.state.phase : failures >= 6;
@@ -274,6 +287,7 @@ export default function ({ parentElement, data, setTriggerValue }) {
 
 NUMBERS_CSS = """
 .cnn-live-numbers { font-family: var(--st-font, "Source Sans", sans-serif); color: var(--st-text-color, #1a1a1a); }
+.cnn-status { margin: 0 0 0.75rem 0; }
 .cnn-progress { margin: 0.25rem 0 1rem 0; }
 .cnn-progress-text { font-size: 0.9rem; margin-bottom: 0.35rem; }
 .cnn-progress-track { height: 0.5rem; border-radius: 0.25rem;
@@ -292,6 +306,6 @@ _numbers = st.components.v2.component("cnn_live_numbers", js=NUMBERS_JS, css=NUM
 
 
 def live_numbers(feed: str, state: dict, key: str) -> None:
-    """The job's progress bar and metrics, following `feed` in the browser; the page reruns when the
-    job's status changes."""
+    """The job's status line, progress bar and metrics, following `feed` in the browser; the page reruns
+    when the job's buttons must change (see PHASES)."""
     _numbers(data={"feed": feed, "state": state}, key=key, on_changed_change=lambda: None)
