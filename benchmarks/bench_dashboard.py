@@ -5,9 +5,10 @@
 Side by side in one run, on CIFAR-10 from ../shared, CPU: for batch 4 and batch 64 it runs the
 settings from the Train page with the charts open in Chromium on the same machine, then
 `python -m core.train` headless, and compares the images/s each run recorded; `--repeat` rounds of
-that pair, and the median ratio (single rounds on a shared machine: 67-106% seen). `--niced` adds a
-run from a Chromium at the lowest CPU priority. It also times the first loss point after clicking
-Train (dataset cached), and trains from four browser sessions at once, timing page switches meanwhile.
+that pair (in turn, the order swapped every second round), and the median ratio (single rounds on a
+shared machine: 67-106% seen). `--niced` adds a run from a Chromium at the lowest CPU priority. It
+also times the first loss point after clicking Train (dataset cached), and trains from four browser
+sessions at once, timing page switches meanwhile.
 Needs Debian's chromium and playwright (see README).
 """
 
@@ -170,15 +171,21 @@ def main() -> None:
             first.close()
             for batch in (int(b) for b in args.batches.split(",") if b.strip()):
                 rounds = []
-                for _ in range(args.repeat):  # side by side, in turn: the machine's noise hits both alike
+                for round_ in range(args.repeat):
+                    # side by side, in turn, and in the other order every second round (A B B A ...): a
+                    # machine that slows down or speeds up over minutes then hits both alike
+                    if round_ % 2:
+                        time.sleep(15)  # the headless run gets a quiet machine
+                        headless, _ = run_cli(*common, "--epochs", str(args.epochs), "--batch-size", str(batch))
                     time.sleep(15)  # as a person reads the page: the spare worker finishes warming up
                     dash = train_in_browser(browser, url, "Image folder", str(folder), batch, args.epochs, runs)
                     far = None
                     if niced is not None:
                         time.sleep(15)  # the next spare warms up
                         far = train_in_browser(niced, url, "Image folder", str(folder), batch, args.epochs, runs)
-                    time.sleep(15)  # the headless run gets a quiet machine
-                    headless, _ = run_cli(*common, "--epochs", str(args.epochs), "--batch-size", str(batch))
+                    if not round_ % 2:
+                        time.sleep(15)
+                        headless, _ = run_cli(*common, "--epochs", str(args.epochs), "--batch-size", str(batch))
                     base = headless["images_per_second"]
                     row = dict(batch=batch, headless=base, dashboard=dash["images_per_second"],
                                ratio=dash["images_per_second"] / base, first_point_seconds=dash["first_point_seconds"])
