@@ -72,9 +72,9 @@ def status_parts(snap: Snapshot, steps: bool = True) -> tuple[str, str, str]:
     return STATUS_ICONS.get(snap.status, ""), STATUS_WORDS.get(snap.status, snap.status), detail
 
 
-def describe(snap: Snapshot, steps: bool = True) -> str:
+def describe(snap: Snapshot) -> str:
     """The job's state in words (markdown), e.g. '🏃 **running**: epoch 1 of 2, step 500 of 25,000'."""
-    icon, word, detail = status_parts(snap, steps)
+    icon, word, detail = status_parts(snap)
     return f"{icon} **{word}**{detail}"
 
 
