@@ -288,12 +288,16 @@ def _check_folder_layout(folder: Path) -> None:
         raise DatasetError(f"{folder} has only one class; a classifier needs at least two.")
 
 
+def _is_image(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
 def _has_images(split: Path) -> bool:
     """Any image file in a class folder of `split`, found without listing them all (60,000 for CIFAR-10:
     half a second of the server's time on every click of Train)."""
     for d in _class_dirs(split):
         with os.scandir(d) as entries:
-            if any(Path(e.name).suffix.lower() in IMAGE_SUFFIXES for e in entries):
+            if any(_is_image(e.name) for e in entries):
                 return True
     return False
 
@@ -301,7 +305,7 @@ def _has_images(split: Path) -> bool:
 def _list_images(split: Path) -> tuple[list[Path], list[int]]:
     files, labels = [], []
     for index, d in enumerate(_class_dirs(split)):
-        names = sorted(f for f in os.listdir(d) if Path(f).suffix.lower() in IMAGE_SUFFIXES)
+        names = sorted(f for f in os.listdir(d) if _is_image(f))
         files += [d / f for f in names]
         labels += [index] * len(names)
     return files, labels
