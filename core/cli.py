@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from core.config import ConfigError
     from core.data import DatasetError
-    from core.train import Control, DeviceError, run_training
+    from core.train import Control, DeviceError, keep_freed_memory, run_training
 
+    keep_freed_memory()
     try:
         config = config_from_args(args)
     except (ConfigError, TypeError) as exc:

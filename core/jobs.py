@@ -41,6 +41,8 @@ def _worker_main(tasks, events, stop, pause) -> None:
     """Wait for one job, run it, report every event; exceptions become a `failed` end event."""
     import core.train  # the slow imports and first-step set-up happen while the worker is still a spare
 
+    if mp.parent_process() is not None:  # a process of its own (a thread worker must not change the server's malloc)
+        core.train.keep_freed_memory()
     core.train.warm_up()
     task = tasks.get()
     if task is None:

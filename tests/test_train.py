@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -45,6 +47,46 @@ def test_training_uses_one_thread_for_tiny_batches_and_every_core_for_big_ones(s
         events = list(train(cfg(threads=0, batch_size=batch_size, device="cpu"), small_shapes))
         assert events[0]["threads"] == expected and events[-1]["status"] == "finished"
         assert {e["threads"] for e in events if e["type"] == "loss"} == {expected}
+
+
+FAULTS_PER_STEP = """
+import resource
+import torch
+from core.model import Net
+from core.train import keep_freed_memory
+applied = keep_freed_memory()
+torch.set_num_threads(1)
+model = Net()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+images, labels = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
+def step():
+    optimizer.zero_grad()
+    torch.nn.functional.cross_entropy(model(images), labels).backward()
+    optimizer.step()
+for _ in range(5):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(50):
+    step()
+print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 50)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings exist on Linux only")
+def test_training_steps_reuse_freed_memory_unless_the_user_set_mallocs_own_variables():
+    """The CLI and every dashboard worker call keep_freed_memory(): a batch-64 step then takes (almost) no fresh
+    pages from the OS. With glibc's variables set by hand (here: every block over 128 KiB from the OS, fresh each
+    time) it leaves them alone, and the same step page-faults thousands of times."""
+    def run(**malloc_env):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        out = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP], capture_output=True, text=True, check=True,
+                             cwd=os.path.dirname(os.path.dirname(__file__)), env={**env, **malloc_env}).stdout.split()
+        return out[0] == "True", float(out[1])
+
+    applied, kept = run()
+    respected, fresh = run(MALLOC_MMAP_THRESHOLD_="131072")
+    assert applied and not respected
+    assert kept < 20 < 1000 < fresh, f"{kept} page faults a step with freed memory kept, {fresh} with fresh pages"
 
 
 def test_training_learns(small_shapes):
