@@ -119,13 +119,21 @@ def choose(pg, label, option):
 
 
 def set_slider(pg, label, value: str, key="ArrowLeft"):
-    """Move a slider with the keyboard, as a user can, until it shows `value`."""
+    """Move a slider with the keyboard, as a user can, until it shows `value`.
+
+    Each key press reruns the page, and a rerun can draw the slider anew while a press is under way: that
+    press then times out on a detached element, and the next one finds the new slider.
+    """
     slider = pg.get_by_role("slider", name=label)
-    for _ in range(200):
-        if slider.get_attribute("aria-valuetext") == value or slider.get_attribute("aria-valuenow") == value:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if value in (slider.get_attribute("aria-valuetext"), slider.get_attribute("aria-valuenow")):
             return
-        slider.press(key)
-    raise AssertionError(f"could not set {label} to {value}")
+        try:
+            slider.press(key, timeout=3000)
+        except sync_api.TimeoutError:
+            continue
+    raise AssertionError(f"could not set {label} to {value}: it shows {slider.get_attribute('aria-valuetext')}")
 
 
 def wait_for_command(pg, *fragments):
