@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 
+from core.config import TrainConfig
 from tests.conftest import ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -102,6 +103,18 @@ CHART_MARKED = """title => [...document.querySelectorAll('.js-plotly-plot')]
   .some(g => g.layout && (g.layout.title.text || '').includes(title) && g.cnnCounts && g.cnnCounts.size >= 3)"""
 
 
+# The live loss chart as drawn: (points in its data, x pixel where its drawn line ends, x pixel of its last
+# data point). Over 60 points the component rewrites the line's SVG path itself instead of calling Plotly.
+LOSS_LINE_END = """() => {
+  const g = [...document.querySelectorAll('.js-plotly-plot')]
+      .filter(g => g.layout && (g.layout.title.text || '').includes('Running loss') && g._fullLayout).pop();
+  const path = g && g.querySelector('.scatterlayer .trace path.js-line');
+  if (!path || !g.data[0].x.length || !path.getAttribute('d')) return null;
+  const ends = path.getAttribute('d').split(/[ML]/).pop().split(',');
+  return [g.data[0].x.length, parseFloat(ends[0]), g._fullLayout.xaxis.l2p(g.data[0].x.at(-1))];
+}"""
+
+
 LIVE_PROGRESS = "() => { const p = document.querySelector('.cnn-progress-text'); return p ? p.innerText : null; }"
 
 
@@ -176,7 +189,8 @@ def train_shapes(pg, epochs="1"):
     choose(pg, "Dataset", "Shapes (offline)")
     wait_for_command(pg, "--dataset shapes")
     set_slider(pg, "Epochs", epochs)
-    wait_for_command(pg, "--dataset shapes", f"--epochs {epochs}")
+    # the command line leaves out what is the default (2 epochs)
+    wait_for_command(pg, "--dataset shapes", *([f"--epochs {epochs}"] if epochs != str(TrainConfig().epochs) else []))
     pg.get_by_role("button", name="Train", exact=True).click()
     # the job exists once the page shows its status; under heavy load a click that lands while the
     # page is being redrawn can be lost, and a user would click again
@@ -192,8 +206,9 @@ def train_shapes(pg, epochs="1"):
 
 
 def test_training_streams_the_running_loss_live(page):
-    train_shapes(page)
+    train_shapes(page, epochs="2")  # ~100 points: past 60, the line is drawn without Plotly
     seen = []  # point counts of the Running loss chart while the job runs
+    drawn = []  # (points, where the drawn line ends, where its last point is) meanwhile
     progress = set()  # what the live progress bar said meanwhile
     axes = set()  # the loss chart's y axis meanwhile
     deadline = time.monotonic() + 120
@@ -205,18 +220,24 @@ def test_training_streams_the_running_loss_live(page):
             page.evaluate(MARK_CHART, "Running loss")
             progress.add(page.evaluate(LIVE_PROGRESS))
             axes.add(page.evaluate(LOSS_Y_AXIS))
+            drawn.append(page.evaluate(LOSS_LINE_END))
         if "finished" in status:
             break
         time.sleep(0.25)
     if "finished" not in status_text(page):
         wait_until_finished(page, 5)  # fails, saying what the page and the server show
-    assert "epoch 1 of 1" in status_text(page), status_text(page)
+    assert "epoch 2 of 2" in status_text(page), status_text(page)
     distinct = sorted(set(seen))
     assert len(distinct) >= 3, f"the chart did not grow while training ran: {seen}"
     assert seen == sorted(seen)  # it only grows
     # ... in place: the browser updates the chart it has rather than building a new one each time
     assert page.evaluate(CHART_MARKED, "Running loss"), "the live chart was rebuilt instead of updated"
     assert len(progress - {None}) >= 2, f"the progress bar did not move while training ran: {progress}"
+    # what is drawn follows the data: the line ends at the newest point, and moves right as the run goes on
+    drawn = [d for d in drawn if d]
+    assert all(abs(end - last) < 1.5 for _, end, last in drawn), f"the drawn line lags its data: {drawn}"
+    assert len({round(end) for n, end, _ in drawn if n > 60}) >= 2, f"the long line was not redrawn: {drawn}"
+    assert [end for _, end, _ in drawn] == sorted(end for _, end, _ in drawn)
     fixed = [json.loads(a) for a in axes - {None}]
     assert fixed and all(auto is False and y[0] == 0 for auto, y in fixed), f"the loss axes moved: {axes}"
     page.wait_for_function(f"() => ({CHART_POINTS})('Running loss')[0] >= 10")
@@ -225,7 +246,7 @@ def test_training_streams_the_running_loss_live(page):
                            ".some(m => m.innerText.includes('Test accuracy') && m.innerText.includes('%'))")
     assert "%" in accuracy.inner_text()
     # one point per epoch
-    page.wait_for_function(f"() => ({CHART_POINTS})('Test accuracy')[0] === 1")
+    page.wait_for_function(f"() => ({CHART_POINTS})('Test accuracy')[0] === 2")
 
 
 
