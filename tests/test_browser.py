@@ -104,14 +104,16 @@ CHART_MARKED = """title => [...document.querySelectorAll('.js-plotly-plot')]
 
 
 # The live loss chart as drawn: (points in its data, x pixel where its drawn line ends, x pixel of its last
-# data point). Over 60 points the component rewrites the line's SVG path itself instead of calling Plotly.
+# data point, markers drawn). The component rewrites the line's SVG path (and places a marker per point,
+# up to 60 points) itself instead of calling Plotly.
 LOSS_LINE_END = """() => {
   const g = [...document.querySelectorAll('.js-plotly-plot')]
       .filter(g => g.layout && (g.layout.title.text || '').includes('Running loss') && g._fullLayout).pop();
   const path = g && g.querySelector('.scatterlayer .trace path.js-line');
   if (!path || !g.data[0].x.length || !path.getAttribute('d')) return null;
   const ends = path.getAttribute('d').split(/[ML]/).pop().split(',');
-  return [g.data[0].x.length, parseFloat(ends[0]), g._fullLayout.xaxis.l2p(g.data[0].x.at(-1))];
+  return [g.data[0].x.length, parseFloat(ends[0]), g._fullLayout.xaxis.l2p(g.data[0].x.at(-1)),
+          g.querySelectorAll('.scatterlayer .trace path.point').length];
 }"""
 
 
@@ -206,9 +208,9 @@ def train_shapes(pg, epochs="1"):
 
 
 def test_training_streams_the_running_loss_live(page):
-    train_shapes(page, epochs="2")  # ~100 points: past 60, the line is drawn without Plotly
+    train_shapes(page, epochs="2")  # ~100 points: markers on the first 60, then the line alone
     seen = []  # point counts of the Running loss chart while the job runs
-    drawn = []  # (points, where the drawn line ends, where its last point is) meanwhile
+    drawn = []  # (points, where the drawn line ends, where its last point is, markers) meanwhile
     progress = set()  # what the live progress bar said meanwhile
     axes = set()  # the loss chart's y axis meanwhile
     deadline = time.monotonic() + 120
@@ -235,9 +237,10 @@ def test_training_streams_the_running_loss_live(page):
     assert len(progress - {None}) >= 2, f"the progress bar did not move while training ran: {progress}"
     # what is drawn follows the data: the line ends at the newest point, and moves right as the run goes on
     drawn = [d for d in drawn if d]
-    assert all(abs(end - last) < 1.5 for _, end, last in drawn), f"the drawn line lags its data: {drawn}"
-    assert len({round(end) for n, end, _ in drawn if n > 60}) >= 2, f"the long line was not redrawn: {drawn}"
-    assert [end for _, end, _ in drawn] == sorted(end for _, end, _ in drawn)
+    assert all(abs(end - last) < 1.5 for _, end, last, _ in drawn), f"the drawn line lags its data: {drawn}"
+    assert all(marks == (n if n <= 60 else 0) for n, _, _, marks in drawn), f"a marker per point, up to 60: {drawn}"
+    assert len({round(end) for n, end, _, _ in drawn if n > 60}) >= 2, f"the long line was not redrawn: {drawn}"
+    assert [d[1] for d in drawn] == sorted(d[1] for d in drawn)
     fixed = [json.loads(a) for a in axes - {None}]
     assert fixed and all(auto is False and y[0] == 0 for auto, y in fixed), f"the loss axes moved: {axes}"
     page.wait_for_function(f"() => ({CHART_POINTS})('Running loss')[0] >= 10")

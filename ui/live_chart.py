@@ -112,19 +112,32 @@ export default function ({ parentElement, data }) {
   if (div.cnnUnsubscribe) div.cnnUnsubscribe();
   div.cnnUnsubscribe = null;
   if (div.cnnFeed !== data.feed) { div.cnnFeed = data.feed; div.cnnSeq = -1; }
-  // With fixed axes, a line that grows is one SVG path to rewrite: that takes a fraction of a millisecond,
-  // where Plotly.animate takes milliseconds and a second frame of its own (requestAnimationFrame) after the
-  // one that shows the page's new numbers. Plotly's hover data are then behind, so while the pointer is
-  // over the chart Plotly.animate does the update instead. Lines only: markers are elements of their own.
+  // With fixed axes, a line that grows is one SVG path to rewrite (and, while it has few points, a marker
+  // to place per point): a fraction of a millisecond, where Plotly.animate takes milliseconds and a second
+  // frame of its own (requestAnimationFrame) after the one that shows the page's new numbers. Plotly's hover
+  // data are then behind, so while the pointer is over the chart Plotly.animate does the update instead.
   const redrawLines = fig => {
     const full = div._fullLayout, xa = full && full.xaxis, ya = full && full.yaxis;
-    const groups = div.querySelectorAll(".scatterlayer .trace");
+    const groups = [...div.querySelectorAll(".scatterlayer .trace")];
     if (!xa || !ya || typeof xa.l2p !== "function" || groups.length !== fig.data.length) return false;
-    const paths = [...groups].map(g => g.querySelector("path.js-line"));
-    if (paths.some(p => !p) || fig.data.some(t => t.mode !== "lines")) return false;
+    const parts = groups.map((g, i) => ({
+      line: g.querySelector("path.js-line"),
+      marks: fig.data[i].mode === "lines+markers" ? g.querySelector("g.points") : null,
+    }));
+    const drawable = fig.data.every((t, i) => parts[i].line && (t.mode === "lines" ||
+      (t.mode === "lines+markers" && parts[i].marks && parts[i].marks.querySelector("path.point"))));
+    if (!drawable) return false;  // e.g. a lone first point has no line yet: Plotly draws it
     fig.data.forEach((t, i) => {
-      const points = t.x.map((x, j) => xa.l2p(x).toFixed(1) + "," + ya.l2p(t.y[j]).toFixed(1));
-      paths[i].setAttribute("d", "M" + points.join("L"));
+      const xy = t.x.map((x, j) => xa.l2p(x).toFixed(1) + "," + ya.l2p(t.y[j]).toFixed(1));
+      parts[i].line.setAttribute("d", "M" + xy.join("L"));
+      const marks = parts[i].marks;
+      if (marks) {
+        const model = marks.querySelector("path.point");
+        let points = [...marks.querySelectorAll("path.point")];
+        for (let j = points.length; j < xy.length; j++) marks.appendChild(model.cloneNode(true));
+        points = [...marks.querySelectorAll("path.point")];
+        points.forEach((m, j) => { if (j < xy.length) m.setAttribute("transform", `translate(${xy[j]})`); else m.remove(); });
+      }
       div.data[i].x = t.x;
       div.data[i].y = t.y;
     });
