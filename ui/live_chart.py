@@ -136,7 +136,8 @@ export default function ({ parentElement, data }) {
         let points = [...marks.querySelectorAll("path.point")];
         for (let j = points.length; j < xy.length; j++) marks.appendChild(model.cloneNode(true));
         points = [...marks.querySelectorAll("path.point")];
-        points.forEach((m, j) => { if (j < xy.length) m.setAttribute("transform", `translate(${xy[j]})`); else m.remove(); });
+        points.slice(xy.length).forEach(m => m.remove());
+        points.slice(0, xy.length).forEach((m, j) => m.setAttribute("transform", `translate(${xy[j]})`));
       }
       div.data[i].x = t.x;
       div.data[i].y = t.y;
