@@ -134,10 +134,8 @@ export default function ({ parentElement, data }) {
       parts[i].line.setAttribute("d", "M" + xy.join("L"));
       const marks = parts[i].marks;
       if (marks) {
-        const model = marks.querySelector("path.point");
-        let points = [...marks.querySelectorAll("path.point")];
-        for (let j = points.length; j < xy.length; j++) marks.appendChild(model.cloneNode(true));
-        points = [...marks.querySelectorAll("path.point")];
+        const points = [...marks.querySelectorAll("path.point")];
+        while (points.length < xy.length) points.push(marks.appendChild(points[0].cloneNode(true)));
         points.slice(xy.length).forEach(m => m.remove());
         points.slice(0, xy.length).forEach((m, j) => m.setAttribute("transform", `translate(${xy[j]})`));
       }
