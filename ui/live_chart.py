@@ -126,8 +126,8 @@ export default function ({ parentElement, data }) {
       line: g.querySelector("path.js-line"),
       marks: fig.data[i].mode === "lines+markers" ? g.querySelector("g.points") : null,
     }));
-    const drawable = fig.data.every((t, i) => parts[i].line && (t.mode === "lines" ||
-      (t.mode === "lines+markers" && parts[i].marks && parts[i].marks.querySelector("path.point"))));
+    const drawable = fig.data.every((t, i) => parts[i].line &&
+      (t.mode === "lines" || (parts[i].marks && parts[i].marks.querySelector("path.point"))));
     if (!drawable) return false;  // e.g. a lone first point has no line yet: Plotly draws it
     fig.data.forEach((t, i) => {
       const xy = t.x.map((x, j) => xa.l2p(x).toFixed(1) + "," + ya.l2p(t.y[j]).toFixed(1));
@@ -148,13 +148,14 @@ export default function ({ parentElement, data }) {
     if (div.data && div.cnnLayout === key && same_(div.data, fig.data)) return;
     if (div.data && div.cnnLayout === key && extends_(div.data, fig.data)) {
       const counts = div.data.map(t => t.x.length);
-      if (fixedAxes && !div.matches(":hover") && redrawLines(fig)) {
-        // done: the lines' SVG paths rewritten, no Plotly work
-      } else if (fixedAxes) {
-        // Axes that do not move: only the lines are redrawn, not the whole chart (half the browser's
-        // work of extendTraces, measured in headless Chromium for a 180-point line).
-        window.Plotly.animate(div, {data: fig.data.map(t => ({x: t.x, y: t.y})), traces: fig.data.map((t, i) => i)},
-                              {transition: {duration: 0}, frame: {duration: 0, redraw: false}, mode: "immediate"});
+      if (fixedAxes) {
+        // Axes that do not move: only the lines are redrawn, by the component itself where it can; else by
+        // Plotly.animate, which still skips the axes (half the browser's work of extendTraces, measured in
+        // headless Chromium for a 180-point line).
+        if (div.matches(":hover") || !redrawLines(fig)) {
+          window.Plotly.animate(div, {data: fig.data.map(t => ({x: t.x, y: t.y})), traces: fig.data.map((t, i) => i)},
+                                {transition: {duration: 0}, frame: {duration: 0, redraw: false}, mode: "immediate"});
+        }
       } else if (fig.data.some((t, i) => t.x.length > counts[i])) {
         window.Plotly.extendTraces(div, {x: fig.data.map((t, i) => t.x.slice(counts[i])),
                                          y: fig.data.map((t, i) => t.y.slice(counts[i]))},
