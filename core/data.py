@@ -311,18 +311,19 @@ def _list_images(split: Path) -> tuple[list[Path], list[int]]:
     return files, labels
 
 
+MAX_IMAGE_PIXELS = 4096 * 4096  # a folder image larger than this is refused before it is decoded
+
+
 def _decode(path: Path, size: tuple[int, int]) -> torch.Tensor:
-    """One image file -> uint8 (3, H, W) at `size` (h, w). torchvision's decoder is ~3x faster than PIL's."""
-    from torchvision.io import ImageReadMode, decode_image
+    """One image file -> uint8 (3, H, W) at `size` (h, w).
+
+    Decoded by Pillow, whose decoders turn corrupt data into an exception: torchvision's PNG decoder
+    crashed the whole process (SIGSEGV) on a PNG with one flipped byte. An unreadable file stops the
+    load with a DatasetError that names it.
+    """
     from torchvision.transforms.v2.functional import resize
 
-    try:
-        data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
-        image = decode_image(data, mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError):
-        image = _decode_with_pil(path)
-    except OSError as exc:
-        raise DatasetError(f"{path} could not be read ({exc}).") from None
+    image = _decode_with_pil(path)
     if tuple(image.shape[1:]) != size:
         image = resize(image, list(size), antialias=True)
     return image
@@ -333,10 +334,13 @@ def _decode_with_pil(path: Path) -> torch.Tensor:
 
     try:
         with Image.open(path) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise DatasetError(f"{path} is {img.width}x{img.height} pixels, more than this app opens "
+                                   f"({MAX_IMAGE_PIXELS:,}); shrink it or remove it.")
             rgb = img.convert("RGB")
             pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
             return pixels.view(rgb.height, rgb.width, 3).permute(2, 0, 1)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{path} is not a readable image ({exc}); remove it or replace it.") from None
 
 
@@ -347,9 +351,8 @@ def _load_folder(folder: Path, progress: Progress) -> Dataset:
     if not train_files or not test_files:
         empty = "train/" if not train_files else "test/"
         raise DatasetError(f"{folder / empty} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
-    # import torchvision's decoders here, once: a first import racing in the pool's threads can fail
+    # import torchvision's resize here, once: a first import racing in the pool's threads can fail
     # half-way ("partially initialized module"); seen with torchvision 0.26
-    import torchvision.io  # noqa: F401
     import torchvision.transforms.v2.functional  # noqa: F401
 
     first = _decode_with_pil(train_files[0])
