@@ -84,14 +84,28 @@ def running_loss_figure(losses: Sequence[dict], x: str = "images_seen", title: s
 def accuracy_trace(epochs: Sequence[dict]) -> dict:
     """Test accuracy, a point per epoch, as a Plotly.js trace (a plain dict)."""
     return dict(type="scatter", x=[e["epoch"] for e in epochs], y=[e["test_accuracy"] for e in epochs],
-                mode="lines+markers", name="test accuracy", marker=dict(size=10))
+                mode="lines+markers", name="test", marker=dict(size=10), line=dict(width=3))
+
+
+def train_accuracy_trace(epochs: Sequence[dict]) -> dict:
+    """Accuracy on a fixed sample of training images, a point per epoch (runs from before it was measured
+    have none): above the test line and climbing while test accuracy stalls is overfitting."""
+    points = [e for e in epochs if isinstance(e.get("train_accuracy"), (int, float))]
+    return dict(type="scatter", x=[e["epoch"] for e in points], y=[e["train_accuracy"] for e in points],
+                mode="lines+markers", name="train", marker=dict(size=8, symbol="square"),
+                line=dict(width=2, dash="dot", color="#6a1b9a"))
+
+
+def accuracy_traces(epochs: Sequence[dict]) -> list[dict]:
+    return [accuracy_trace(epochs), train_accuracy_trace(epochs)]
 
 
 def accuracy_figure(epochs: Sequence[dict], num_classes: int = 10, tutorial: float | None = 0.54) -> go.Figure:
     shapes = [("y", 1 / num_classes, f"chance ({1 / num_classes:.0%})", "gray", "dot", "bottom right")]
     if tutorial is not None:
         shapes.append(("y", tutorial, f"tutorial after 2 epochs ({tutorial:.0%})", "#ef6c00", "dash", "top left"))
-    return _figure([accuracy_trace(epochs)], shapes, title={"text": "Test accuracy"},
+    return _figure(accuracy_traces(epochs), shapes, title={"text": "Test accuracy and train accuracy"},
+                   legend={"orientation": "h", "y": -0.25},
                    xaxis={"title": {"text": "epoch"}, "dtick": 1, "rangemode": "tozero"},
                    yaxis={"title": {"text": "accuracy on the test set"}, "range": [0, 1], "tickformat": ".0%"})
 

@@ -30,6 +30,7 @@ from core.model import ModelArgs, Net, count_parameters
 from core.runs import DEFAULT_ROOT, RunWriter
 
 TUTORIAL_ACCURACY = 0.54  # what the tutorial's own loop reaches after 2 epochs
+TRAIN_SAMPLE = 2000  # training images measured at each epoch end: train accuracy beside test accuracy
 
 
 class DeviceError(ValueError):
@@ -340,6 +341,9 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
     final_running_loss = float("nan")
     host_loss = device.type == "cpu"  # reading a CPU loss is free; on a GPU it is a sync point
     log_every = config.steps_per_log(steps_per_epoch)
+    # a guess spread evenly over the classes has a loss of ln(classes); ten times that means the weights blew
+    # up (the network is sure of wrong answers), even where the numbers stay finite
+    exploded = 10 * math.log(max(2, dataset.num_classes))
     clock = time.perf_counter()
 
     def lap() -> float:
@@ -357,7 +361,11 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
         started = time.perf_counter()
         with _mkldnn(mkldnn_default):  # big inference batches: oneDNN is faster
             logits = infer(model, test_x, normalize)
+            # the same fixed training images every epoch: train accuracy climbing while test accuracy
+            # stalls is overfitting
+            train_logits = infer(model, train_x[:TRAIN_SAMPLE], normalize)
         result = summarize(logits, test_y, dataset.num_classes)
+        result["train_accuracy"] = (train_logits.argmax(1) == train_y[:TRAIN_SAMPLE]).float().mean().item()
         if on_epoch_end:
             on_epoch_end(model, epoch, torch.softmax(logits, 1))
         result["eval_seconds"] = time.perf_counter() - started
@@ -397,7 +405,7 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
             if host_loss:
                 value = loss.item()
                 if not math.isfinite(value):
-                    status = "diverged"
+                    status, final_running_loss = "diverged", value
                     break
                 running += value
             else:
@@ -412,8 +420,9 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                 interval_seconds += seconds
                 epoch_seconds += seconds
                 value = float(running) / running_steps  # note: a CPU-GPU sync point, once per log interval
-                if not math.isfinite(value):
+                if not math.isfinite(value) or value > exploded:
                     status = "diverged"
+                    final_running_loss = value
                     break
                 final_running_loss = value
                 epoch_loss += value * running_steps
@@ -429,7 +438,9 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                 break
 
         if status == "diverged":
-            message = (f"the loss became infinite or NaN at step {step}: the learning rate {config.lr:g} is too high "
+            what = (f"exploded to {final_running_loss:,.1f}" if math.isfinite(final_running_loss)
+                    else "became infinite or NaN")
+            message = (f"the loss {what} at step {step}: the learning rate {config.lr:g} is too high "
                        f"for this network (with momentum {config.momentum:g}). Lower it, e.g. to "
                        f"{max(config.lr / 10, 0.0001):g}; the tutorial uses 0.001.")
             break

@@ -4,7 +4,16 @@ import pytest
 import torch
 from PIL import Image
 
-from core.data import DatasetError, Normalizer, check_folder, load_dataset, make_shapes, shuffled_batches, unnormalize
+from core.data import (
+    DatasetError,
+    Normalizer,
+    check_folder,
+    load_dataset,
+    make_shapes,
+    shapes_cache,
+    shuffled_batches,
+    unnormalize,
+)
 from tests.conftest import write_image_folder
 
 
@@ -25,12 +34,12 @@ def test_second_load_comes_from_the_cache_quickly(tmp_path):
     second = load_dataset("shapes", tmp_path)
     assert time.perf_counter() - started < 1.0
     assert torch.equal(first.test_images, second.test_images) and first.classes == second.classes
-    assert (tmp_path / "cache" / "shapes.pt").exists()
+    assert shapes_cache(tmp_path).exists()
 
 
 def test_damaged_cache_is_rebuilt(tmp_path):
     load_dataset("shapes", tmp_path)
-    (tmp_path / "cache" / "shapes.pt").write_bytes(b"not a tensor file")
+    shapes_cache(tmp_path).write_bytes(b"not a tensor file")
     assert load_dataset("shapes", tmp_path).train_images.shape[0] == 10000
 
 

@@ -59,9 +59,9 @@ def manager(tmp_path):
 
 
 def test_a_followed_job_s_file_follows_it_to_the_end_and_then_goes(manager, tmp_path, small_shapes):
-    from core.data import _write_cache
+    from core.data import _write_cache, shapes_cache
 
-    _write_cache(tmp_path / "data" / "cache" / "shapes.pt", small_shapes)
+    _write_cache(shapes_cache(tmp_path / "data"), small_shapes)
     job = manager.start(TrainConfig(dataset="shapes", data_dir=str(tmp_path / "data"), epochs=2, batch_size=16,
                                     lr=0.01, log_interval=5))
     feed = LiveFeed(tmp_path / "live", every=0.05, keep=0.5)

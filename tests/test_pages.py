@@ -217,11 +217,11 @@ def test_second_train_asks_before_starting_another(app_env):
 def finished_run(app_env, tmp_path, small_shapes):
     """One finished Shapes run on disk, trained by the real engine; the cache holds the same small set."""
     from core.config import TrainConfig
-    from core.data import _write_cache
+    from core.data import _write_cache, shapes_cache
     from core.train import run_training
 
     small_shapes.name = "shapes"
-    _write_cache(tmp_path / "data" / "cache" / "shapes.pt", small_shapes)
+    _write_cache(shapes_cache(tmp_path / "data"), small_shapes)
     config = TrainConfig(dataset="shapes", data_dir=str(tmp_path / "data"), epochs=2, batch_size=16, lr=0.02)
     events = list(run_training(config, runs_root=app_env.runs_root, dataset=small_shapes))
     return events[-1]["run_dir"]

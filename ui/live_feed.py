@@ -22,7 +22,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.figures import accuracy_trace, loss_ranges, running_loss_trace
+from core.figures import accuracy_traces, loss_ranges, running_loss_trace
 from core.jobs import Job, Snapshot
 from ui.common import status_parts
 from ui.live_chart import STATIC, SUBSCRIBE_JS, _static_ready
@@ -101,7 +101,7 @@ def live_state(snap: Snapshot, seq: int = 0) -> dict:
             "progress": {"fraction": bar[0], "text": bar[1]} if bar else None,
             "metrics": [{"label": label, "value": value, "delta": delta} for label, value, delta in metrics(snap)],
             "traces": {"running_loss": [running_loss_trace(snap.losses)],
-                       "test_accuracy": [accuracy_trace(snap.epochs)]},
+                       "test_accuracy": accuracy_traces(snap.epochs)},
             "ranges": {"running_loss": loss_ranges(snap.losses, total) if total else None}}
 
 
