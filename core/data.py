@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import tarfile
 import tempfile
+import time
+import urllib.parse
 import urllib.request
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -32,8 +35,8 @@ DATASET_LABELS = {
     "shapes": "Shapes (offline)",
 }
 DATASET_NAMES = {text: name for name, text in DATASET_LABELS.items()}  # what the pages show -> dataset name
-OFFLINE_HINT = ("Use the offline 'shapes' set (Shapes (offline) in the dashboard), "
-                "or an image folder with train/ and test/ sub-folders (folder:PATH).")
+OFFLINE_HINT = ("Train on the offline Shapes set instead (made on this machine), or on a folder of your own "
+                "images.")
 
 # torchvision 0.29 announces, on every call, that its image decoders move to torchcodec; they still work
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
@@ -198,12 +201,54 @@ def _download(url: str, dest: Path, progress: Progress, what: str) -> None:
         os.replace(tmp, dest)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise DatasetError(f"{what} could not be downloaded ({_reason(exc)}); this machine may have no network. "
-                           + OFFLINE_HINT) from None
+        raise DatasetError(f"{what} could not be downloaded: {_reason(exc)}. " + OFFLINE_HINT) from None
+
+
+_reachable: dict[str, tuple[float, bool]] = {}  # host -> (when it was checked, whether it answered)
+
+
+def can_download(url: str = CIFAR10_URL, timeout: float = 2.0, remember: float = 300.0) -> bool:
+    """Whether the host of `url` answers, asked at most once every `remember` seconds (a classroom without
+    internet should not wait for a download that cannot start)."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    checked = _reachable.get(host)
+    if checked is None or time.monotonic() - checked[0] > remember:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            answered = True
+        except OSError:
+            answered = False
+        _reachable[host] = checked = (time.monotonic(), answered)
+    return checked[1]
+
+
+def cifar10_on_disk(data_dir: str | os.PathLike) -> bool:
+    data_dir = Path(data_dir)
+    return ((data_dir / "cache" / "cifar10.pt").exists() or (data_dir / "cifar-10-batches-py").is_dir()
+            or (data_dir / "cifar-10-python.tar.gz").exists())
+
+
+def default_dataset(data_dir: str | os.PathLike) -> tuple[str, str]:
+    """The dataset a new session starts on, and why: CIFAR-10 where it is here or can be downloaded, else
+    the offline Shapes."""
+    if cifar10_on_disk(data_dir):
+        return "cifar10", ""
+    if can_download():
+        return "cifar10", ""
+    return "shapes", ("CIFAR-10 is not on this machine and cannot be downloaded (no internet), so the "
+                      "offline Shapes set is chosen: ten kinds of drawn shapes, made on this machine.")
 
 
 def _reason(exc: BaseException) -> str:
-    return str(getattr(exc, "reason", "") or exc).strip() or type(exc).__name__
+    """Why a download failed, in a student's words."""
+    cause = getattr(exc, "reason", None) or exc
+    if isinstance(cause, socket.gaierror) or "Name or service not known" in str(cause) or "no network" in str(cause):
+        return "this computer cannot reach the internet"
+    if isinstance(cause, (TimeoutError, socket.timeout)):
+        return "the download server did not answer in time (a slow or missing internet connection?)"
+    if isinstance(cause, ConnectionError):
+        return "the connection to the download server failed"
+    return "the download failed (" + (str(cause).strip() or type(cause).__name__) + ")"
 
 
 def _load_cifar10(data_dir: Path, progress: Progress) -> Dataset:
@@ -241,8 +286,7 @@ def _load_mnist_like(name: str, data_dir: Path, progress: Progress) -> Dataset:
         train = cls(str(data_dir), train=True, download=True)
         test = cls(str(data_dir), train=False, download=True)
     except (RuntimeError, OSError) as exc:
-        raise DatasetError(f"{label(name)} could not be downloaded ({_reason(exc)}); this machine may have no "
-                           "network. " + OFFLINE_HINT) from None
+        raise DatasetError(f"{label(name)} could not be downloaded: {_reason(exc)}. " + OFFLINE_HINT) from None
     classes = [c.split(" - ")[-1] for c in train.classes]
     return Dataset(name, classes, train.data.unsqueeze(1).contiguous(), train.targets.long(),
                    test.data.unsqueeze(1).contiguous(), test.targets.long())
@@ -276,7 +320,7 @@ def _check_folder_layout(folder: Path) -> None:
     hint = ("An image folder needs train/ and test/ sub-folders with one folder per class inside each "
             "(the torchvision ImageFolder layout). ")
     if not folder.is_dir():
-        raise DatasetError(f"image folder {folder} does not exist. " + hint + OFFLINE_HINT)
+        raise DatasetError(f"there is no folder {folder}. " + hint)
     for split in ("train", "test"):
         if not (folder / split).is_dir():
             raise DatasetError(f"image folder {folder} has no {split}/ sub-folder. " + hint)

@@ -104,8 +104,10 @@ def prepare_upload(data: bytes, image_size: int, channels: int) -> torch.Tensor:
             pixels = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
     except UploadError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise UploadError(f"the file is not a readable PNG or JPEG image ({exc})") from None
+    except UnidentifiedImageError:
+        raise UploadError("the file is not a PNG or JPEG image") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise UploadError("the file is a damaged PNG or JPEG image (its data ends early or does not decode)") from None
     return pixels.view(image_size, image_size, channels).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 

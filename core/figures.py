@@ -104,10 +104,10 @@ def accuracy_figure(epochs: Sequence[dict], num_classes: int = 10, tutorial: flo
     shapes = [("y", 1 / num_classes, f"chance ({1 / num_classes:.0%})", "gray", "dot", "bottom right")]
     if tutorial is not None:
         shapes.append(("y", tutorial, f"tutorial after 2 epochs ({tutorial:.0%})", "#ef6c00", "dash", "top left"))
-    return _figure(accuracy_traces(epochs), shapes, title={"text": "Test accuracy and train accuracy"},
-                   legend={"orientation": "h", "y": -0.25},
+    return _figure(accuracy_traces(epochs), shapes, title={"text": "Test accuracy"},
+                   legend={"x": 0.02, "y": 0.98, "bgcolor": "rgba(255,255,255,0.8)"},
                    xaxis={"title": {"text": "epoch"}, "dtick": 1, "rangemode": "tozero"},
-                   yaxis={"title": {"text": "accuracy on the test set"}, "range": [0, 1], "tickformat": ".0%"})
+                   yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"})
 
 
 # -- results -------------------------------------------------------------------------------

@@ -5,13 +5,26 @@ import torch
 
 from core.data import DATASET_NAMES, Normalizer
 from core.figures import class_count_figure, image_grid, pixel_histogram_figure
-from ui.common import dataset_for, remember, save_widgets
+from ui.app import require_app
+from ui.common import dataset_for, from_link, remember, save_widgets
+
+require_app()  # first: a page run without dashboard.py is run again through it
 
 DATASETS = {"Shapes (offline)": "shapes", **DATASET_NAMES, "Image folder": "folder"}  # Shapes first: works offline
 
 st.title("The data")
 st.caption("The tutorial's step 1: load the training and test images and normalize them.")
 remember(["data_dataset"])
+
+
+def dataset_label(name: str) -> str:
+    labels = {value: label for label, value in DATASETS.items()}
+    if name not in labels:
+        raise ValueError(f"choose one of {', '.join(labels)}")
+    return labels[name]
+
+
+from_link("dataset", "data_dataset", dataset_label)
 choice = st.selectbox("Dataset", list(DATASETS), key="data_dataset")
 save_widgets(["data_dataset"])
 name = DATASETS[choice]
@@ -25,7 +38,8 @@ if name == "folder":
     name = f"folder:{folder.strip()}"
 data = dataset_for(name)
 if data is None:
-    st.info("No network? Choose **Shapes (offline)**: it is generated on this machine.")
+    if name in ("cifar10", "mnist", "fashion-mnist"):
+        st.info("No internet here? Choose **Shapes (offline)**: it is made on this machine.")
     st.stop()
 
 st.markdown(f"**{len(data.train_labels):,} training** and **{len(data.test_labels):,} test** images of "

@@ -1,5 +1,9 @@
 import streamlit as st
 
+from ui.app import require_app
+
+require_app()  # first: a page run without dashboard.py is run again through it
+
 st.title("Train a CNN live: the PyTorch CIFAR-10 tutorial")
 st.markdown(
     """

@@ -6,7 +6,10 @@ import streamlit as st
 from core.data import Normalizer
 from core.figures import feature_map_images, filter_images, image_grid
 from core.model import ModelArgs, layer_table
-from ui.common import dataset_for, follow_running, model_for, pick_run, remember, save_widgets
+from ui.app import require_app
+from ui.common import dataset_for, follow_running, from_link, model_for, pick_run, remember, save_widgets
+
+require_app()  # first: a page run without dashboard.py is run again through it
 
 INPUTS = {"3x32x32 (CIFAR-10, Shapes)": (3, 32), "1x28x28 (MNIST, Fashion-MNIST)": (1, 28)}
 
@@ -16,6 +19,17 @@ st.caption("The tutorial's step 2. Each row applies one layer; the output size o
 
 KEYS = ["network_conv_width", "network_conv2_width", "network_input"]
 remember(KEYS)
+
+
+def width(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 256:
+        raise ValueError("a width is a whole number from 1 to 256")
+    return value
+
+
+from_link("conv_width", "network_conv_width", width)
+from_link("conv2_width", "network_conv2_width", width)
 st.session_state.setdefault("network_conv_width", st.session_state.get("train_conv_width", 6))
 st.session_state.setdefault("network_conv2_width", st.session_state.get("train_conv2_width", 16))
 c1, c2, c3 = st.columns(3)

@@ -11,6 +11,9 @@ from core.figures import race_figure, speedup_figure, throughput_figure
 from core.jobs import get_manager
 from core.speed import SpeedError, SweepSpec
 from core.train import available_devices
+from ui.app import require_app
+
+require_app()  # first: a page run without dashboard.py is run again through it
 
 WIDTHS = [6, 16, 32, 64, 128, 256]
 BATCHES = [4, 16, 64, 256]

@@ -1,108 +1,213 @@
-"""Train: the tutorial's steps 3 and 4 (define a loss and optimizer, train the network), live."""
+"""Train: the tutorial's steps 3 and 4 (define a loss and optimizer, train the network), live.
+
+Every setting lives in the page's URL (core/links.py), so a lesson is a link: `/train?dataset=shapes&lr=0.01`
+sets those knobs, and `lock=lr,momentum` holds them fixed for the class.
+"""
 
 import streamlit as st
 
 import ui.live_feed as live
-from core.config import PRESETS, ConfigError, TrainConfig, command_line
-from core.data import DATASET_NAMES, DatasetError, check_folder
+from core.config import PRESETS, SCHEDULES, ConfigError, TrainConfig, command_line
+from core.data import DATASET_LABELS, DatasetError, check_folder, default_dataset
 from core.figures import accuracy_figure, loss_ranges, running_loss_figure
 from core.jobs import get_manager
+from core.links import KNOBS, LOCK, PARAMS, PRESET_CHOICES, link_query, parse_link
 from core.train import TUTORIAL_ACCURACY, available_devices
-from ui.common import current_job, data_dir, describe, job_active, remember, save_widgets
+from ui.app import require_app
+from ui.common import current_job, data_dir, describe, job_active, presenting
 from ui.live_chart import live_plotly_chart
 
-DATASETS = {**DATASET_NAMES, "Image folder": "folder"}
-LEARNING_RATES = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+require_app()  # first: a page run without dashboard.py is run again through it
+
+DATASET_TEXT = {**DATASET_LABELS, "folder": "Image folder"}
+PRESET_TEXT = {"tutorial": "Tutorial", "fast": "Fast", "custom": "Custom"}
+LEARNING_RATES = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
-PRESET_LABELS = {"Tutorial": "tutorial", "Fast": "fast"}
 DEVICE_LABELS = {"cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
-SCHEDULES = {"Constant (the tutorial)": "constant", "One-cycle (warm up, then anneal)": "one-cycle"}
-WIDGETS = dict(preset="Tutorial", dataset="CIFAR-10", folder="", epochs=2, lr=0.001, momentum=0.9, batch_size=4,
-               conv_width=6, conv2_width=16, nesterov=False, schedule="Constant (the tutorial)", device=None, seed=0)
+SCHEDULE_TEXT = {"constant": "Constant (the tutorial)", "one-cycle": "One-cycle (warm up, then anneal)"}
+LABELS = dict(dataset="Dataset", folder="Folder path", preset="Preset", epochs="Epochs", lr="Learning rate",
+              momentum="Momentum", batch_size="Batch size", conv_width="Conv width", conv2_width="Conv2 width",
+              schedule="Learning-rate schedule", nesterov="Nesterov momentum", device="Device", seed="Seed")
+CHART_HEIGHT = 290  # the live charts, with the status and metrics above them, fit a 1280x720 projector
+
+
+def key(name: str) -> str:
+    return f"train_{name}"
+
+
+def preset_knobs(name: str) -> dict:
+    """Every knob of a preset (a preset leaves out what it keeps at the tutorial's value)."""
+    return {**dict(schedule="constant", nesterov=False), **PRESETS[name]}
+
+
+def defaults() -> dict:
+    """A new session's settings: the tutorial's, on CIFAR-10 where it can be had, else on Shapes."""
+    devices = available_devices()
+    dataset, _ = default_dataset(data_dir())
+    return dict(dataset=dataset, folder="", preset="tutorial", **preset_knobs("tutorial"),
+                device=devices[1] if len(devices) > 1 else "cpu", seed=0)
+
+
+def matching_preset(values: dict) -> str:
+    """The preset whose knobs these are, else custom."""
+    for name in PRESETS:
+        knobs = preset_knobs(name)
+        if all(values.get(k) == knobs[k] for k in KNOBS):
+            return name
+    return "custom"
+
+
+def apply_link() -> None:
+    """Read the settings in the URL when they are not the ones this page wrote there itself: a lesson link
+    opened, a URL edited by hand, or a new session. Values the page cannot take are dropped, each with a line."""
+    query = st.query_params.to_dict()
+    settings = {k: v for k, v in query.items() if k in PARAMS or k == LOCK}
+    new_session = key("link") not in st.session_state
+    if not new_session and (settings == st.session_state[key("link")] or not settings):
+        # our own URL, or the page opened from the menu: the session's settings, put back where Streamlit
+        # dropped them while another page was shown
+        for name, value in st.session_state[key("values")].items():
+            if key(name) not in st.session_state:
+                st.session_state[key(name)] = value
+        return
+    link = parse_link({k: v for k, v in query.items() if k not in ("job",)})
+    values = defaults()
+    if not new_session:  # a link changes what it names and resets the rest, as on a fresh page
+        values["dataset"] = st.session_state.get(key("dataset"), values["dataset"])
+    chosen = link.values.get("preset", "tutorial")
+    if chosen in PRESETS:
+        values.update(preset_knobs(chosen))
+    values.update(link.values)
+    if "device" in link.values and values["device"] not in ("auto", *available_devices()):
+        link.problems.append(f"device={values['device']} was ignored: this machine has no "
+                             f"{DEVICE_LABELS.get(values['device'], values['device'])}.")
+        values["device"] = defaults()["device"]
+    if values["device"] == "auto":
+        values["device"] = defaults()["device"]
+    values["preset"] = matching_preset(values)
+    for name in PARAMS:
+        st.session_state[key(name)] = values[name]
+    st.session_state[key("locked")] = link.locked
+    st.session_state[key("problems")] = link.problems
+    if "dataset" not in link.values:
+        st.session_state[key("dataset_note")] = default_dataset(data_dir())[1]
+
+
+def write_link(values: dict) -> None:
+    """Put the settings (and the lesson's locks) in the URL; the job's token stays as it is."""
+    query = link_query(values, st.session_state.get(key("locked"), set()))
+    for name in [*PARAMS, LOCK]:
+        if name in query and st.query_params.get(name) != query[name]:
+            st.query_params[name] = query[name]
+        elif name not in query and name in st.query_params:
+            del st.query_params[name]
+    st.session_state[key("link")] = query
+    st.session_state[key("values")] = dict(values)
 
 
 def set_preset() -> None:
     """Choosing a preset moves the knobs to its values."""
-    name = PRESET_LABELS.get(st.session_state.train_preset)
-    if name:
-        values = PRESETS[name]
-        for key in ("epochs", "lr", "momentum", "batch_size", "conv_width", "conv2_width"):
-            st.session_state[f"train_{key}"] = values[key]
-        st.session_state.train_nesterov = values.get("nesterov", False)
-        st.session_state.train_schedule = next(k for k, v in SCHEDULES.items()
-                                               if v == values.get("schedule", "constant"))
+    name = st.session_state[key("preset")]
+    if name in PRESETS:
+        values = preset_knobs(name)
+        for knob in KNOBS:
+            st.session_state[key(knob)] = values[knob]
 
 
 def to_custom() -> None:
-    """Moving a knob by hand makes the settings Custom."""
-    st.session_state.train_preset = "Custom"
+    """Moving a knob by hand makes the settings Custom (or the preset they now match)."""
+    st.session_state[key("preset")] = matching_preset({k: st.session_state[key(k)] for k in KNOBS})
 
 
 def use_shapes() -> None:
-    st.session_state.train_dataset = "Shapes (offline)"
+    st.session_state[key("dataset")] = "shapes"
+
+
+def with_value(options: list, value) -> list:
+    """A select slider's options, with the current value among them (a link or preset may hold any valid one)."""
+    return sorted(set(options) | {value})
 
 
 def controls() -> TrainConfig | None:
     """The knobs; returns the config they describe, or None (with the reason shown) when it is not valid."""
-    # widgets drawn on every run of this page, with their defaults
-    drawn = {f"train_{k}": v for k, v in WIDGETS.items() if k != "folder"}
-    remember(list(drawn))
-    for key, value in drawn.items():
-        st.session_state.setdefault(key, value)
+    locked = st.session_state.get(key("locked"), set())
+    off = {name: name in locked for name in PARAMS}
+    lock_help = " (set by the lesson)"
     devices = available_devices()
-    if st.session_state.train_device not in devices:
-        st.session_state.train_device = devices[1] if len(devices) > 1 else "cpu"
-
-    st.radio("Preset", ["Tutorial", "Fast", "Custom"], key="train_preset", horizontal=True, on_change=set_preset,
+    st.radio(LABELS["preset"], PRESET_CHOICES, key=key("preset"), horizontal=True, on_change=set_preset,
+             format_func=PRESET_TEXT.get, disabled=off["preset"],
              help="Tutorial: exactly the tutorial's settings. Fast: reaches the tutorial's accuracy in seconds.")
     left, right = st.columns(2)
     with left:
-        dataset = st.selectbox("Dataset", list(DATASETS), key="train_dataset")
+        dataset = st.selectbox(LABELS["dataset"], list(DATASET_TEXT), key=key("dataset"),
+                               format_func=DATASET_TEXT.get, disabled=off["dataset"])
         folder = ""
-        if DATASETS[dataset] == "folder":
-            # kept and restored only in runs that draw it: a value set while its widget is not drawn
-            # would come back, stale, the next time the widget leaves the page
-            remember(["train_folder"])
-            folder = st.text_input("Folder path", key="train_folder",
+        if dataset == "folder":
+            folder = st.text_input(LABELS["folder"], key=key("folder"), disabled=off["folder"],
                                    help="A folder with train/ and test/, one sub-folder per class inside each.")
-            save_widgets(["train_folder"])
-        st.slider("Epochs", 1, 30, key="train_epochs", on_change=to_custom,
-                  help="How many times the network sees every training image.")
-        st.select_slider("Learning rate", LEARNING_RATES, key="train_lr", on_change=to_custom,
+        epochs = st.session_state[key("epochs")]
+        st.slider(LABELS["epochs"], 1, max(30, epochs), key=key("epochs"), on_change=to_custom,
+                  disabled=off["epochs"], help="How many times the network sees every training image.")
+        st.select_slider(LABELS["lr"], with_value(LEARNING_RATES, st.session_state[key("lr")]), key=key("lr"),
+                         on_change=to_custom, disabled=off["lr"],
                          help="How big a step the optimizer takes; too big and the loss explodes (diverges).")
-        st.slider("Momentum", 0.0, 0.99, step=0.01, key="train_momentum", on_change=to_custom,
-                  help="How much of the previous step SGD keeps: smooths the path downhill.")
+        st.slider(LABELS["momentum"], 0.0, 0.99, step=0.01, key=key("momentum"), on_change=to_custom,
+                  disabled=off["momentum"], help="How much of the previous step SGD keeps: smooths the path downhill.")
     with right:
-        st.select_slider("Batch size", BATCH_SIZES, key="train_batch_size", on_change=to_custom,
+        st.select_slider(LABELS["batch_size"], with_value(BATCH_SIZES, st.session_state[key("batch_size")]),
+                         key=key("batch_size"), on_change=to_custom, disabled=off["batch_size"],
                          help="Images per optimizer step. The tutorial uses 4.")
-        st.slider("Conv width", 1, 256, key="train_conv_width", on_change=to_custom,
+        st.slider(LABELS["conv_width"], 1, max(256, st.session_state[key("conv_width")]), key=key("conv_width"),
+                  on_change=to_custom, disabled=off["conv_width"],
                   help="Output channels of conv1 (= input channels of conv2). The tutorial uses 6.")
-        device = st.selectbox("Device", devices, key="train_device", format_func=DEVICE_LABELS.get)
-        if len(devices) == 1:
+        st.selectbox(LABELS["device"], devices, key=key("device"), format_func=DEVICE_LABELS.get,
+                     disabled=off["device"])
+        if len(devices) == 1 and not presenting():
             st.caption("No GPU on this machine, so only the CPU is offered. See the Speed page for what a GPU "
                        "would change.")
-        st.number_input("Seed", 0, 2**31 - 1, step=1, key="train_seed",
+        st.number_input(LABELS["seed"], 0, 2**31 - 1, step=1, key=key("seed"), disabled=off["seed"],
                         help="The same seed and settings give the same run.")
     with st.expander("More settings"):
-        st.slider("Conv2 width", 1, 256, key="train_conv2_width", on_change=to_custom,
+        st.slider(LABELS["conv2_width"], 1, max(256, st.session_state[key("conv2_width")]), key=key("conv2_width"),
+                  on_change=to_custom, disabled=off["conv2_width"],
                   help="Output channels of conv2. The tutorial uses 16.")
-        schedule = st.selectbox("Learning-rate schedule", list(SCHEDULES), key="train_schedule", on_change=to_custom)
-        st.checkbox("Nesterov momentum", key="train_nesterov", on_change=to_custom,
+        st.selectbox(LABELS["schedule"], list(SCHEDULES), key=key("schedule"), on_change=to_custom,
+                     format_func=SCHEDULE_TEXT.get, disabled=off["schedule"])
+        st.checkbox(LABELS["nesterov"], key=key("nesterov"), on_change=to_custom, disabled=off["nesterov"],
                     help="Take the gradient a little ahead, where momentum is carrying the weights.")
+    if locked:
+        st.caption("🔒 " + ", ".join(LABELS[n] for n in PARAMS if n in locked) + lock_help + ".")
 
-    save_widgets(list(drawn))
-    name = DATASETS[dataset] if DATASETS[dataset] != "folder" else f"folder:{folder.strip()}"
+    values = {name: st.session_state.get(key(name)) for name in PARAMS}
+    write_link(values)
+    name = dataset if dataset != "folder" else f"folder:{(folder or '').strip()}"
     try:
-        return TrainConfig(dataset=name, data_dir=data_dir(), epochs=st.session_state.train_epochs,
-                           lr=float(st.session_state.train_lr), momentum=float(st.session_state.train_momentum),
-                           nesterov=bool(st.session_state.train_nesterov),
-                           schedule=SCHEDULES[schedule], batch_size=st.session_state.train_batch_size,
-                           conv_width=st.session_state.train_conv_width,
-                           conv2_width=st.session_state.train_conv2_width, device=device,
-                           seed=int(st.session_state.train_seed))
+        return TrainConfig(dataset=name, data_dir=data_dir(), epochs=values["epochs"], lr=float(values["lr"]),
+                           momentum=float(values["momentum"]), nesterov=bool(values["nesterov"]),
+                           schedule=values["schedule"], batch_size=values["batch_size"],
+                           conv_width=values["conv_width"], conv2_width=values["conv2_width"],
+                           device=values["device"], seed=int(values["seed"]))
     except ConfigError as exc:
         st.error(f"These settings cannot train: {exc}.")
         return None
+
+
+def share_box(config: TrainConfig | None) -> None:
+    """The link to these settings, with the controls a class should not change locked."""
+    with st.expander("🔗 Share these settings"):
+        st.caption("Open this link on another computer (or give it to a class) to get exactly these settings. "
+                   "Tick the controls the students should not change.")
+        current = st.session_state.get(key("locked"), set())
+        columns = st.columns(4)
+        locks = {name for i, name in enumerate(PARAMS)
+                 if (name != "folder" or st.session_state.get(key("dataset")) == "folder")
+                 and columns[i % 4].checkbox(f"Lock {LABELS[name].lower()}", value=name in current,
+                                             key=f"share_lock_{name}")}
+        values = {name: st.session_state.get(key(name)) for name in PARAMS}
+        base = (st.context.url or "").rstrip("/")
+        from urllib.parse import urlencode
+
+        st.code(f"{base}/train?{urlencode(link_query(values, locks), safe=',/:')}", language=None)
 
 
 def start(config: TrainConfig) -> bool:
@@ -119,13 +224,15 @@ def start(config: TrainConfig) -> bool:
     return True
 
 
-def train_button(config: TrainConfig | None) -> None:
-    job = current_job()
-    if st.button("Train", type="primary", disabled=config is None):
+def train_button(config: TrainConfig | None, job) -> None:
+    if st.button("Train", type="primary", disabled=config is None, use_container_width=True):
         if job_active(job):
             st.session_state.confirm_config = config  # ask before starting a second job
         elif start(config):
             st.rerun()  # from the top, so the sidebar (drawn before this button) follows the new job too
+
+
+def confirm_second_job(job) -> None:
     pending = st.session_state.get("confirm_config")
     if pending is not None and job_active(job):
         st.warning("Your last training job is still running. Stop it and start the new one?")
@@ -155,19 +262,25 @@ def notices(snap) -> None:
             st.info(f"Finished: {snap.message}.")
 
 
-def controls_row(job, snap) -> None:
-    """Pause/Resume and Stop, and what went wrong if it did."""
-    pause_col, stop_col, _ = st.columns([1, 1, 4])
+def controls_row(job, snap, config: TrainConfig | None = None, train: bool = True) -> None:
+    """Train, Pause/Resume and Stop in one row, and what went wrong if it did (no job yet: Train alone)."""
+    train_col, pause_col, stop_col, _ = st.columns([1, 1, 1, 3])
+    if train:
+        with train_col:
+            train_button(config, job)
+    if snap is None:
+        return
     if snap.status == "paused":
-        if pause_col.button("Resume"):
+        if pause_col.button("Resume", use_container_width=True):
             job.resume()
             st.rerun()
-    elif pause_col.button("Pause", disabled=snap.status not in ("running", "starting")):
+    elif pause_col.button("Pause", disabled=snap.status not in ("running", "starting"), use_container_width=True):
         job.pause()
         st.rerun()
-    if stop_col.button("Stop", disabled=not snap.active):
+    if stop_col.button("Stop", disabled=not snap.active, use_container_width=True):
         job.stop()
         st.rerun()
+    confirm_second_job(job)
     with st.container():  # messages come and go inside it; the elements below keep their places
         notices(snap)
 
@@ -177,7 +290,7 @@ def numbers(snap) -> None:
     no live feed); the live element draws the same while the job trains."""
     st.markdown(f"Status: {describe(snap)}")
     bar = live.progress(snap)
-    if bar:
+    if bar and snap.active:  # once it has ended, the status line says how far it got
         st.progress(bar[0], text=bar[1])
     values = live.metrics(snap)
     if values:
@@ -192,16 +305,25 @@ def accuracy_figure_of(snap):
     return accuracy_figure(snap.epochs, len(snap.start["classes"]), TUTORIAL_ACCURACY if cifar else None)
 
 
+def sized(fig):
+    """A live chart as the page shows it: low enough to fit under the metrics on a projector, with larger
+    text in presentation mode."""
+    fig.update_layout(height=CHART_HEIGHT, margin=dict(t=50, b=45))
+    if presenting():
+        fig.update_layout(font=dict(size=21))
+    return fig
+
+
 def charts(snap, feed: str | None = None, seq: int = 0) -> None:
     left, right = st.columns([3, 2])
     with left:
         losses, total = (snap.losses, live.total_images(snap)) if snap else ([], None)
         ranges = loss_ranges(losses, total) if total else None
-        live_plotly_chart(running_loss_figure(losses, total_images=total), key="running_loss_chart",
-                          feed=feed, series="running_loss", seq=seq, ranges=ranges)
+        live_plotly_chart(sized(running_loss_figure(losses, total_images=total)), key="running_loss_chart",
+                          height=CHART_HEIGHT, feed=feed, series="running_loss", seq=seq, ranges=ranges)
     with right:
-        live_plotly_chart(accuracy_figure_of(snap), key="test_accuracy_chart", feed=feed, series="test_accuracy",
-                          seq=seq)
+        live_plotly_chart(sized(accuracy_figure_of(snap)), key="test_accuracy_chart", height=CHART_HEIGHT,
+                          feed=feed, series="test_accuracy", seq=seq)
 
 
 # Fallback, where no live feed can be written (static serving off, a read-only app folder): three
@@ -213,25 +335,28 @@ LOSS_EVERY, STATUS_EVERY, ACCURACY_EVERY = 0.5, 1.0, 2.0
 def status_fragment(job, was_active: bool) -> None:
     snap = job.snapshot()
     numbers(snap)
-    controls_row(job, snap)
+    controls_row(job, snap, train=False)  # Train is drawn outside the fragment (it reruns the whole page)
     if was_active and not snap.active:
         st.rerun()  # once, so the whole page sees the job has ended and the timers stop
 
 
 def loss_fragment(job) -> None:
     snap = job.snapshot()
-    live_plotly_chart(running_loss_figure(snap.losses, total_images=live.total_images(snap)),
-                      key="running_loss_chart")
+    live_plotly_chart(sized(running_loss_figure(snap.losses, total_images=live.total_images(snap))),
+                      key="running_loss_chart", height=CHART_HEIGHT)
 
 
 def accuracy_fragment(job) -> None:
-    live_plotly_chart(accuracy_figure_of(job.snapshot()), key="test_accuracy_chart")
+    live_plotly_chart(sized(accuracy_figure_of(job.snapshot())), key="test_accuracy_chart", height=CHART_HEIGHT)
 
 
-def live_view(job) -> None:
-    """What the job is doing. Training never waits for any of it."""
+def live_view(job, config: TrainConfig | None, buttons) -> None:
+    """What the job is doing. Training never waits for any of it. `buttons`: the container at the top of
+    the page for Train, Pause and Stop (above the settings, so Train is in view on a projector)."""
     if job is None:
-        st.info("Choose the settings above and click **Train**. The running loss will appear here as it falls.")
+        with buttons:
+            controls_row(None, None, config)
+        st.info("Choose the settings and click **Train**. The running loss will appear here as it falls.")
         # The charts are drawn (empty) before Train is clicked: the browser loads its charting code
         # then (seconds on a slow machine), so the first loss point shows at once.
         charts(None)
@@ -242,17 +367,21 @@ def live_view(job) -> None:
     # Both ways have the same layout, so the charts stay the same elements in the browser when the job
     # ends (and go on from the points they have).
     if state is not None:  # while it trains, the browser fetches its state itself: no reruns
+        with buttons:
+            controls_row(job, snap, config)
         with st.container():
             live.live_numbers(feed.url(job), state, key="live_numbers")
-        controls_row(job, snap)
         charts(snap, feed.url(job), state["seq"])
     elif not snap.active:
+        with buttons:
+            controls_row(job, snap, config)
         with st.container():
             numbers(snap)
-        controls_row(job, snap)
         charts(snap)
     else:
-        st.fragment(status_fragment, run_every=STATUS_EVERY)(job, True)
+        with buttons:
+            train_button(config, job)
+            st.fragment(status_fragment, run_every=STATUS_EVERY)(job, True)
         left, right = st.columns([3, 2])
         with left:
             st.fragment(loss_fragment, run_every=LOSS_EVERY)(job)
@@ -260,12 +389,30 @@ def live_view(job) -> None:
             st.fragment(accuracy_fragment, run_every=ACCURACY_EVERY)(job)
 
 
+def summary_line() -> str:
+    """The settings in a few words, for the folded settings while a job is shown."""
+    get = lambda name: st.session_state.get(key(name))  # noqa: E731
+    dataset = DATASET_TEXT.get(get("dataset"), "")
+    return (f"{dataset} · {PRESET_TEXT.get(get('preset'), '')} · lr {get('lr'):g} · momentum {get('momentum'):g} · "
+            f"batch {get('batch_size')} · conv width {get('conv_width')} · {get('epochs')} epoch(s)")
+
+
+job = current_job()
+apply_link()
 st.title("Train the network")
-st.caption("The tutorial's steps 3 and 4: a classification cross-entropy loss, SGD with momentum, "
-           "and a loop over the data. Set the knobs, click Train, and watch the loss fall.")
-config = controls()
-if config is not None:
-    st.caption("The same run from a terminal:")
-    st.code(command_line(config), language="bash")
-train_button(config)
-live_view(current_job())
+if job is None and not presenting():
+    st.caption("The tutorial's steps 3 and 4: a classification cross-entropy loss, SGD with momentum, "
+               "and a loop over the data. Set the knobs, click Train, and watch the loss fall.")
+for problem in st.session_state.pop(key("problems"), []):
+    st.warning(f"From the link: {problem}")
+if note := st.session_state.pop(key("dataset_note"), ""):
+    st.info(note)
+buttons = st.container()
+# While a job is shown the settings fold away, so its status, metrics and charts fit a projector's screen.
+with st.expander(f"⚙️ Settings: {summary_line()}", expanded=False) if job is not None else st.container():
+    config = controls()
+    if config is not None and not presenting():
+        st.caption("The same run from a terminal:")
+        st.code(command_line(config), language="bash")
+    share_box(config)
+live_view(job, config, buttons)

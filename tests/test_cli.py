@@ -30,7 +30,7 @@ def test_json_summary_and_exit_0(tmp_path):
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
     for args, message in ((["--lr", "0"], "learning rate must be > 0"),
-                          (["--dataset", f"folder:{tmp_path / 'nowhere'}"], "does not exist"),
+                          (["--dataset", f"folder:{tmp_path / 'nowhere'}"], "there is no folder"),
                           (["--batch-size", "four"], "invalid int value"),
                           (["--preset", "turbo"], "invalid choice")):
         r = cli(tmp_path, *args)

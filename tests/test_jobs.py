@@ -75,7 +75,7 @@ def test_bad_input_in_the_worker_fails_the_job_and_the_next_one_runs(manager, sh
     bad = manager.start(cfg(shapes_dir, dataset=f"folder:{tmp_path / 'missing'}"))
     good = manager.start(cfg(shapes_dir, max_steps=10))
     wait_for(lambda: bad.status == "failed" and good.status == "finished")
-    assert "does not exist" in bad.message
+    assert "there is no folder" in bad.message
 
 
 def test_the_limit_queues_extra_jobs_in_order(manager, shapes_dir):

@@ -72,7 +72,7 @@ def test_bad_folder_is_one_clear_message_and_starts_nothing(app_env, tmp_path):
     at.selectbox(key="train_dataset").set_value("Image folder").run()
     at.text_input(key="train_folder").input(str(tmp_path / "nowhere")).run()
     at.button[0].click().run()
-    assert any("does not exist" in e.value for e in at.error)
+    assert any("there is no folder" in e.value for e in at.error)
     assert app_env.jobs() == [] and not at.exception
 
 

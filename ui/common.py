@@ -78,6 +78,24 @@ def describe(snap: Snapshot) -> str:
     return f"{icon} **{word}**{detail}"
 
 
+PRESENT = "present"  # the presentation switch's key, and its URL parameter
+APP_CSS = Path(__file__).resolve().parent / "static" / "app.css"
+PRESENTATION_CSS = Path(__file__).resolve().parent / "static" / "presentation.css"
+
+
+def presentation_switch() -> None:
+    """The sidebar's presentation switch: larger text and charts, no terminal commands (kept in the URL)."""
+    with st.sidebar:
+        st.toggle("Presentation mode", key=PRESENT, bind="query-params",
+                  help="Larger text and charts for a projector; hides the terminal commands.")
+    css = APP_CSS.read_text() + (PRESENTATION_CSS.read_text() if presenting() else "")
+    st.html(f"<style>{css}</style>")
+
+
+def presenting() -> bool:
+    return bool(st.session_state.get(PRESENT, False))
+
+
 SIDEBAR_EVERY = 2.0
 
 
@@ -147,6 +165,20 @@ def pick_run(key: str, label: str = "Run") -> runs_mod.RunInfo | None:
         st.error(f"Run {name} cannot be shown: {run.error}. Delete it or choose another run.")
         return None
     return run
+
+
+def from_link(param: str, session_key: str, parse) -> None:
+    """Set a page's own control from its URL (a lesson link, e.g. /data?dataset=shapes) when the URL's value
+    is new to this session; a value `parse` refuses (ValueError) is dropped with one line."""
+    text = st.query_params.get(param)
+    seen = st.session_state.setdefault("_link_seen", {})
+    if text is None or seen.get(session_key) == text:
+        return
+    seen[session_key] = text
+    try:
+        st.session_state[session_key] = parse(text)
+    except ValueError as exc:
+        st.warning(f"From the link: {param}={text} was ignored: {exc}.")
 
 
 def remember(keys: list[str]) -> None:

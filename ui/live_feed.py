@@ -35,12 +35,15 @@ URL_PREFIX = "app/static/live/"
 # -- what the live elements show (also drawn by the page itself, with st.progress and st.metric) -----
 
 def time_left(snap: Snapshot) -> str:
-    if not snap.start or not snap.last_loss or snap.status != "running":
+    """From the training time so far (the last loss point's), not the wall clock since the job started:
+    loading the data and the first step's set-up would make the first estimates minutes too long."""
+    last = snap.last_loss
+    if not snap.start or snap.status != "running" or len(snap.losses) < 3 or last.get("train_seconds", 0) < 1:
         return ""
     done = snap.fraction_done
     if done <= 0:
         return ""
-    seconds = (time.time() - snap.start["wall"]) * (1 - done) / done
+    seconds = last["train_seconds"] * (1 - done) / done
     return f" · about {int(seconds // 60)}:{int(seconds % 60):02d} left"
 
 
@@ -66,17 +69,25 @@ def progress(snap: Snapshot) -> tuple[float, str] | None:
 
 
 def metrics(snap: Snapshot) -> list[tuple[str, str, str | None]]:
-    """(label, value, change since the last point) for Images/s, Running loss and Test accuracy."""
+    """(label, value, change since the last point) for Images/s, Running loss and Test accuracy.
+
+    While the job trains, Images/s is the last interval's; once it has ended, the whole run's (as in its
+    summary). Test accuracy is the last epoch's, with the epoch it was measured after.
+    """
     if not snap.start:
         return []
     last = snap.last_loss
     previous = snap.losses[-2]["running_loss"] if len(snap.losses) > 1 else None
     value = last.get("running_loss")
-    accuracy = snap.epochs[-1]["test_accuracy"] if snap.epochs else None
-    return [("Images/s", f"{last.get('images_per_second', 0):,.0f}", None),
+    rate = snap.end.get("images_per_second") if snap.end.get("images_per_second") else last.get("images_per_second")
+    if snap.epochs:
+        accuracy = f"{snap.epochs[-1]['test_accuracy']:.1%}"
+    else:
+        accuracy = "after epoch 1" if snap.active else "–"
+    return [("Images/s" if snap.active or not snap.end else "Images/s (whole run)", f"{rate or 0:,.0f}", None),
             ("Running loss", f"{value:.3f}" if value is not None else "–",
-             f"{value - previous:+.3f}" if value is not None and previous is not None else None),
-            ("Test accuracy", f"{accuracy:.1%}" if accuracy is not None else "after epoch 1", None)]
+             f"{value - previous:+.3f}" if value is not None and previous is not None and snap.active else None),
+            (f"Test accuracy (epoch {snap.epochs[-1]['epoch']})" if snap.epochs else "Test accuracy", accuracy, None)]
 
 
 def total_images(snap: Snapshot) -> int | None:
@@ -287,17 +298,19 @@ export default function ({ parentElement, data, setTriggerValue }) {
 
 NUMBERS_CSS = """
 .cnn-live-numbers { font-family: var(--st-font, "Source Sans", sans-serif); color: var(--st-text-color, #1a1a1a); }
-.cnn-status { margin: 0 0 0.75rem 0; }
-.cnn-progress { margin: 0.25rem 0 1rem 0; }
-.cnn-progress-text { font-size: 0.9rem; margin-bottom: 0.35rem; }
+.cnn-status { margin: 0 0 0.3rem 0; }
+.cnn-progress { margin: 0 0 0.6rem 0; }
+.cnn-progress-text { font-size: 0.9rem; margin-bottom: 0.3rem; }
 .cnn-progress-track { height: 0.5rem; border-radius: 0.25rem;
                       background: var(--st-secondary-background-color, #eef2f6); }
 .cnn-progress-bar { height: 100%; border-radius: 0.25rem; background: var(--st-primary-color, #1565c0); width: 0; }
 .cnn-metrics { display: flex; gap: 1rem; }
-.cnn-metric { flex: 1 1 0; }
-.cnn-metric-label { font-size: 0.9rem; }
-.cnn-metric-value { font-size: 2.25rem; line-height: 1.3; }
-.cnn-metric-delta { font-size: 0.9rem; min-height: 1.2em; }
+/* label above; value and its change side by side, so the metrics take one line of the screen's height */
+.cnn-metric { flex: 1 1 0; display: grid; grid-template-columns: auto 1fr; column-gap: 0.6rem;
+              align-items: baseline; }
+.cnn-metric-label { font-size: 0.9rem; grid-column: 1 / span 2; }
+.cnn-metric-value { font-size: 2.1rem; line-height: 1.2; }
+.cnn-metric-delta { font-size: 0.9rem; }
 .cnn-metric-delta.better { color: #2e7d32; }
 .cnn-metric-delta.worse { color: #c62828; }
 """

@@ -1,0 +1,127 @@
+"""The tour of the tutorial: a lesson for each of its steps, each a link that sets the dashboard up.
+
+Plain data, so the Lessons page draws it and the tests open every link. A lesson's settings are checked
+by core/links.py like any other link: a lesson cannot hold a value the Train page would drop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from core.links import link_query
+
+
+@dataclass(frozen=True)
+class LessonLink:
+    label: str
+    page: str  # the page's URL path: train, data, network, speed
+    settings: dict = field(default_factory=dict)
+    locked: frozenset = frozenset()
+
+    def query(self) -> dict[str, str]:
+        if self.page == "train":
+            return link_query(self.settings, self.locked)
+        return {k: str(v) for k, v in self.settings.items()}
+
+    def url(self) -> str:
+        """The link's path and query, e.g. 'train?dataset=shapes&lr=0.01&lock=lr'."""
+        query = self.query()
+        return self.page + ("?" + urlencode(query, safe=",") if query else "")
+
+
+@dataclass(frozen=True)
+class Lesson:
+    title: str
+    text: str  # a few sentences a student understands (markdown)
+    links: tuple[LessonLink, ...]
+    look_at: str
+    question: str
+
+
+def lessons(dataset: str = "cifar10") -> list[Lesson]:
+    """The lessons in the tutorial's order, on `dataset` (cifar10, or shapes where CIFAR-10 cannot be had)."""
+    d = dataset
+    tutorial = dict(dataset=d, preset="tutorial")
+    return [
+        Lesson(
+            "1. The data",
+            "The network learns from labelled pictures: 50,000 small colour images in 10 classes for CIFAR-10, "
+            "10,000 drawn shapes for the offline Shapes set. Each picture is 3 channels (red, green, blue) of "
+            "32x32 pixels, each pixel a number from 0 to 255. The tutorial first scales these to 0..1 and "
+            "then *normalizes* them to -1..1, centred on 0, which makes SGD's job easier.",
+            (LessonLink("Open the Data page", "data", dict(dataset=d)),),
+            "the images per class (are the classes balanced?) and the two histograms: the same pixels before "
+            "and after normalization.",
+            "A pixel has the value 191 (of 255). What is it after ToTensor, and after Normalize((0.5,), (0.5,))?",
+        ),
+        Lesson(
+            "2. The network's shapes",
+            "A 32x32 image goes through conv1 (5x5 filters: 32 - 5 + 1 = **28**), a 2x2 max-pool (**14**), "
+            "conv2 (14 - 5 + 1 = **10**), another pool (**5**). conv2 has 16 output channels, so fc1 gets "
+            "16 · 5 · 5 = **400** numbers. *Conv width* is how many filters conv1 has (the tutorial's 6).",
+            (LessonLink("Open the Network page at width 6", "network", dict(conv_width=6, conv2_width=16)),
+             LessonLink("... and at width 12", "network", dict(conv_width=12, conv2_width=16))),
+            "the Output shape column and the Parameters column, for width 6 and then 12.",
+            "Doubling conv width from 6 to 12: which layers' parameters change, and which stay the same? Why?",
+        ),
+        Lesson(
+            "3. Train it the tutorial's way",
+            "The tutorial's loop: take 4 images, compute the cross-entropy loss of the network's guesses, "
+            "backpropagate, and let SGD (learning rate 0.001, momentum 0.9) nudge every weight. It prints the "
+            "*running loss*, the average loss of the last batches: watch it fall. A guess spread evenly over "
+            "10 classes has a loss of ln(10) = 2.30.",
+            (LessonLink("Train with the tutorial's settings", "train", tutorial,
+                        frozenset({"dataset", "preset", "lr", "momentum", "batch_size", "conv_width",
+                                   "conv2_width", "epochs"})),),
+            "the Running loss chart (how soon does it leave 2.30?) and the test accuracy after each epoch.",
+            "After 2 epochs, is the network better than guessing (10%)? By how much?",
+        ),
+        Lesson(
+            "4. The learning rate",
+            "The learning rate is the size of SGD's step. Too high and the steps overshoot: the loss jumps "
+            "up instead of down and *diverges* (the weights blow up), or every ReLU ends up outputting 0 "
+            "and the network guesses one class. Too low and the weights barely move: after an epoch the "
+            "loss is still near 2.30.",
+            (LessonLink("Too high: learning rate 10", "train", dict(tutorial, lr=10.0, epochs=1),
+                        frozenset({"lr", "epochs"})),
+             LessonLink("Too low: learning rate 0.0001", "train", dict(tutorial, lr=0.0001, epochs=1),
+                        frozenset({"lr", "epochs"})),
+             LessonLink("About right: 0.001", "train", dict(tutorial, lr=0.001, epochs=1),
+                        frozenset({"lr", "epochs"}))),
+            "what the page says when the loss explodes, and how far the loss falls in one epoch at each rate.",
+            "Which rate would you choose, and why not the largest one that does not diverge?",
+        ),
+        Lesson(
+            "5. Momentum",
+            "Momentum makes SGD keep part of its last step, like a ball rolling downhill: small, noisy "
+            "gradients add up to steady progress. The tutorial uses 0.9 (keep 90% of the last step).",
+            (LessonLink("Momentum 0", "train", dict(tutorial, momentum=0.0, epochs=1),
+                        frozenset({"momentum", "lr", "epochs"})),
+             LessonLink("Momentum 0.9", "train", dict(tutorial, momentum=0.9, epochs=1),
+                        frozenset({"momentum", "lr", "epochs"}))),
+            "the running loss after one epoch with each (the Results page keeps both runs).",
+            "With momentum 0, what would you have to change to learn as fast as with 0.9?",
+        ),
+        Lesson(
+            "6. Overfitting",
+            "Trained for long enough, a network starts to *memorize* its training images instead of learning "
+            "what a class looks like. Its accuracy on the training images keeps climbing while its accuracy "
+            "on test images it has never seen stalls or falls. The accuracy chart shows both.",
+            (LessonLink("Train for 12 epochs, a wide network", "train",
+                        dict(dataset=d, epochs=12, lr=0.01, momentum=0.9, batch_size=32, conv_width=32,
+                             conv2_width=32), frozenset({"epochs", "conv_width"})),),
+            "the gap between the train line and the test line, epoch by epoch.",
+            "From which epoch on does more training stop helping on the test set?",
+        ),
+        Lesson(
+            "7. Widen the network: CPU against GPU",
+            "The tutorial's exercise: make the network wider and see whether a GPU helps. A tiny network does "
+            "so little work per image that a GPU spends its time waiting; as conv width grows, the work "
+            "grows and the GPU pulls ahead. On a machine without a GPU the Speed page compares thread counts "
+            "and shows what a GPU would change.",
+            (LessonLink("Open the Speed page", "speed"),),
+            "images/s against conv width for each device, and where the lines cross.",
+            "At which width does the faster device win here? Why does a wider network favour the GPU?",
+        ),
+    ]

@@ -1,0 +1,127 @@
+"""Lesson links: the Train page's settings as URL query parameters, read back with the same checks.
+
+    /train?dataset=shapes&lr=0.01&momentum=0.5&batch_size=16&conv_width=12&epochs=1&lock=lr,momentum
+
+`parse_link` turns a query into settings the page can show, one line per value it cannot take, and the
+names the link locks; `link_query` is the reverse. Values are checked by TrainConfig itself, so a link
+can hold nothing the CLI would refuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from core.config import DEVICES, PRESETS, SCHEDULES, ConfigError, TrainConfig
+
+DATASET_CHOICES = ("cifar10", "mnist", "fashion-mnist", "shapes", "folder")
+PRESET_CHOICES = (*PRESETS, "custom")
+# every setting a link can hold, in the order the Train page shows them
+PARAMS = ("dataset", "folder", "preset", "epochs", "lr", "momentum", "batch_size", "conv_width", "conv2_width",
+          "schedule", "nesterov", "device", "seed")
+KNOBS = ("epochs", "lr", "momentum", "batch_size", "conv_width", "conv2_width", "schedule", "nesterov")
+LOCK, OTHER_PARAMS = "lock", ("job", "present")  # parameters of the page that are not settings
+_INTS = ("epochs", "batch_size", "conv_width", "conv2_width", "seed")
+_FLOATS = ("lr", "momentum")
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+@dataclass
+class Link:
+    values: dict[str, Any] = field(default_factory=dict)  # only the settings the link gave and that can be used
+    problems: list[str] = field(default_factory=list)  # one line for each value that was dropped
+    locked: set[str] = field(default_factory=set)
+
+
+def _one(query: Mapping[str, Any], name: str) -> str:
+    value = query[name]
+    if isinstance(value, (list, tuple)):  # a repeated parameter: the last one counts, as in a browser form
+        value = value[-1] if value else ""
+    return str(value).strip()
+
+
+def _parse(name: str, text: str) -> Any:
+    """One parameter's text -> its value; ConfigError (a student's words) when it cannot be used."""
+    if name == "dataset":
+        if text not in DATASET_CHOICES:
+            raise ConfigError(f"choose one of {', '.join(DATASET_CHOICES)}")
+        return text
+    if name == "folder":
+        if not text:
+            raise ConfigError("it is empty")
+        return text
+    if name == "preset":
+        if text not in PRESET_CHOICES:
+            raise ConfigError(f"choose one of {', '.join(PRESET_CHOICES)}")
+        return text
+    if name == "schedule":
+        if text not in SCHEDULES:
+            raise ConfigError(f"choose one of {', '.join(SCHEDULES)}")
+        return text
+    if name == "device":
+        if text not in DEVICES:
+            raise ConfigError(f"choose one of {', '.join(DEVICES)}")
+        return text
+    if name == "nesterov":
+        if text.lower() not in _TRUE + _FALSE:
+            raise ConfigError("use true or false")
+        return text.lower() in _TRUE
+    try:
+        value = int(text) if name in _INTS else float(text)
+    except ValueError:
+        raise ConfigError("it is not a number") from None
+    TrainConfig(**{name: value})  # the same bounds as everywhere else
+    return value
+
+
+def parse_link(query: Mapping[str, Any]) -> Link:
+    """The settings, problems and locks of a page URL's query parameters (unknown names are reported too)."""
+    link = Link()
+    for name in query:
+        if name in PARAMS:
+            text = _one(query, name)
+            try:
+                link.values[name] = _parse(name, text)
+            except ConfigError as exc:
+                link.problems.append(f"{name}={text} was ignored: {exc}.")
+        elif name != LOCK and name not in OTHER_PARAMS:
+            link.problems.append(f"{name} is not a setting of this page and was ignored.")
+    if LOCK in query:
+        names = [n.strip() for n in _one(query, LOCK).split(",") if n.strip()]
+        if "all" in names:
+            link.locked = set(PARAMS)
+        else:
+            link.locked = {n for n in names if n in PARAMS}
+            unknown = [n for n in names if n not in PARAMS]
+            if unknown:
+                link.problems.append(f"lock={','.join(unknown)} was ignored: lock takes "
+                                     f"{', '.join(PARAMS)} or all.")
+    return link
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def link_query(values: Mapping[str, Any], locked: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
+    """Query parameters for these settings (PARAMS order; `folder` only with dataset=folder) and locks."""
+    query = {name: _text(values[name]) for name in PARAMS
+             if name in values and (name != "folder" or values.get("dataset") == "folder")}
+    if locked:
+        query[LOCK] = "all" if set(PARAMS) <= set(locked) else ",".join(n for n in PARAMS if n in locked)
+    return query
+
+
+def config_values(config: TrainConfig, preset: str = "custom") -> dict[str, Any]:
+    """The link settings of a config (the reverse of what the Train page builds)."""
+    dataset, folder = (("folder", config.dataset[len("folder:"):]) if config.dataset.startswith("folder:")
+                       else (config.dataset, ""))
+    values: dict[str, Any] = dict(dataset=dataset, preset=preset)
+    if folder:
+        values["folder"] = folder
+    values.update({name: getattr(config, name) for name in PARAMS if name not in ("dataset", "folder", "preset")})
+    return values

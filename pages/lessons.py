@@ -1,0 +1,48 @@
+"""Lessons: a tour of the tutorial, each step a link that sets the dashboard up for it."""
+
+import streamlit as st
+
+from core.data import default_dataset
+from core.lessons import lessons
+from ui.app import require_app
+from ui.common import data_dir
+
+require_app()  # first: a page run without dashboard.py is run again through it
+
+PAGES = {"train": "pages/train.py", "data": "pages/data.py", "network": "pages/network.py",
+         "speed": "pages/speed.py"}
+
+st.title("Lessons: the tutorial, step by step")
+dataset, why = default_dataset(data_dir())
+if why:
+    st.info(f"These lessons use the offline Shapes set here: {why.split(', so')[0]}.")
+tour = lessons(dataset)
+titles = [lesson.title for lesson in tour]
+st.session_state.setdefault("lesson", 1)
+if not 1 <= st.session_state.lesson <= len(tour):
+    st.session_state.lesson = 1
+number = st.selectbox("Lesson", range(1, len(tour) + 1), key="lesson", format_func=lambda n: titles[n - 1],
+                      bind="query-params")
+lesson = tour[number - 1]
+
+st.header(lesson.title)
+st.markdown(lesson.text)
+st.subheader("Set it up")
+base = (st.context.url or "").rstrip("/")
+for link in lesson.links:
+    st.page_link(PAGES[link.page], label=f"➡️ {link.label}", query_params=link.query() or None)
+    st.caption(f"or share: {base}/{link.url()}")
+st.subheader("Look at")
+st.markdown(lesson.look_at)
+st.subheader("Question")
+st.markdown(f"**{lesson.question}**")
+
+
+def go(step: int) -> None:
+    st.session_state.lesson = min(len(tour), max(1, st.session_state.lesson + step))
+
+
+back, forward, _ = st.columns([1, 1, 4])
+back.button("◀ Previous", on_click=go, args=(-1,), disabled=number == 1, use_container_width=True)
+forward.button("Next ▶", on_click=go, args=(1,), disabled=number == len(tour), use_container_width=True,
+               type="primary")

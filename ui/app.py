@@ -1,0 +1,48 @@
+"""The app's pages and navigation, shared by the entry script and the pages' guard.
+
+Streamlit still knows an older way to build a multipage app: every script in a `pages/` folder beside the
+entry script becomes a page of an automatic menu. That way is switched off only once a script run calls
+`st.navigation`, so on the first loads after the server starts (several at once on a busy machine) it
+can run a page script directly: the sidebar then shows the automatic list (dashboard, data, home, ...)
+and none of the app's own sidebar. Each page starts with `require_app()`, which notices that and reruns
+the load through dashboard.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parents[1]
+_entry = threading.local()  # set while dashboard.py runs a page, in the script run's own thread
+
+
+def app_pages() -> list:
+    return [
+        st.Page(ROOT / "pages/home.py", title="Home", icon="🏠", default=True),
+        st.Page(ROOT / "pages/lessons.py", title="Lessons", icon="🎓"),
+        st.Page(ROOT / "pages/train.py", title="Train", icon="🏋️"),
+        st.Page(ROOT / "pages/results.py", title="Results", icon="🎯"),
+        st.Page(ROOT / "pages/network.py", title="Network", icon="🧩"),
+        st.Page(ROOT / "pages/data.py", title="Data", icon="🖼️"),
+        st.Page(ROOT / "pages/speed.py", title="Speed", icon="⚡"),
+    ]
+
+
+def run_page(page) -> None:
+    """Run the chosen page as dashboard.py's own (see require_app)."""
+    _entry.on = True
+    try:
+        page.run()
+    finally:
+        _entry.on = False
+
+
+def require_app() -> None:
+    """Called first by every page: a page run without dashboard.py is run again through it."""
+    if getattr(_entry, "on", False):
+        return
+    st.navigation(app_pages(), position="hidden")  # switches Streamlit's automatic pages/ menu off
+    st.rerun()
