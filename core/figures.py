@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -17,6 +18,27 @@ RIGHT, WRONG = "#2e7d32", "#c62828"
 # same reason (one validation pass), and reference lines are layout shapes rather than add_hline calls.
 LAYOUT = dict(font=dict(size=16), margin=dict(l=60, r=20, t=60, b=50),
               uirevision="keep")  # uirevision: live redraws keep the user's zoom
+INK = "#1a1a1a"
+# Streamlit's chart theme draws tick labels small and grey; on a projector they must be read from the back
+# of the room. Set on every axis of every figure (the theme keeps what a figure sets itself).
+READABLE_AXIS = {"tickfont": {"size": 16, "color": INK}, "title": {"font": {"size": 17, "color": INK}}}
+
+
+def _readable(axis: dict | None) -> dict:
+    axis = dict(axis or {})
+    title = axis.get("title", {})
+    title = {"text": title} if isinstance(title, str) else dict(title)
+    axis["title"] = {**title, "font": {**READABLE_AXIS["title"]["font"], **title.get("font", {})}}
+    axis["tickfont"] = {**READABLE_AXIS["tickfont"], **axis.get("tickfont", {})}
+    return axis
+
+
+def readable(fig: go.Figure) -> go.Figure:
+    """Large dark tick labels and axis titles on every axis (for figures built with the convenience calls)."""
+    fig.update_xaxes(tickfont=READABLE_AXIS["tickfont"], title_font=READABLE_AXIS["title"]["font"])
+    fig.update_yaxes(tickfont=READABLE_AXIS["tickfont"], title_font=READABLE_AXIS["title"]["font"])
+    fig.update_layout(title_font={"size": 19, "color": INK}, legend_font={"size": 15, "color": INK})
+    return fig
 
 
 def _figure(data: list[dict], shapes: list[tuple] = (), **layout) -> go.Figure:
@@ -30,7 +52,10 @@ def _figure(data: list[dict], shapes: list[tuple] = (), **layout) -> go.Figure:
         notes.append({"text": text, "showarrow": False, f"{other}ref": "paper", f"{axis}ref": axis, axis: value,
                       other: 1 if right else 0, "xanchor": "right" if right else "left",
                       "yanchor": "top" if "bottom" in position else "bottom"})
-    return go.Figure({"data": data, "layout": {**LAYOUT, **layout, "shapes": lines, "annotations": notes}})
+    layout = {**LAYOUT, **layout, "xaxis": _readable(layout.get("xaxis")), "yaxis": _readable(layout.get("yaxis")),
+              "title": {**layout.get("title", {}), "font": {"size": 19, "color": INK}},
+              "legend": {"font": {"size": 15, "color": INK}, **layout.get("legend", {})}}
+    return go.Figure({"data": data, "layout": {**layout, "shapes": lines, "annotations": notes}})
 
 
 def downsample(points: Sequence, max_points: int = MAX_POINTS) -> list:
@@ -117,26 +142,43 @@ def per_class_figure(classes: Sequence[str], correct: Sequence[int], total: Sequ
     acc = [c / t if t else 0.0 for c, t in zip(correct, total)]
     order = sorted(range(len(classes)), key=lambda i: -acc[i]) if sort else list(range(len(classes)))
     overall = sum(correct) / max(1, sum(total))
-    bars = dict(type="bar", x=[classes[i] for i in order], y=[acc[i] for i in order],
-                customdata=[[correct[i], total[i]] for i in order],
-                hovertemplate="%{x}: %{y:.1%} (%{customdata[0]} of %{customdata[1]} right)<extra></extra>",
-                marker={"color": [RIGHT if acc[i] >= overall else "#1565c0" for i in order]})
+    above = [i for i in order if acc[i] >= overall]
+    below = [i for i in order if acc[i] < overall]
+
+    def bars(indices: list[int], name: str, colour: str) -> dict:
+        return dict(type="bar", x=[classes[i] for i in indices], y=[acc[i] for i in indices], name=name,
+                    customdata=[[correct[i], total[i]] for i in indices], marker={"color": colour},
+                    hovertemplate="%{x}: %{y:.1%} (%{customdata[0]} of %{customdata[1]} right)<extra></extra>")
+
     shapes = [("y", overall, f"overall {overall:.1%}", "#ef6c00", "dash", "top right"),
               ("y", 1 / len(classes), f"chance {1 / len(classes):.0%}", "gray", "dot", "bottom right")]
-    return _figure([bars], shapes, title={"text": title},
+    return _figure([bars(above, "at or above overall", RIGHT), bars(below, "below overall", "#1565c0")], shapes,
+                   title={"text": title}, barmode="overlay", legend={"orientation": "h", "y": 1.12, "x": 0},
+                   xaxis={"categoryorder": "array", "categoryarray": [classes[i] for i in order],
+                          "tickfont": {"size": 17, "color": "#1a1a1a"}},
                    yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"})
 
 
 def confusion_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str], normalize: bool = False) -> go.Figure:
+    """The confusion matrix as a heatmap, with an invisible marker on every cell: Plotly reports a click on a
+    marker as a selected point (a click on a heatmap selects nothing), so a click on a cell selects it."""
     counts = torch.tensor(matrix, dtype=torch.float64)
     values = counts / counts.sum(1, keepdim=True).clamp(min=1) if normalize else counts
     text = [[f"{v:.0%}" if normalize else f"{int(v)}" for v in row] for row in values.tolist()]
-    fig = go.Figure(go.Heatmap(z=values.tolist(), x=list(classes), y=list(classes), text=text,
-                               texttemplate="%{text}", colorscale="Blues", showscale=False,
-                               hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
+    n = len(classes)
+    cells = go.Scatter(x=[classes[j] for i in range(n) for j in range(n)],
+                       y=[classes[i] for i in range(n) for j in range(n)],
+                       customdata=[text[i][j] for i in range(n) for j in range(n)],
+                       mode="markers", marker=dict(symbol="square", size=44, color="rgba(0,0,0,0)"),
+                       hovertemplate="true %{y}, predicted %{x}: %{customdata}<extra>click to see them</extra>",
+                       showlegend=False)
+    fig = go.Figure([go.Heatmap(z=values.tolist(), x=list(classes), y=list(classes), text=text,
+                                texttemplate="%{text}", colorscale="Blues", showscale=False, hoverinfo="skip"),
+                     cells])
     fig.update_layout(title="Confusion matrix", xaxis_title="predicted class", yaxis_title="true class",
-                      yaxis=dict(autorange="reversed"), height=560, **LAYOUT)
-    return fig
+                      xaxis=dict(range=[-0.5, n - 0.5]), yaxis=dict(range=[n - 0.5, -0.5]), height=560,
+                      clickmode="event+select", dragmode=False, **LAYOUT)
+    return readable(fig)
 
 
 def probability_figure(classes: Sequence[str], probs: Sequence[float]) -> go.Figure:
@@ -146,7 +188,7 @@ def probability_figure(classes: Sequence[str], probs: Sequence[float]) -> go.Fig
                            hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
     fig.update_layout(title="Class probabilities (softmax of the network's outputs)",
                       xaxis=dict(range=[0, 1], tickformat=".0%"), yaxis=dict(autorange="reversed"), **LAYOUT)
-    return fig
+    return readable(fig)
 
 
 def pixel_histogram_figure(raw: torch.Tensor, normalized: torch.Tensor) -> go.Figure:
@@ -157,14 +199,14 @@ def pixel_histogram_figure(raw: torch.Tensor, normalized: torch.Tensor) -> go.Fi
                                nbinsx=50))
     fig.update_layout(title="Pixel values before and after normalization", barmode="overlay",
                       xaxis_title="pixel value", yaxis_title="number of pixels", **LAYOUT)
-    return fig
+    return readable(fig)
 
 
 def class_count_figure(classes: Sequence[str], train_counts: Sequence[int], test_counts: Sequence[int]) -> go.Figure:
     fig = go.Figure([go.Bar(x=list(classes), y=list(train_counts), name="train"),
                      go.Bar(x=list(classes), y=list(test_counts), name="test")])
     fig.update_layout(title="Images per class", barmode="group", yaxis_title="images", **LAYOUT)
-    return fig
+    return readable(fig)
 
 
 # -- speed lab -------------------------------------------------------------------------------
@@ -176,9 +218,13 @@ def throughput_figure(rows: Sequence[dict]) -> go.Figure:
         pts = sorted((r for r in rows if _series(r) == label), key=lambda r: r["width"])
         fig.add_trace(go.Scatter(x=[r["width"] for r in pts], y=[r["images_per_second"] for r in pts],
                                  mode="lines+markers", name=label, marker=dict(size=9)))
+    widths = sorted({r["width"] for r in rows})
+    # log axes labelled at the measured widths and at powers of ten (Plotly's own log ticks read
+    # "5, 2, 1000, 5, 2, 100" from a distance)
     fig.update_layout(title="Training speed", xaxis_title="conv width", yaxis_title="images / second",
-                      xaxis_type="log", yaxis_type="log", **LAYOUT)
-    return fig
+                      xaxis=dict(type="log", tickvals=widths, ticktext=[str(w) for w in widths]),
+                      yaxis=dict(type="log", dtick=1, tickformat="~s"), **LAYOUT)
+    return readable(fig)
 
 
 def _series(row: dict) -> str:
@@ -203,9 +249,11 @@ def speedup_figure(rows: Sequence[dict], fast: str = "cuda", slow: str = "cpu") 
             fig.add_vline(x=cross, line_dash="dot", line_color="#ef6c00",
                           annotation_text=f"{fast} wins from width {cross} (batch {batch})")
     fig.add_hline(y=1, line_color="gray", line_dash="dash", annotation_text="same speed")
+    widths = sorted({r["width"] for r in rows})
     fig.update_layout(title=f"Speedup of {fast} over {slow}", xaxis_title="conv width",
-                      yaxis_title=f"{fast} images/s ÷ {slow} images/s", xaxis_type="log", **LAYOUT)
-    return fig  # drawn once per sweep, not live: the convenience calls are fine here
+                      yaxis_title=f"{fast} images/s ÷ {slow} images/s",
+                      xaxis=dict(type="log", tickvals=widths, ticktext=[str(w) for w in widths]), **LAYOUT)
+    return readable(fig)  # drawn once per sweep, not live: the convenience calls are fine here
 
 
 def race_figure(curves: dict[str, Sequence[dict]]) -> go.Figure:
@@ -215,13 +263,16 @@ def race_figure(curves: dict[str, Sequence[dict]]) -> go.Figure:
         pts = downsample(pts)
         fig.add_trace(go.Scatter(x=[p["seconds"] for p in pts], y=[p["running_loss"] for p in pts],
                                  mode="lines", name=name, line=dict(width=3)))
+    top = max([p["running_loss"] for pts in curves.values() for p in pts] + [2.5])
+    # fixed from 0: an axis zoomed onto the noise of a flat loss makes small wiggles look like big swings
     fig.update_layout(title="Running loss", xaxis_title="wall-clock seconds", yaxis_title="running loss",
-                      **LAYOUT)
-    return fig
+                      yaxis=dict(range=[0, top * 1.05]), xaxis=dict(rangemode="tozero"), **LAYOUT)
+    return readable(fig)
 
 
 # -- images ---------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=8)
 def _font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
@@ -243,7 +294,6 @@ def image_grid(images: torch.Tensor, captions: Sequence[str] = (), frames: Seque
     rows = -(-n // columns)
     sheet = Image.new("RGB", (columns * (tile_w + 2 * pad), rows * (tile_h + 2 * pad + text_h)), "white")
     draw = ImageDraw.Draw(sheet)
-    font = _font(15)
     pixels = images if c == 3 else images.expand(-1, 3, -1, -1)
     for i in range(n):
         x0 = (i % columns) * (tile_w + 2 * pad)
@@ -257,8 +307,21 @@ def image_grid(images: torch.Tensor, captions: Sequence[str] = (), frames: Seque
         sheet.paste(tile, (x0 + pad, y0 + pad))
         if i < len(captions):
             for k, line in enumerate(str(captions[i]).split("\n")[:caption_lines]):
-                draw.text((x0 + pad, y0 + tile_h + 2 * pad + 2 + 18 * k), line, fill="black", font=font)
+                text, size = _fit(draw, line, tile_w + 2 * pad - 4)
+                draw.text((x0 + 2, y0 + tile_h + 2 * pad + 2 + 18 * k), text, fill="black", font=_font(size))
     return sheet
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, sizes: Sequence[int] = (15, 13, 11)) -> tuple[str, int]:
+    """The caption as it fits under its image: a smaller font first, then cut with an ellipsis, so that
+    neighbouring captions never run into each other."""
+    for size in sizes:
+        if draw.textlength(text, font=_font(size)) <= width:
+            return text, size
+    size = sizes[-1]
+    while len(text) > 1 and draw.textlength(text + "…", font=_font(size)) > width:
+        text = text[:-1]
+    return text + "…", size
 
 
 def filter_images(weight: torch.Tensor) -> torch.Tensor:

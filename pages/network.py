@@ -57,6 +57,8 @@ st.caption("A convolution's parameters: out × (in × 5 × 5 + 1 bias). Pooling 
            "Most parameters sit in fc1; most arithmetic in the convolutions.")
 
 st.header("What the filters learned")
+st.caption("The table above is the network for the widths you choose on this page: a plan, nothing is trained. "
+           "Below is a network that was trained, with the widths of its own run.")
 run = pick_run("network_run", "Trained run")
 if run is None:
     st.info("Train a network first to see its learned filters and feature maps.")
@@ -66,9 +68,10 @@ model = model_for(run)
 data = dataset_for(run.config.dataset, run.config.data_dir)
 if model is None or data is None:
     st.stop()
-st.markdown(f"This run's conv1 has **{model.conv1.out_channels} filters** of 5x5 pixels "
+st.markdown(f"This run (conv width {model.conv1.out_channels}, conv2 width {model.conv2.out_channels}) has "
+            f"**{model.conv1.out_channels} conv1 filters** of 5x5 pixels "
             f"× {model.conv1.in_channels} channel(s), shown enlarged and stretched to full contrast.")
-st.image(image_grid(filter_images(model.conv1.weight), [f"filter {i}" for i in range(model.conv1.out_channels)],
+st.image(image_grid(filter_images(model.conv1.weight), [f"#{i}" for i in range(model.conv1.out_channels)],
                     columns=16, scale=12, caption_lines=1))
 
 st.subheader("Feature maps")
@@ -81,10 +84,10 @@ left.image(image_grid(image, [data.classes[int(data.test_labels[index])]], scale
            caption="input")
 with right:
     conv1 = maps["conv1"][0]
-    st.image(image_grid(feature_map_images(conv1), [f"conv1 #{i}" for i in range(len(conv1))], columns=12,
+    st.image(image_grid(feature_map_images(conv1), [f"#{i}" for i in range(len(conv1))], columns=12,
                         scale=3, caption_lines=1),
              caption=f"conv1 + ReLU: {conv1.shape[0]} maps of {conv1.shape[1]}x{conv1.shape[2]} (bright = strong)")
     conv2 = maps["conv2"][0]
-    st.image(image_grid(feature_map_images(conv2), [f"conv2 #{i}" for i in range(len(conv2))], columns=16,
+    st.image(image_grid(feature_map_images(conv2), [f"#{i}" for i in range(len(conv2))], columns=16,
                         scale=5, caption_lines=1),
              caption=f"conv2 + ReLU: {conv2.shape[0]} maps of {conv2.shape[1]}x{conv2.shape[2]}")

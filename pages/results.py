@@ -29,16 +29,20 @@ if len(probs) != len(labels):
     st.error("This run's predictions do not match the dataset on disk (was the image folder changed?).")
     st.stop()
 predicted = probs.argmax(1)
-st.markdown(f"Predictions after epoch **{pred['epoch']}**: **{(predicted == labels).float().mean():.1%}** of "
+# the accuracy the run measured itself (its chart and the run list say the same); the stored probabilities
+# are half precision, which can move a near tie
+measured = next((e.get("test_accuracy") for e in reversed(run.epochs()) if e.get("epoch") == pred["epoch"]), None)
+accuracy = measured if isinstance(measured, (int, float)) else float((predicted == labels).float().mean())
+st.markdown(f"Predictions after epoch **{pred['epoch']}**: **{accuracy:.1%}** of "
             f"{len(labels):,} test images right.")
 
 # -- ground truth vs prediction -------------------------------------------------------------------
 st.header("Ground truth vs prediction")
-c1, c2, c3, c4 = st.columns([2, 1, 2, 1])
+c1, c2, c3, c4 = st.columns([2, 1, 2, 1.4])
 count = c1.slider("Number of images", 4, 64, 16, step=4)
 only_mistakes = c2.checkbox("Only mistakes")
 class_name = c3.selectbox("Class", ["All classes", *classes])
-if c4.button("New random sample"):
+if c4.button("New sample", help="Show other images that match the filters."):
     st.session_state.results_seed = st.session_state.get("results_seed", 0) + 1
 seed = st.session_state.get("results_seed", 0)
 chosen = select_examples(labels, predicted, count, seed, only_mistakes,
@@ -68,18 +72,28 @@ if epochs:
     st.caption("Row: the true class; column: the network's guess. The diagonal holds the right answers. "
                "Click a cell, or choose it below, to see its images.")
     normalize = st.toggle("Row-normalized (fractions of each true class)")
-    event = st.plotly_chart(confusion_figure(row["confusion"], classes, normalize), key="confusion_chart",
-                            on_select="rerun", selection_mode="points")
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
-    cell_true, cell_pred = (points[0]["y"], points[0]["x"]) if points else (classes[0], classes[1])
+
+    def select_cell() -> None:
+        """A click on a cell chooses its true and predicted class below."""
+        points = st.session_state.confusion_chart.get("selection", {}).get("points", [])
+        if points and points[0].get("y") in classes and points[0].get("x") in classes:
+            st.session_state.results_true, st.session_state.results_pred = points[0]["y"], points[0]["x"]
+
+    st.session_state.setdefault("results_true", classes[0])
+    st.session_state.setdefault("results_pred", classes[1])
+    for name in ("results_true", "results_pred"):  # another run's classes: start again from the first cell
+        if st.session_state[name] not in classes:
+            st.session_state.results_true, st.session_state.results_pred = classes[0], classes[1]
+    st.plotly_chart(confusion_figure(row["confusion"], classes, normalize), key="confusion_chart",
+                    on_select=select_cell, selection_mode="points")
     t1, t2 = st.columns(2)
-    true_name = t1.selectbox("True class", classes, index=classes.index(cell_true))
-    pred_name = t2.selectbox("Predicted class", classes, index=classes.index(cell_pred))
+    true_name = t1.selectbox("True class", classes, key="results_true")
+    pred_name = t2.selectbox("Predicted class", classes, key="results_pred")
     cell = select_examples(labels, predicted, 24, seed, true_class=classes.index(true_name),
                            predicted_class=classes.index(pred_name))
     if len(cell):
         st.image(image_grid(data.test_images[cell], [caption(classes, int(labels[i]), probs[i]) for i in cell],
-                            [bool(predicted[i] == labels[i]) for i in cell], columns=12, scale=3),
+                            [bool(predicted[i] == labels[i]) for i in cell], columns=8, scale=4),
                  caption=f"{len(cell)} of the test images that are {true_name} and were taken for {pred_name}")
     else:
         st.caption(f"No {true_name} was taken for {pred_name}.")

@@ -11,7 +11,7 @@ from core.config import PRESETS, SCHEDULES, ConfigError, TrainConfig, command_li
 from core.data import DATASET_LABELS, DatasetError, check_folder, default_dataset
 from core.figures import accuracy_figure, loss_ranges, running_loss_figure
 from core.jobs import get_manager
-from core.links import KNOBS, LOCK, PARAMS, PRESET_CHOICES, link_query, parse_link
+from core.links import KNOBS, LOCK, OTHER_PARAMS, PARAMS, PRESET_CHOICES, link_query, parse_link
 from core.train import TUTORIAL_ACCURACY, available_devices
 from ui.app import require_app
 from ui.common import current_job, data_dir, describe, job_active, presenting
@@ -28,7 +28,9 @@ SCHEDULE_TEXT = {"constant": "Constant (the tutorial)", "one-cycle": "One-cycle 
 LABELS = dict(dataset="Dataset", folder="Folder path", preset="Preset", epochs="Epochs", lr="Learning rate",
               momentum="Momentum", batch_size="Batch size", conv_width="Conv width", conv2_width="Conv2 width",
               schedule="Learning-rate schedule", nesterov="Nesterov momentum", device="Device", seed="Seed")
-CHART_HEIGHT = 290  # the live charts, with the status and metrics above them, fit a 1280x720 projector
+CHART_HEIGHT = 290
+KEEP = "session"  # the Train widgets keep their values while other pages are shown (and the folder path while
+# the folder box is hidden)  # the live charts, with the status and metrics above them, fit a 1280x720 projector
 
 
 def key(name: str) -> str:
@@ -64,13 +66,11 @@ def apply_link() -> None:
     settings = {k: v for k, v in query.items() if k in PARAMS or k == LOCK}
     new_session = key("link") not in st.session_state
     if not new_session and (settings == st.session_state[key("link")] or not settings):
-        # our own URL, or the page opened from the menu: the session's settings, put back where Streamlit
-        # dropped them while another page was shown
-        for name, value in st.session_state[key("values")].items():
-            if key(name) not in st.session_state:
-                st.session_state[key(name)] = value
-        return
-    link = parse_link({k: v for k, v in query.items() if k not in ("job",)})
+        return  # our own URL, or the page opened from the menu: the session's settings stay
+    link = parse_link(query)
+    for name in query:  # what is not a setting of this page leaves its URL (the line above says so)
+        if name not in (*PARAMS, LOCK, *OTHER_PARAMS):
+            del st.query_params[name]
     values = defaults()
     if not new_session:  # a link changes what it names and resets the rest, as on a fresh page
         values["dataset"] = st.session_state.get(key("dataset"), values["dataset"])
@@ -102,7 +102,6 @@ def write_link(values: dict) -> None:
         elif name not in query and name in st.query_params:
             del st.query_params[name]
     st.session_state[key("link")] = query
-    st.session_state[key("values")] = dict(values)
 
 
 def set_preset() -> None:
@@ -128,55 +127,54 @@ def with_value(options: list, value) -> list:
     return sorted(set(options) | {value})
 
 
+def widget(name: str, knob: bool = True) -> dict:
+    """What every Train control takes: its key, kept across pages, disabled when the lesson locks it, and
+    (a knob) making the settings Custom when moved by hand."""
+    locked = name in st.session_state.get(key("locked"), set())
+    return dict(key=key(name), persist_state=KEEP, disabled=locked, **({"on_change": to_custom} if knob else {}))
+
+
 def controls() -> TrainConfig | None:
     """The knobs; returns the config they describe, or None (with the reason shown) when it is not valid."""
     locked = st.session_state.get(key("locked"), set())
-    off = {name: name in locked for name in PARAMS}
-    lock_help = " (set by the lesson)"
+    value = lambda name: st.session_state[key(name)]  # noqa: E731
     devices = available_devices()
-    st.radio(LABELS["preset"], PRESET_CHOICES, key=key("preset"), horizontal=True, on_change=set_preset,
-             format_func=PRESET_TEXT.get, disabled=off["preset"],
-             help="Tutorial: exactly the tutorial's settings. Fast: reaches the tutorial's accuracy in seconds.")
+    st.radio(LABELS["preset"], PRESET_CHOICES, horizontal=True, format_func=PRESET_TEXT.get,
+             help="Tutorial: exactly the tutorial's settings. Fast: reaches the tutorial's accuracy in seconds.",
+             **{**widget("preset", knob=False), "on_change": set_preset})
     left, right = st.columns(2)
     with left:
-        dataset = st.selectbox(LABELS["dataset"], list(DATASET_TEXT), key=key("dataset"),
-                               format_func=DATASET_TEXT.get, disabled=off["dataset"])
+        dataset = st.selectbox(LABELS["dataset"], list(DATASET_TEXT), format_func=DATASET_TEXT.get,
+                               **widget("dataset", knob=False))
         folder = ""
         if dataset == "folder":
-            folder = st.text_input(LABELS["folder"], key=key("folder"), disabled=off["folder"],
+            folder = st.text_input(LABELS["folder"], **widget("folder", knob=False),
                                    help="A folder with train/ and test/, one sub-folder per class inside each.")
-        epochs = st.session_state[key("epochs")]
-        st.slider(LABELS["epochs"], 1, max(30, epochs), key=key("epochs"), on_change=to_custom,
-                  disabled=off["epochs"], help="How many times the network sees every training image.")
-        st.select_slider(LABELS["lr"], with_value(LEARNING_RATES, st.session_state[key("lr")]), key=key("lr"),
-                         on_change=to_custom, disabled=off["lr"],
+        st.slider(LABELS["epochs"], 1, max(30, value("epochs")), **widget("epochs"),
+                  help="How many times the network sees every training image.")
+        st.select_slider(LABELS["lr"], with_value(LEARNING_RATES, value("lr")), **widget("lr"),
                          help="How big a step the optimizer takes; too big and the loss explodes (diverges).")
-        st.slider(LABELS["momentum"], 0.0, 0.99, step=0.01, key=key("momentum"), on_change=to_custom,
-                  disabled=off["momentum"], help="How much of the previous step SGD keeps: smooths the path downhill.")
+        st.slider(LABELS["momentum"], 0.0, 0.99, step=0.01, **widget("momentum"),
+                  help="How much of the previous step SGD keeps: smooths the path downhill.")
     with right:
-        st.select_slider(LABELS["batch_size"], with_value(BATCH_SIZES, st.session_state[key("batch_size")]),
-                         key=key("batch_size"), on_change=to_custom, disabled=off["batch_size"],
+        st.select_slider(LABELS["batch_size"], with_value(BATCH_SIZES, value("batch_size")), **widget("batch_size"),
                          help="Images per optimizer step. The tutorial uses 4.")
-        st.slider(LABELS["conv_width"], 1, max(256, st.session_state[key("conv_width")]), key=key("conv_width"),
-                  on_change=to_custom, disabled=off["conv_width"],
+        st.slider(LABELS["conv_width"], 1, max(256, value("conv_width")), **widget("conv_width"),
                   help="Output channels of conv1 (= input channels of conv2). The tutorial uses 6.")
-        st.selectbox(LABELS["device"], devices, key=key("device"), format_func=DEVICE_LABELS.get,
-                     disabled=off["device"])
+        st.selectbox(LABELS["device"], devices, format_func=DEVICE_LABELS.get, **widget("device", knob=False))
         if len(devices) == 1 and not presenting():
             st.caption("No GPU on this machine, so only the CPU is offered. See the Speed page for what a GPU "
                        "would change.")
-        st.number_input(LABELS["seed"], 0, 2**31 - 1, step=1, key=key("seed"), disabled=off["seed"],
+        st.number_input(LABELS["seed"], 0, 2**31 - 1, step=1, **widget("seed", knob=False),
                         help="The same seed and settings give the same run.")
     with st.expander("More settings"):
-        st.slider(LABELS["conv2_width"], 1, max(256, st.session_state[key("conv2_width")]), key=key("conv2_width"),
-                  on_change=to_custom, disabled=off["conv2_width"],
+        st.slider(LABELS["conv2_width"], 1, max(256, value("conv2_width")), **widget("conv2_width"),
                   help="Output channels of conv2. The tutorial uses 16.")
-        st.selectbox(LABELS["schedule"], list(SCHEDULES), key=key("schedule"), on_change=to_custom,
-                     format_func=SCHEDULE_TEXT.get, disabled=off["schedule"])
-        st.checkbox(LABELS["nesterov"], key=key("nesterov"), on_change=to_custom, disabled=off["nesterov"],
+        st.selectbox(LABELS["schedule"], list(SCHEDULES), format_func=SCHEDULE_TEXT.get, **widget("schedule"))
+        st.checkbox(LABELS["nesterov"], **widget("nesterov"),
                     help="Take the gradient a little ahead, where momentum is carrying the weights.")
     if locked:
-        st.caption("🔒 " + ", ".join(LABELS[n] for n in PARAMS if n in locked) + lock_help + ".")
+        st.caption("🔒 " + ", ".join(LABELS[n] for n in PARAMS if n in locked) + " (set by the lesson).")
 
     values = {name: st.session_state.get(key(name)) for name in PARAMS}
     write_link(values)

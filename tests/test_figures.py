@@ -62,14 +62,18 @@ def test_accuracy_chart_has_a_point_per_epoch_and_reference_lines():
     assert lines == [0.1, 0.54]
 
 
-def test_per_class_accuracy_bars_and_hover():
+def test_per_class_accuracy_bars_a_legend_for_their_colours_and_hover():
     fig = per_class_figure(CLASSES, [50, 90, 20], [100, 100, 100], sort=True)
-    (bars,) = fig.data
-    assert bars.type == "bar" and list(bars.x) == ["car", "plane", "bird"] and list(bars.y) == [0.9, 0.5, 0.2]
-    assert [list(c) for c in bars.customdata] == [[90, 100], [50, 100], [20, 100]]
+    above, below = fig.data  # overall is 53.3%: one colour at or above it, one below, each named in the legend
+    assert above.type == "bar" and list(above.x) == ["car"] and list(above.y) == [0.9]
+    assert list(below.x) == ["plane", "bird"] and list(below.y) == [0.5, 0.2]
+    assert above.name == "at or above overall" and below.name == "below overall"
+    assert above.marker.color != below.marker.color
+    assert list(fig.layout.xaxis.categoryarray) == ["car", "plane", "bird"]  # sorted, across both traces
+    assert [list(c) for c in below.customdata] == [[50, 100], [20, 100]]
     assert fig.layout.title.text == "Per-class accuracy"
     assert sorted(round(s.y0, 4) for s in fig.layout.shapes) == [round(1 / 3, 4), round(160 / 300, 4)]
-    assert list(per_class_figure(CLASSES, [50, 90, 20], [100, 100, 100]).data[0].x) == CLASSES
+    assert list(per_class_figure(CLASSES, [50, 90, 20], [100, 100, 100]).layout.xaxis.categoryarray) == CLASSES
 
 
 def test_confusion_matrix_counts_and_row_normalized():
@@ -79,6 +83,8 @@ def test_confusion_matrix_counts_and_row_normalized():
     share = confusion_figure(matrix, CLASSES, normalize=True)
     assert share.data[0].z[2][1] == 0.5 and share.data[0].text[2][1] == "50%"
     assert counts.layout.title.text == "Confusion matrix" and list(counts.data[0].x) == CLASSES
+    cells = counts.data[1]  # a click on a cell selects the marker on it: (predicted, true) of that cell
+    assert len(cells.x) == 9 and (cells.x[7], cells.y[7], cells.customdata[7]) == ("car", "bird", "5")
 
 
 def test_probabilities_histograms_and_counts():

@@ -85,3 +85,31 @@ def test_cli_prints_one_json_object_per_row_and_rejects_bad_input():
                           (["--widths", "six"], "whole numbers")):
         r = run(*args)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_busy_machine_is_noticed_and_the_point_measured_again():
+    """With other programs busy on every core, the sweep's CPU points say so (and are measured twice) instead of
+    reporting the slowdown as the speed of that thread count."""
+    quiet = measure("cpu", width=16, batch_size=64, threads=1, steps=20, warmup=3)
+    assert quiet["cpu_share"] > 0.75 and not quiet["busy"]
+    cores = os.cpu_count() or 1
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * cores)]
+    try:
+        rows = list(sweep(SweepSpec(widths=(16,), batch_sizes=(64,), threads=(cores,), steps=8, warmup=2)))
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+    assert rows[0]["busy"] and rows[0]["cpu_share"] < 0.75, rows[0]
+
+
+def test_the_last_sweep_is_kept_for_a_reloaded_page(tmp_path):
+    from core.runs import list_runs
+    from core.speed import load_last, save_last
+
+    assert load_last(tmp_path, "sweep") is None
+    save_last(tmp_path, "sweep", {"rows": [{"width": 6, "images_per_second": 100.0}]})
+    assert load_last(tmp_path, "sweep")["rows"] == [{"width": 6, "images_per_second": 100.0}]
+    assert list_runs(tmp_path) == []  # not taken for a (damaged) run folder
+    (tmp_path / ".speed" / "last-race.json").write_bytes(b"\xff not json")
+    assert load_last(tmp_path, "race") is None

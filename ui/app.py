@@ -41,8 +41,10 @@ def run_page(page) -> None:
 
 
 def require_app() -> None:
-    """Called first by every page: a page run without dashboard.py is run again through it."""
-    if getattr(_entry, "on", False):
+    """Called first by every page: a page run without dashboard.py is run again through it (once a session:
+    a page run on its own by a test, say, then goes on as it is)."""
+    if getattr(_entry, "on", False) or st.session_state.get("_app_rerun"):
         return
+    st.session_state["_app_rerun"] = True
     st.navigation(app_pages(), position="hidden")  # switches Streamlit's automatic pages/ menu off
     st.rerun()

@@ -1,0 +1,63 @@
+"""Lesson links: settings to a URL and back, with the same checks as the CLI; every lesson's link is usable."""
+
+import pytest
+
+from core.lessons import lessons
+from core.links import PARAMS, config_values, link_query, parse_link
+
+
+def test_a_link_gives_back_exactly_the_settings_it_was_made_from():
+    values = dict(dataset="shapes", preset="custom", epochs=1, lr=0.01, momentum=0.5, batch_size=16, conv_width=12,
+                  conv2_width=16, schedule="one-cycle", nesterov=True, device="cpu", seed=7)
+    link = parse_link(link_query(values, {"lr", "momentum"}))
+    assert link.values == values and link.problems == [] and link.locked == {"lr", "momentum"}
+    assert link_query(values)["lr"] == "0.01" and "folder" not in link_query(values)  # folder only with a folder
+    assert parse_link(link_query({**values, "dataset": "folder", "folder": "/data/x"})).values["folder"] == "/data/x"
+
+
+@pytest.mark.parametrize("name, text, reason", [
+    ("lr", "abc", "not a number"), ("lr", "0", "learning rate must be > 0"), ("lr", "11", "at most 10"),
+    ("momentum", "1.5", "below 1"), ("batch_size", "0", "batch size"), ("batch_size", "2.5", "not a number"),
+    ("epochs", "5000", "epochs"), ("dataset", "imagenet", "choose one of"), ("preset", "turbo", "choose one of"),
+    ("nesterov", "maybe", "true or false"), ("schedule", "cosine", "choose one of"), ("device", "tpu", "choose one"),
+    ("conv_width", "-3", "conv width"), ("seed", "-1", "seed"),
+])
+def test_a_value_the_app_cannot_take_is_dropped_with_one_line(name, text, reason):
+    link = parse_link({name: text, "momentum": "0.5"} if name != "momentum" else {name: text, "lr": "0.1"})
+    assert name not in link.values and len(link.values) == 1  # the good value next to it is kept
+    assert len(link.problems) == 1 and link.problems[0].startswith(f"{name}={text} was ignored")
+    assert reason in link.problems[0]
+
+
+def test_locks_take_setting_names_or_all_and_name_what_they_cannot_lock():
+    assert parse_link({"lock": "all"}).locked == set(PARAMS)
+    link = parse_link({"lock": "lr,momentum,speed", "job": "abc", "present": "true"})
+    assert link.locked == {"lr", "momentum"} and link.problems == [link.problems[0]] and "speed" in link.problems[0]
+    assert "colour" in parse_link({"colour": "red"}).problems[0]  # an unknown name is reported, not used
+
+
+def test_a_config_turns_into_link_settings():
+    from core.config import preset
+
+    values = config_values(preset("fast", dataset="folder:/data/pics"), "fast")
+    assert values["dataset"] == "folder" and values["folder"] == "/data/pics" and values["lr"] == 0.15
+    assert parse_link(link_query(values)).problems == []
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "shapes"])
+def test_every_lesson_link_is_usable_and_follows_the_tutorial(dataset):
+    tour = lessons(dataset)
+    assert [lesson.title.split(". ")[1] for lesson in tour][:7] == [
+        "The data", "The network's shapes", "Train it the tutorial's way", "The learning rate", "Momentum",
+        "Overfitting", "Widen the network: CPU against GPU"]
+    for lesson in tour:
+        assert lesson.text and lesson.look_at and lesson.question.endswith("?") and lesson.links
+        for link in lesson.links:
+            assert link.page in ("train", "data", "network", "speed")
+            if link.page == "train":
+                parsed = parse_link(link.query())
+                assert parsed.problems == [] and parsed.values["dataset"] == dataset
+                assert parsed.locked == set(link.locked)
+    rates = [parse_link(link.query()).values["lr"] for link in tour[3].links]
+    assert max(rates) == 10 and min(rates) == 0.0001  # too high and too low
+    assert {parse_link(link.query()).values["momentum"] for link in tour[4].links} == {0.0, 0.9}
