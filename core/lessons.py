@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+from core.config import PRESETS
 from core.links import link_query
 
 
@@ -42,7 +43,13 @@ class Lesson:
 def lessons(dataset: str = "cifar10") -> list[Lesson]:
     """The lessons in the tutorial's order, on `dataset` (cifar10, or shapes where CIFAR-10 cannot be had)."""
     d = dataset
-    tutorial = dict(dataset=d, preset="tutorial")
+
+    def train(label: str, locked: set[str], **changes) -> LessonLink:
+        """A Train link that names every knob: the tutorial's settings with `changes`."""
+        knobs = {**dict(schedule="constant", nesterov=False), **PRESETS["tutorial"]}
+        preset = "tutorial" if all(knobs.get(k) == v for k, v in changes.items()) else "custom"
+        return LessonLink(label, "train", dict(dataset=d, preset=preset, **{**knobs, **changes}), frozenset(locked))
+
     return [
         Lesson(
             "1. The data",
@@ -71,9 +78,8 @@ def lessons(dataset: str = "cifar10") -> list[Lesson]:
             "backpropagate, and let SGD (learning rate 0.001, momentum 0.9) nudge every weight. It prints the "
             "*running loss*, the average loss of the last batches: watch it fall. A guess spread evenly over "
             "10 classes has a loss of ln(10) = 2.30.",
-            (LessonLink("Train with the tutorial's settings", "train", tutorial,
-                        frozenset({"dataset", "preset", "lr", "momentum", "batch_size", "conv_width",
-                                   "conv2_width", "epochs"})),),
+            (train("Train with the tutorial's settings", {"dataset", "preset", "lr", "momentum", "batch_size",
+                                                            "conv_width", "conv2_width", "epochs"}),),
             "the Running loss chart (how soon does it leave 2.30?) and the test accuracy after each epoch.",
             "After 2 epochs, is the network better than guessing (10%)? By how much?",
         ),
@@ -83,12 +89,9 @@ def lessons(dataset: str = "cifar10") -> list[Lesson]:
             "up instead of down and *diverges* (the weights blow up), or every ReLU ends up outputting 0 "
             "and the network guesses one class. Too low and the weights barely move: after an epoch the "
             "loss is still near 2.30.",
-            (LessonLink("Too high: learning rate 10", "train", dict(tutorial, lr=10.0, epochs=1),
-                        frozenset({"lr", "epochs"})),
-             LessonLink("Too low: learning rate 0.0001", "train", dict(tutorial, lr=0.0001, epochs=1),
-                        frozenset({"lr", "epochs"})),
-             LessonLink("About right: 0.001", "train", dict(tutorial, lr=0.001, epochs=1),
-                        frozenset({"lr", "epochs"}))),
+            (train("Too high: learning rate 10", {"lr", "epochs"}, lr=10.0, epochs=1),
+             train("Too low: learning rate 0.0001", {"lr", "epochs"}, lr=0.0001, epochs=1),
+             train("About right: 0.001", {"lr", "epochs"}, lr=0.001, epochs=1)),
             "what the page says when the loss explodes, and how far the loss falls in one epoch at each rate.",
             "Which rate would you choose, and why not the largest one that does not diverge?",
         ),
@@ -96,10 +99,8 @@ def lessons(dataset: str = "cifar10") -> list[Lesson]:
             "5. Momentum",
             "Momentum makes SGD keep part of its last step, like a ball rolling downhill: small, noisy "
             "gradients add up to steady progress. The tutorial uses 0.9 (keep 90% of the last step).",
-            (LessonLink("Momentum 0", "train", dict(tutorial, momentum=0.0, epochs=1),
-                        frozenset({"momentum", "lr", "epochs"})),
-             LessonLink("Momentum 0.9", "train", dict(tutorial, momentum=0.9, epochs=1),
-                        frozenset({"momentum", "lr", "epochs"}))),
+            (train("Momentum 0", {"momentum", "lr", "epochs"}, momentum=0.0, epochs=1),
+             train("Momentum 0.9", {"momentum", "lr", "epochs"}, momentum=0.9, epochs=1)),
             "the running loss after one epoch with each (the Results page keeps both runs).",
             "With momentum 0, what would you have to change to learn as fast as with 0.9?",
         ),
@@ -108,9 +109,8 @@ def lessons(dataset: str = "cifar10") -> list[Lesson]:
             "Trained for long enough, a network starts to *memorize* its training images instead of learning "
             "what a class looks like. Its accuracy on the training images keeps climbing while its accuracy "
             "on test images it has never seen stalls or falls. The accuracy chart shows both.",
-            (LessonLink("Train for 12 epochs, a wide network", "train",
-                        dict(dataset=d, epochs=12, lr=0.01, momentum=0.9, batch_size=32, conv_width=32,
-                             conv2_width=32), frozenset({"epochs", "conv_width"})),),
+            (train("Train for 12 epochs, a wide network", {"epochs", "conv_width"}, epochs=12, lr=0.01,
+                   batch_size=32, conv_width=32, conv2_width=32),),
             "the gap between the train line and the test line, epoch by epoch.",
             "From which epoch on does more training stop helping on the test set?",
         ),

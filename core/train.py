@@ -420,9 +420,8 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                 interval_seconds += seconds
                 epoch_seconds += seconds
                 value = float(running) / running_steps  # note: a CPU-GPU sync point, once per log interval
-                if not math.isfinite(value) or value > exploded:
-                    status = "diverged"
-                    final_running_loss = value
+                if not math.isfinite(value):
+                    status, final_running_loss = "diverged", value
                     break
                 final_running_loss = value
                 epoch_loss += value * running_steps
@@ -430,6 +429,9 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                            running_loss=value, train_seconds=train_seconds,
                            images_per_second=interval_images / max(interval_seconds, 1e-9),
                            threads=threads)
+                if value > exploded:  # after its point, so the chart shows the loss shooting up
+                    status = "diverged"
+                    break
                 running = torch.zeros((), device=device) if not host_loss else 0.0
                 running_steps = interval_images = 0
                 interval_seconds = 0.0

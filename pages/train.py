@@ -28,7 +28,7 @@ SCHEDULE_TEXT = {"constant": "Constant (the tutorial)", "one-cycle": "One-cycle 
 LABELS = dict(dataset="Dataset", folder="Folder path", preset="Preset", epochs="Epochs", lr="Learning rate",
               momentum="Momentum", batch_size="Batch size", conv_width="Conv width", conv2_width="Conv2 width",
               schedule="Learning-rate schedule", nesterov="Nesterov momentum", device="Device", seed="Seed")
-CHART_HEIGHT = 290
+CHART_HEIGHT = 280
 KEEP = "session"  # the Train widgets keep their values while other pages are shown (and the folder path while
 # the folder box is hidden)  # the live charts, with the status and metrics above them, fit a 1280x720 projector
 
@@ -136,7 +136,6 @@ def widget(name: str, knob: bool = True) -> dict:
 
 def controls() -> TrainConfig | None:
     """The knobs; returns the config they describe, or None (with the reason shown) when it is not valid."""
-    locked = st.session_state.get(key("locked"), set())
     value = lambda name: st.session_state[key(name)]  # noqa: E731
     devices = available_devices()
     st.radio(LABELS["preset"], PRESET_CHOICES, horizontal=True, format_func=PRESET_TEXT.get,
@@ -173,8 +172,6 @@ def controls() -> TrainConfig | None:
         st.selectbox(LABELS["schedule"], list(SCHEDULES), format_func=SCHEDULE_TEXT.get, **widget("schedule"))
         st.checkbox(LABELS["nesterov"], **widget("nesterov"),
                     help="Take the gradient a little ahead, where momentum is carrying the weights.")
-    if locked:
-        st.caption("🔒 " + ", ".join(LABELS[n] for n in PARAMS if n in locked) + " (set by the lesson).")
 
     values = {name: st.session_state.get(key(name)) for name in PARAMS}
     write_link(values)
@@ -391,8 +388,10 @@ def summary_line() -> str:
     """The settings in a few words, for the folded settings while a job is shown."""
     get = lambda name: st.session_state.get(key(name))  # noqa: E731
     dataset = DATASET_TEXT.get(get("dataset"), "")
-    return (f"{dataset} · {PRESET_TEXT.get(get('preset'), '')} · lr {get('lr'):g} · momentum {get('momentum'):g} · "
-            f"batch {get('batch_size')} · conv width {get('conv_width')} · {get('epochs')} epoch(s)")
+    preset = f"{PRESET_TEXT[get('preset')]} · " if get("preset") in PRESETS else ""
+    epochs = get("epochs")
+    return (f"{dataset} · {preset}lr {get('lr'):g} · momentum {get('momentum'):g} · batch {get('batch_size')} · "
+            f"width {get('conv_width')} · {epochs} epoch{'s' if epochs != 1 else ''}")
 
 
 job = current_job()
@@ -405,9 +404,14 @@ for problem in st.session_state.pop(key("problems"), []):
     st.warning(f"From the link: {problem}")
 if note := st.session_state.pop(key("dataset_note"), ""):
     st.info(note)
+locked = st.session_state.get(key("locked"), set())
 buttons = st.container()
 # While a job is shown the settings fold away, so its status, metrics and charts fit a projector's screen.
-with st.expander(f"⚙️ Settings: {summary_line()}", expanded=False) if job is not None else st.container():
+folded = f"⚙️ Settings{' 🔒' if locked else ''}: {summary_line()}"
+with st.expander(folded, expanded=False) if job is not None else st.container():
+    if locked:
+        st.caption("🔒 " + ", ".join(LABELS[n] for n in PARAMS if n in locked) + ": set by the lesson. "
+                   + ("The other controls are yours to change." if set(PARAMS) - set(locked) else ""))
     config = controls()
     if config is not None and not presenting():
         st.caption("The same run from a terminal:")

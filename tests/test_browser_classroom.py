@@ -1,0 +1,213 @@
+"""The classroom path in a real browser, at projector sizes: lesson links, the live view above the fold, the
+confusion matrix's cells, the app's own navigation on every fresh load.
+
+Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core.lessons import lessons
+from core.links import parse_link
+from tests.conftest import ROOT
+from tests.test_browser import CHART_POINTS, CHROMIUM, browser, free_port, sync_api  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+PROJECTOR = {"width": 1280, "height": 720}
+
+
+def start_server(home: Path) -> tuple[subprocess.Popen, str]:
+    from core.data import load_dataset
+
+    load_dataset("shapes", home / "data")  # cached, as after a first use
+    port = free_port()
+    env = {**os.environ, "CNN_DASHBOARD_DATA": str(home / "data"), "CNN_DASHBOARD_RUNS": str(home / "runs"),
+           "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=ROOT, env=env,
+                            stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            return proc, url
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("the dashboard did not start:\n" + (home / "server.log").read_text()[-3000:])
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def classroom(tmp_path_factory):
+    home = tmp_path_factory.mktemp("classroom")
+    proc, url = start_server(home)
+    yield url, home
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def projector(browser):  # noqa: F811
+    context = browser.new_context(viewport=PROJECTOR)
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    yield pg
+    context.close()
+
+
+SLIDERS = {"epochs": "Epochs", "lr": "Learning rate", "momentum": "Momentum", "batch_size": "Batch size",
+           "conv_width": "Conv width"}
+LESSON_LINKS = [(lesson.title, link) for lesson in lessons("shapes") for link in lesson.links]
+
+
+def newest_run(home: Path, before: set) -> Path:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        new = [p for p in (home / "runs").glob("*") if p.is_dir() and p not in before]
+        if new and (new[0] / "config.json").exists():
+            return new[0]
+        time.sleep(0.1)
+    raise AssertionError("no run folder appeared after Train")
+
+
+def in_view(pg, title: str) -> dict:
+    """Where a Plotly chart with this title is on the screen, and whether all of it is inside the viewport."""
+    return pg.evaluate("""title => {
+      const g = [...document.querySelectorAll('.js-plotly-plot')]
+          .find(g => g.layout && g.layout.title && (g.layout.title.text || '').includes(title));
+      if (!g) return null;
+      const r = g.getBoundingClientRect();
+      return {top: r.top, bottom: r.bottom, left: r.left, right: r.right, inside: r.top >= 0 && r.left >= 0 &&
+              r.bottom <= window.innerHeight && r.right <= window.innerWidth && r.height > 100};
+    }""", title)
+
+
+@pytest.mark.parametrize("title, link", LESSON_LINKS, ids=[f"{t[:2]}{link.label[:24]}" for t, link in LESSON_LINKS])
+def test_a_lesson_link_opens_its_page_set_up_and_trains_in_view(classroom, projector, title, link):
+    url, home = classroom
+    pg = projector
+    pg.goto(f"{url}/{link.url()}")
+    if link.page == "data":
+        pg.get_by_role("heading", name="The data").wait_for()
+        pg.wait_for_function("() => [...document.querySelectorAll('p')].some(p => p.innerText.includes('training'))")
+        assert "10,000 training" in pg.locator("p", has_text="test images of").first.inner_text()  # Shapes
+        return
+    if link.page == "network":
+        pg.get_by_role("heading", name="The network, layer by layer").wait_for()
+        width = link.settings["conv_width"]
+        assert pg.get_by_role("slider", name="Conv width").first.get_attribute("aria-valuetext") == str(width)
+        pg.wait_for_function("w => [...document.querySelectorAll('tr')].some(r => r.innerText.includes('conv1') "
+                             "&& r.innerText.includes(w + 'x28x28'))", arg=str(width))
+        return
+    if link.page == "speed":
+        pg.get_by_role("heading", name="Sweep: images per second by width").wait_for()
+        return
+    # a Train link: the controls show its values, the lesson's locks and only those are disabled
+    settings = parse_link(link.query()).values
+    pg.get_by_role("slider", name="Learning rate").wait_for()
+    for name, label in SLIDERS.items():
+        slider = pg.get_by_role("slider", name=label)
+        shown = slider.get_attribute("aria-valuetext")
+        assert float(shown) == float(settings[name]), (label, shown, settings[name])
+        assert slider.is_disabled() == (name in link.locked), (label, link.locked)
+    assert pg.get_by_text("set by the lesson").is_visible()
+    assert pg.get_by_role("combobox", name="Dataset").input_value() == "Shapes (offline)"
+    before = set((home / "runs").glob("*"))
+    button = pg.get_by_role("button", name="Train", exact=True)
+    assert button.bounding_box()["y"] + button.bounding_box()["height"] <= PROJECTOR["height"]  # no scrolling
+    button.click()
+    # the config that trained is the link's
+    trained = json.loads((newest_run(home, before) / "config.json").read_text())
+    for name, value in settings.items():
+        if name in ("preset", "folder"):
+            continue
+        assert trained[name] == value, (name, trained[name], value)
+    # its running loss shows (or, too high a rate, the page says it diverged), in view, without the test scrolling
+    pg.wait_for_function(f"() => {{ const p = ({CHART_POINTS})('Running loss'); return p && p[0] > 0 || "
+                         "[...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Status:') "
+                         "&& p.innerText.includes('diverged')); }", timeout=60_000)
+    for chart in ("Running loss", "Test accuracy"):
+        box = in_view(pg, chart)
+        assert box and box["inside"], (chart, box)
+    assert pg.evaluate("() => window.scrollY") == 0
+    stop = pg.get_by_role("button", name="Stop", exact=True)
+    if stop.is_enabled():
+        stop.click()
+    pg.wait_for_function("() => [...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Status:') "
+                         "&& /stopped|finished|diverged/.test(p.innerText))", timeout=30_000)
+
+
+def test_the_lessons_page_walks_the_tour_and_its_link_sets_up_the_train_page(classroom, projector):
+    url, _ = classroom
+    pg = projector
+    pg.goto(f"{url}/lessons")
+    pg.get_by_role("heading", name="1. The data").wait_for()
+    for expected in ("2. The network's shapes", "3. Train it the tutorial's way"):
+        pg.get_by_role("button", name="Next ▶").click()
+        pg.get_by_role("heading", name=expected).wait_for()
+    assert "lesson=3" in pg.url  # the lesson is in the URL: a class can be sent to it
+    pg.get_by_role("link", name="Train with the tutorial's settings").click()
+    pg.get_by_role("heading", name="Train the network").wait_for()
+    pg.wait_for_function("() => location.search.includes('lock=')")
+    assert pg.get_by_role("slider", name="Learning rate").get_attribute("aria-valuetext") == "0.001"
+    assert pg.get_by_role("slider", name="Learning rate").is_disabled()
+    assert pg.get_by_role("radio", name="Tutorial").is_checked()
+
+
+def test_a_click_on_a_confusion_matrix_cell_shows_that_pair(classroom, projector):
+    from core.config import TrainConfig
+    from core.train import run_training
+
+    url, home = classroom
+    config = TrainConfig(dataset="shapes", data_dir=str(home / "data"), epochs=1, batch_size=32, lr=0.02)
+    run_dir = [e for e in run_training(config, runs_root=home / "runs")][-1]["run_dir"]
+    pg = projector
+    pg.goto(f"{url}/results")
+    pg.get_by_role("heading", name="Confusion matrix").first.scroll_into_view_if_needed()  # drawn once in view
+    assert Path(run_dir).name in pg.get_by_role("combobox", name="Run").input_value()  # the newest run
+    chart = ("[...document.querySelectorAll('.js-plotly-plot')]"
+             ".find(g => g.layout && g.layout.title && (g.layout.title.text || '').includes('Confusion matrix'))")
+    pg.wait_for_function(f"() => !!{chart}")
+    pg.evaluate(f"() => {chart}.scrollIntoView({{block: 'center'}})")
+    time.sleep(0.5)
+    # the cell of true class 3 (diamond), predicted 1 (square): off the diagonal
+    x, y = pg.evaluate(f"""() => {{ const g = {chart}, r = g.getBoundingClientRect(), L = g._fullLayout;
+        return [r.left + L.xaxis._offset + L.xaxis.l2p(1), r.top + L.yaxis._offset + L.yaxis.l2p(3)]; }}""")
+    pg.mouse.click(x, y)
+    pg.wait_for_function("() => document.querySelector('input[aria-label=\"True class\"]').value === 'diamond'")
+    assert pg.get_by_role("combobox", name="Predicted class").input_value() == "square"
+    caption = pg.get_by_text("that are diamond and were taken for square")
+    no_images = pg.get_by_text("No diamond was taken for square")
+    assert caption.count() + no_images.count() == 1  # that pair's images, or the line saying there are none
+
+
+def test_every_fresh_load_shows_the_apps_own_navigation_and_the_job_section(browser, tmp_path):  # noqa: F811
+    """On the first loads after a start, Streamlit used to run a page script on its own and show its automatic
+    page list (dashboard, data, home, ...) without the app's sidebar. Ten loads at once of a fresh server."""
+    proc, url = start_server(tmp_path)
+    try:
+        context = browser.new_context(viewport=PROJECTOR)
+        pages = []
+        for _ in range(10):
+            pg = context.new_page()
+            pg.goto(f"{url}/train", wait_until="commit")
+            pages.append(pg)
+        for pg in pages:
+            pg.get_by_text("Your training job").wait_for(timeout=60_000)
+            nav = pg.locator('[data-testid="stSidebarNav"]').inner_text()
+            assert "Lessons" in nav and "Train" in nav and "dashboard" not in nav, nav
+            assert pg.get_by_role("heading", name="Train the network").is_visible()
+        context.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
