@@ -1,6 +1,7 @@
 """`python -m core.train`: train from the command line, progress on stderr, a JSON summary on stdout.
 
-Exit codes: 0 finished (or stopped at --target-accuracy), 2 bad input, 3 diverged, 1 anything else.
+Exit codes: 0 finished (or stopped at --target-accuracy), 2 bad input, 3 diverged, 4 stopped by Ctrl-C,
+SIGTERM or SIGHUP (the run is kept, its summary says stopped), 1 anything else.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import signal
 import sys
 import time
 
-EXIT_OK, EXIT_OTHER, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
+EXIT_OK, EXIT_OTHER, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_STOPPED = 0, 1, 2, 3, 4
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from core.config import ConfigError
     from core.data import DatasetError
+    from core.runs import RunWriteError
     from core.train import Control, DeviceError, keep_freed_memory, run_training
 
     keep_freed_memory()
@@ -106,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
 
     control = Control()
-    signal.signal(signal.SIGINT, lambda *_: control.stop())  # Ctrl-C stops cleanly and keeps the run
+    # Ctrl-C, a `kill` and a closed terminal stop cleanly: the run keeps its history and gets its summary
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, lambda *_: control.stop())
     progress = ProgressLine()
     end: dict = {}
     total_steps = 0
@@ -122,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError, DeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunWriteError as exc:
+        print(f"error: the run could not be saved: {exc}", file=sys.stderr)
+        return EXIT_OTHER
     except Exception as exc:  # noqa: BLE001 - the run directory has the details; the user gets one line
         print(f"error: training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_OTHER
@@ -143,4 +151,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_DIVERGED
     if end["status"] == "finished":
         return EXIT_OK
+    if end["status"] == "stopped":
+        return EXIT_STOPPED
     return EXIT_OTHER

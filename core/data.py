@@ -126,8 +126,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike = "data", progress: Prog
     data_dir = Path(data_dir)
     if name.startswith("folder:"):
         folder = Path(name[len("folder:"):]).expanduser()
-        cache = data_dir / "cache" / f"folder-{_folder_signature(folder)}.pt"
-        build = lambda: _load_folder(folder, progress)  # noqa: E731
+        cache = data_dir / "cache" / f"folder-{_unreadable_is_bad_input(_folder_signature, folder)}.pt"
+        build = lambda: _unreadable_is_bad_input(_load_folder, folder, progress)  # noqa: E731
     elif name == "shapes":
         cache = shapes_cache(data_dir)
         build = lambda: make_shapes()  # noqa: E731
@@ -308,9 +308,22 @@ def _folder_signature(folder: Path) -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
 
 
+def _unreadable_is_bad_input(function, folder: Path, *args):
+    """A folder the user gave that cannot be listed or read (no permission, a broken link) is bad input."""
+    try:
+        return function(folder, *args)
+    except OSError as exc:
+        where = exc.filename or folder
+        raise DatasetError(f"{where} cannot be read ({exc.strerror or exc}); check the folder and its "
+                           "permissions.") from None
+
+
 def check_folder(path: str | os.PathLike) -> None:
     """Fail fast, with the reason, when a folder cannot be an image dataset (before any job starts)."""
-    folder = Path(path).expanduser()
+    _unreadable_is_bad_input(_check_folder, Path(path).expanduser())
+
+
+def _check_folder(folder: Path) -> None:
     _check_folder_layout(folder)
     if not _has_images(folder / "train") or not _has_images(folder / "test"):
         raise DatasetError(f"{folder} has no images in train/ or test/ ({', '.join(sorted(IMAGE_SUFFIXES))}).")

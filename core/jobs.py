@@ -35,16 +35,48 @@ def log(line: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} cnn-dashboard: {line}", file=sys.stderr, flush=True)
 
 
+def env_int(name: str, default: int, low: int, high: int) -> int:
+    """A whole-number setting from the environment; a value that is not one (or out of range) is replaced by
+    the default, with one line in the server's log saying so."""
+    text = os.environ.get(name)
+    if text is None or text.strip() == "":
+        return default
+    try:
+        value = int(text.strip())
+        if low <= value <= high:
+            return value
+    except ValueError:
+        pass
+    log(f"{name}={text!r} is not a whole number from {low} to {high}; using {default}")
+    return default
+
+
 # -- the worker (runs in the child process or a thread) -----------------------------------
+
+def _die_with_parent(parent: int, tasks, events, stop) -> None:
+    """In a worker process: when the server is gone (killed, say), stop training (the run keeps its history
+    and is marked stopped) and exit, instead of training on to the end as an orphan nobody reads."""
+    import core.train
+
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    core.train.STOP_MESSAGE = "the dashboard's server stopped, and its training jobs with it"
+    events.cancel_join_thread()  # nobody reads the events any more: exiting must not wait to send them
+    stop.set()  # a training job stops within a step and writes its summary, then the process ends
+    tasks.put(None)  # a spare, still waiting for its task, ends at once
+    time.sleep(8)  # whatever is still busy (decoding a dataset, say) ends here
+    os._exit(1)
+
 
 def _worker_main(tasks, events, stop, pause) -> None:
     """Wait for one job, run it, report every event; exceptions become a `failed` end event."""
     import core.train  # the slow imports and first-step set-up happen while the worker is still a spare
 
     if mp.parent_process() is not None:  # a process of its own (a thread worker must not change the server's malloc)
+        threading.Thread(target=_die_with_parent, args=(os.getppid(), tasks, events, stop), daemon=True).start()
         core.train.keep_freed_memory()
     core.train.warm_up()
-    task = tasks.get()
+    task = tasks.get()  # a spare waits here (None: dismissed; its server gone: _die_with_parent ends it)
     if task is None:
         return
     _run_job(task, events, stop, pause)
@@ -70,11 +102,9 @@ def _run_job(task: dict, events, stop, pause) -> None:
             _run_sweep(task["spec"], events, stop)
             return
         config = TrainConfig.from_dict(task["config"])
-        fixed = os.environ.get("CNN_DASHBOARD_WORKER_THREADS")
+        fixed = env_int("CNN_DASHBOARD_WORKER_THREADS", 0, 1, 256)
         if config.threads == 0 and fixed:
-            if not fixed.strip().isdigit() or int(fixed) < 1:
-                raise ConfigError(f"CNN_DASHBOARD_WORKER_THREADS must be a whole number of threads, not {fixed!r}")
-            config = config.replace(threads=int(fixed))
+            config = config.replace(threads=fixed)
         for event in run_training(config, Control(stop, pause), progress, runs_root=task["runs_root"]):
             events.put(event)
     except (ConfigError, DatasetError, DeviceError, SpeedError) as exc:
@@ -167,6 +197,14 @@ class _Worker:
     def terminate(self) -> None:
         if self.kind == "process" and self.handle.is_alive():
             self.handle.terminate()
+
+    def reap(self, seconds: float = 10.0) -> None:
+        """Wait for an ended worker, so that it leaves no zombie process behind."""
+        if self.kind == "process":
+            self.handle.join(seconds)
+            if self.handle.is_alive():
+                self.handle.kill()
+                self.handle.join(2)
 
     def dismiss(self) -> None:
         """A spare that is no longer needed exits on its own."""
@@ -296,7 +334,7 @@ class JobManager:
     def __init__(self, max_running: int | None = None, runs_root: str = "runs", worker: str = "process",
                  keep_spare: bool = True):
         default = max(1, (os.cpu_count() or 2) // 2)
-        self.max_running = max_running or int(os.environ.get("CNN_DASHBOARD_MAX_JOBS", default))
+        self.max_running = max_running or env_int("CNN_DASHBOARD_MAX_JOBS", default, 1, 64)
         self.runs_root = runs_root
         self.worker_kind = worker
         self.keep_spare = keep_spare and worker == "process"
@@ -305,6 +343,10 @@ class JobManager:
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._spare: _Worker | None = None
+        from core.runs import mark_interrupted
+
+        for name in mark_interrupted(runs_root):  # runs a stopped server (or a killed CLI) left unfinished
+            log(f"run {name} ended without finishing: marked interrupted")
         if self.keep_spare:
             threading.Thread(target=self._warm_spare, daemon=True).start()
 
@@ -383,23 +425,35 @@ class JobManager:
                 self._spare = _Worker(self.worker_kind)
 
     def _follow(self, job: Job) -> None:
-        """Move the worker's events into the job's log until it ends, however it ends."""
+        """Move the worker's events into the job's log until it ends, however it ends.
+
+        Nothing may end this thread before the job has ended: an error here (a full disk while writing the
+        summary of a dead worker, say) ends the job as failed with the reason, and the job's slot is freed.
+        """
         worker = job._worker
-        while True:
-            try:
-                event = worker.events.get(timeout=0.2)
-            except queue.Empty:
-                if worker.alive():
-                    continue
-                try:  # the last events may still be in the pipe after the process exits
-                    event = worker.events.get(timeout=0.5)
+        try:
+            while True:
+                try:
+                    event = worker.events.get(timeout=0.2)
                 except queue.Empty:
-                    self._worker_died(job, worker)
+                    if worker.alive():
+                        continue
+                    try:  # the last events may still be in the pipe after the process exits
+                        event = worker.events.get(timeout=0.5)
+                    except queue.Empty:
+                        self._worker_died(job, worker)
+                        break
+                job._record(event)
+                if event["type"] == "end":
                     break
-            job._record(event)
-            if event["type"] == "end":
-                break
-        self._schedule()
+        except BaseException as exc:  # noqa: BLE001 - the job must end whatever went wrong here
+            log(f"job {job.id}: following it failed: {traceback.format_exc(limit=6)}")
+            worker.terminate()
+            job._record({"type": "end", "status": "failed", "wall": time.time(),
+                         "message": f"the server could not follow this job ({_describe(exc)})"})
+        finally:
+            worker.reap()
+            self._schedule()
 
     def _worker_died(self, job: Job, worker: _Worker) -> None:
         if worker.stop_event.is_set():
@@ -409,7 +463,11 @@ class JobManager:
         end = {"type": "end", "status": status, "message": message, "run_dir": job.run_dir, "wall": time.time()}
         if job.run_dir:
             from core.runs import RunWriter  # the worker could not write its own summary
-            RunWriter.write_summary(job.run_dir, end)
+
+            try:
+                RunWriter.write_summary(job.run_dir, end)
+            except OSError as exc:  # a full disk, say: the job still ends, in memory, with the reason
+                end["message"] += f" (its summary could not be written: {exc.strerror or exc})"
         job._record(end)
 
 

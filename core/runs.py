@@ -35,12 +35,24 @@ class RunError(RuntimeError):
     """A run directory is missing or damaged."""
 
 
+class RunWriteError(OSError):
+    """A run file could not be written (a full disk, a file-size limit, a read-only folder)."""
+
+
+def _cannot_write(path: Path, exc: BaseException) -> RunWriteError:
+    # torch.save says only "enforce fail at inline_container.cc"; an OSError says why (No space left, ...)
+    reason = getattr(exc, "strerror", None) or "it could not be written whole"
+    return RunWriteError(f"{path.name} could not be written in {path.parent} ({reason}): is the disk full?")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -56,9 +68,14 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a short write as a RuntimeError
+        raise _cannot_write(path, exc) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+RUNNING = ".running"  # in a run folder while a process writes it: {"pid": ...}; gone once its summary is written
 
 
 class RunWriter:
@@ -70,12 +87,18 @@ class RunWriter:
         dataset = config.dataset.split(":")[0]
         self.path = self.root / (name or f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset}-{secrets.token_hex(2)}")
         self.path.mkdir()
+        atomic_write_json(self.path / RUNNING, {"pid": os.getpid(), "started": time.time()})
         atomic_write_json(self.path / "config.json", config.to_dict())
-        self._metrics = open(self.path / "metrics.jsonl", "a", encoding="utf-8")
+        # private like the run's other files (mkstemp makes those 600)
+        fd = os.open(self.path / "metrics.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._metrics = os.fdopen(fd, "a", encoding="utf-8")
 
     def event(self, event: dict) -> None:
-        self._metrics.write(json.dumps(event) + "\n")
-        self._metrics.flush()
+        try:
+            self._metrics.write(json.dumps(event) + "\n")
+            self._metrics.flush()
+        except OSError as exc:
+            raise _cannot_write(self.path / "metrics.jsonl", exc) from None
 
     def checkpoint(self, model: Net, epoch: int, probs: torch.Tensor | None = None) -> None:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -86,18 +109,62 @@ class RunWriter:
 
     def summary(self, summary: dict) -> None:
         atomic_write_json(self.path / "summary.json", summary)
+        (self.path / RUNNING).unlink(missing_ok=True)
 
     @staticmethod
     def write_summary(run_dir: str | os.PathLike, summary: dict) -> None:
         """For a run whose worker died before it could write its own summary."""
         path = Path(run_dir)
         if path.is_dir() and not (path / "summary.json").exists():
-            atomic_write_json(path / "summary.json", summary)
             with open(path / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(summary) + "\n")
+            atomic_write_json(path / "summary.json", summary)
+        (path / RUNNING).unlink(missing_ok=True)
 
     def close(self) -> None:
-        self._metrics.close()
+        try:
+            self._metrics.close()
+        except OSError:
+            pass  # what could not be written has been reported already
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def mark_interrupted(root: str | os.PathLike = DEFAULT_ROOT) -> list[str]:
+    """Close the runs that ended without their own end event (their process killed, the machine stopped,
+    the disk full): each gets a summary saying `interrupted`, and keeps its history and last checkpoint.
+    A run whose process still runs is left alone. Returns the names of the runs it closed."""
+    closed = []
+    root = Path(root)
+    if not root.is_dir():
+        return closed
+    for path in root.iterdir():
+        if not path.is_dir() or path.name.startswith(".") or (path / "summary.json").exists():
+            continue
+        try:
+            marker = json.loads((path / RUNNING).read_text())
+        except (OSError, ValueError):
+            marker = {}
+        if not (path / "config.json").exists() or (isinstance(marker, dict) and _alive(marker.get("pid"))):
+            continue
+        try:
+            RunWriter.write_summary(path, {"type": "end", "status": "interrupted", "wall": time.time(),
+                                           "message": "the run ended without finishing (its process was "
+                                                      "killed, or the machine or disk stopped it)"})
+            closed.append(path.name)
+        except OSError:
+            pass  # a read-only or full disk: it stays "running or interrupted" until it can be written
+    return closed
 
 
 # -- reading -----------------------------------------------------------------
@@ -121,20 +188,60 @@ class RunInfo:
         return self.summary["status"] if self.summary else "running or interrupted"
 
     def epochs(self) -> list[dict]:
-        return [e for e in self.events if e.get("type") == "epoch"]
+        """The epoch results that are whole: numbers where numbers belong, one entry per class."""
+        classes = self.num_classes()
+        return [e for e in self.events if e.get("type") == "epoch" and valid_epoch(e, classes)]
 
     def losses(self) -> list[dict]:
-        return [e for e in self.events if e.get("type") == "loss"]
+        return [e for e in self.events if e.get("type") == "loss" and _number(e.get("running_loss"))
+                and _number(e.get("images_seen"))]
+
+    def num_classes(self) -> int | None:
+        classes = self.start().get("classes")
+        return len(classes) if isinstance(classes, list) and classes else None
+
+    def damaged_events(self) -> int:
+        """How many epoch or loss events of metrics.jsonl were left out as damaged."""
+        kinds = [e for e in self.events if e.get("type") in ("epoch", "loss")]
+        return len(kinds) - len(self.epochs()) - len(self.losses())
 
     def start(self) -> dict:
         return next((e for e in self.events if e.get("type") == "start"), {})
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _counts(value: object, n: int | None) -> bool:
+    return (isinstance(value, list) and (n is None or len(value) == n)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
+
+
+def valid_epoch(event: dict, classes: int | None) -> bool:
+    """An epoch event a page can draw: its accuracy a fraction, its per-class lists and confusion matrix
+    of one entry per class (runs written before some of these existed lack them: that is allowed)."""
+    if not isinstance(event.get("epoch"), int) or not _number(event.get("test_accuracy")):
+        return False
+    if not 0 <= event["test_accuracy"] <= 1:
+        return False
+    n = classes
+    for name in ("per_class_correct", "per_class_total"):
+        if name in event and not _counts(event[name], n):
+            return False
+    if "confusion" in event:
+        rows = event["confusion"]
+        square = isinstance(rows, list) and all(_counts(r, len(rows)) for r in rows)
+        if not square or (n is not None and len(rows) != n):
+            return False
+    return True
 
 
 def read_events(path: Path) -> list[dict]:
     """Events from metrics.jsonl; a torn last line (a crash mid-write) is skipped."""
     events = []
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:  # random bytes become unreadable lines
             for line in f:
                 try:
                     event = json.loads(line)
@@ -189,14 +296,34 @@ def delete_run(path: str | os.PathLike, root: str | os.PathLike = DEFAULT_ROOT) 
     shutil.rmtree(path)
 
 
+MAX_CHECKPOINT_BYTES = 200 * 1024 * 1024  # widths 1024/1024 at 64x64 pixels: about 110 MB
+MODEL_BOUNDS = dict(in_channels=(1, 3), image_size=(16, 64), num_classes=(2, 1000), conv_width=(1, 1024),
+                    conv2_width=(1, 1024))
+
+
+def model_args(values: object) -> ModelArgs:
+    """A checkpoint's model arguments, checked against what this app ever trains before anything is built
+    from them (a checkpoint that says 5,000,000 classes would otherwise take gigabytes first)."""
+    if not isinstance(values, dict) or set(values) != set(MODEL_BOUNDS):
+        raise ValueError(f"its model arguments are not {', '.join(MODEL_BOUNDS)}")
+    for name, (low, high) in MODEL_BOUNDS.items():
+        value = values[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValueError(f"{name}={value!r} is outside {low}..{high}")
+    return ModelArgs(**values)
+
+
 def load_model(run_path: str | os.PathLike, device: str = "cpu") -> Net:
     """Rebuild the network from a run's checkpoint (weights only: no code is unpickled)."""
     path = Path(run_path) / "checkpoint.pt"
     if not path.exists():
         raise RunError(f"{Path(run_path).name} has no checkpoint yet (one is saved at each epoch end)")
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise RunError(f"the checkpoint of {Path(run_path).name} is {path.stat().st_size / 1e6:.0f} MB, more than a "
+                       f"network of this app can be ({MAX_CHECKPOINT_BYTES / 1e6:.0f} MB)")
     try:
         blob = torch.load(path, map_location=device, weights_only=True)
-        model = Net(ModelArgs(**blob["model_args"]))
+        model = Net(model_args(blob["model_args"]))  # bounded before a single weight is allocated
         model.load_state_dict(blob["state_dict"])
     except Exception as exc:  # noqa: BLE001 - any damage becomes one message
         raise RunError(f"the checkpoint of {Path(run_path).name} is damaged ({exc})") from None
@@ -208,8 +335,13 @@ def load_predictions(run_path: str | os.PathLike) -> dict | None:
     path = Path(run_path) / "predictions.pt"
     if not path.exists():
         return None
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise RunError(f"the predictions of {Path(run_path).name} are too large to be this app's")
     try:
         blob = torch.load(path, weights_only=True)
-        return {"epoch": int(blob["epoch"]), "probs": blob["probs"].float()}
+        probs = blob["probs"]
+        if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or not probs.is_floating_point():
+            raise ValueError("they are not a table of class probabilities")
+        return {"epoch": int(blob["epoch"]), "probs": probs.float()}
     except Exception as exc:  # noqa: BLE001
         raise RunError(f"the predictions of {Path(run_path).name} are damaged ({exc})") from None

@@ -26,10 +26,12 @@ import torch.optim as optim
 from core.config import TrainConfig
 from core.data import Dataset, Normalizer, Progress, load_dataset, shuffled_batches
 from core.evaluate import infer, summarize
+from core.memory import check_fits
 from core.model import ModelArgs, Net, count_parameters
 from core.runs import DEFAULT_ROOT, RunWriter
 
 TUTORIAL_ACCURACY = 0.54  # what the tutorial's own loop reaches after 2 epochs
+STOP_MESSAGE = "stopped by the user"  # a dashboard worker whose server went away says so instead
 TRAIN_SAMPLE = 2000  # training images measured at each epoch end: train accuracy beside test accuracy
 
 
@@ -389,7 +391,7 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                     yield dict(type="resumed", step=step)
                     clock = time.perf_counter()
                 if control.stopped:
-                    status, message = "stopped", "stopped by the user"
+                    status, message = "stopped", STOP_MESSAGE
                     break
 
             loss = step_fn(images, labels)
@@ -500,8 +502,11 @@ def run_training(config: TrainConfig, control: Control | None = None, progress: 
 
     A crash is recorded in the run directory as `failed` and then raised to the caller.
     """
-    resolve_device(config.device)  # a missing device is bad input: fail before any work
+    device = resolve_device(config.device)  # a missing device is bad input: fail before any work
     dataset = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir, progress)
+    check_fits(config, str(device), channels=dataset.channels, image_size=dataset.image_size,
+               num_classes=dataset.num_classes, num_train=len(dataset.train_labels),
+               num_test=len(dataset.test_labels))  # before the first step, and before a run folder
     writer = RunWriter(runs_root, config)
     try:
         for event in train(config, dataset, control, on_epoch_end=writer.checkpoint):
@@ -513,8 +518,11 @@ def run_training(config: TrainConfig, control: Control | None = None, progress: 
     except BaseException as exc:
         failed = dict(type="end", status="failed", message=f"{type(exc).__name__}: {exc}",
                       run_dir=str(writer.path), wall=time.time())
-        writer.event(failed)
-        writer.summary(failed)
+        try:
+            writer.event(failed)
+            writer.summary(failed)
+        except OSError:
+            pass  # a full disk: the run is marked interrupted when it can be written again
         raise
     finally:
         writer.close()

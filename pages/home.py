@@ -8,6 +8,7 @@ st.title("Train a CNN live: the PyTorch CIFAR-10 tutorial")
 st.markdown(
     """
 This dashboard runs the network of PyTorch's *Training a classifier* tutorial while you watch.
+New to it, or teaching it? The **Lessons** page walks the tutorial step by step, each step a link.
 
 1. **Train**: choose the data, the learning rate, momentum, batch size and the width of the
    convolutions, then click **Train**. The running loss is drawn live while the network learns.
@@ -17,8 +18,11 @@ This dashboard runs the network of PyTorch's *Training a classifier* tutorial wh
 4. **Data**: the images, their classes, and what normalization does to them.
 5. **Speed**: CPU against GPU, widening the network until the GPU pulls ahead.
 
-No network? Choose **Shapes (offline)** as the dataset: it is generated on this machine.
+No internet? The app starts on **Shapes (offline)**: ten kinds of drawn shapes, made on this machine.
 """
 )
-if st.button("Start on the Train page", type="primary"):
+left, right, _ = st.columns([1, 1, 2])
+if left.button("Start the lessons", type="primary", use_container_width=True):
+    st.switch_page("pages/lessons.py")
+if right.button("Go to the Train page", use_container_width=True):
     st.switch_page("pages/train.py")

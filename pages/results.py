@@ -25,8 +25,9 @@ if data is None or pred is None:
         st.info("This run has no predictions yet: they are saved at the end of each epoch.")
     st.stop()
 probs, labels, classes = pred["probs"], data.test_labels, data.classes
-if len(probs) != len(labels):
-    st.error("This run's predictions do not match the dataset on disk (was the image folder changed?).")
+if probs.shape != (len(labels), len(classes)):
+    st.error(f"This run's predictions ({probs.shape[0]:,} images x {probs.shape[1]} classes) do not match the "
+             f"dataset on disk ({len(labels):,} x {len(classes)}): was the image folder changed?")
     st.stop()
 predicted = probs.argmax(1)
 # the accuracy the run measured itself (its chart and the run list say the same); the stored probabilities
@@ -56,7 +57,7 @@ else:
 
 # -- per-class accuracy --------------------------------------------------------------------------------
 st.header("Per-class accuracy")
-epochs = [e for e in run.epochs() if "per_class_correct" in e]
+epochs = [e for e in run.epochs() if len(e.get("per_class_correct", [])) == len(e.get("confusion", [])) == len(classes)]
 if epochs:
     e1, e2 = st.columns([3, 1])
     epoch = (e1.slider("Epoch", 1, len(epochs), len(epochs), key="results_epoch",

@@ -12,7 +12,8 @@ from core.data import DATASET_LABELS, DatasetError, check_folder, default_datase
 from core.figures import accuracy_figure, loss_ranges, running_loss_figure
 from core.jobs import get_manager
 from core.links import KNOBS, LOCK, OTHER_PARAMS, PARAMS, PRESET_CHOICES, link_query, parse_link
-from core.train import TUTORIAL_ACCURACY, available_devices
+from core.memory import check_fits, dataset_shape
+from core.train import TUTORIAL_ACCURACY, available_devices, resolve_device
 from ui.app import require_app
 from ui.common import current_job, data_dir, describe, job_active, presenting
 from ui.live_chart import live_plotly_chart
@@ -187,6 +188,18 @@ def controls() -> TrainConfig | None:
         return None
 
 
+def fits(config: TrainConfig | None) -> TrainConfig | None:
+    """The config, or None (with the estimate shown) when its run would not fit in this machine's memory."""
+    if config is None:
+        return None
+    try:
+        check_fits(config, str(resolve_device(config.device)), **dataset_shape(config.dataset))
+    except ConfigError as exc:
+        st.error(f"These settings cannot train here: {exc}.")
+        return None
+    return config
+
+
 def share_box(config: TrainConfig | None) -> None:
     """The link to these settings, with the controls a class should not change locked."""
     with st.expander("🔗 Share these settings"):
@@ -244,7 +257,7 @@ def confirm_second_job(job) -> None:
 def notices(snap) -> None:
     if snap.status == "failed":
         st.error(f"Training failed: {snap.message}")
-        if "shapes" in snap.message:
+        if "shapes" in snap.message.lower() and snap.config.dataset != "shapes":
             st.button("Use Shapes (offline) instead", on_click=use_shapes)
     elif snap.status == "diverged":
         st.error(f"The loss diverged: {snap.message}")
@@ -412,7 +425,7 @@ with st.expander(folded, expanded=False) if job is not None else st.container():
     if locked:
         st.caption("🔒 " + ", ".join(LABELS[n] for n in PARAMS if n in locked) + ": set by the lesson. "
                    + ("The other controls are yours to change." if set(PARAMS) - set(locked) else ""))
-    config = controls()
+    config = fits(controls())
     if config is not None and not presenting():
         st.caption("The same run from a terminal:")
         st.code(command_line(config), language="bash")

@@ -11,6 +11,15 @@ CIFAR_ARCHIVE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 from core.data import make_shapes  # noqa: E402
 
 
+@pytest.fixture
+def shapes_dir(tmp_path):
+    """A data folder with the Shapes set cached in it, as the dashboard would have it after a first use."""
+    from core.data import load_dataset
+
+    load_dataset("shapes", tmp_path / "data")
+    return str(tmp_path / "data")
+
+
 @pytest.fixture(scope="session")
 def small_shapes():
     """A small offline dataset: 2000 training and 500 test images of 10 shapes."""

@@ -5,14 +5,26 @@ process itself is what would go wrong.
 """
 
 import io
+import json
+import os
 import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from core.data import DatasetError, load_dataset
-from tests.conftest import write_image_folder
+from core.jobs import JobManager
+from core.train import run_training
+from tests.conftest import ROOT, write_image_folder
 from tests.test_cli import cli
+from tests.test_jobs import cfg, wait_for
 
 
 def flipped_png(seed: int) -> bytes:
@@ -43,3 +55,269 @@ def test_a_huge_image_is_refused_before_it_is_decoded(tmp_path):
     Image.new("RGB", (5000, 5000), (10, 20, 30)).save(folder / "test" / "dogs" / "huge.png")  # ~75 MB decoded
     with pytest.raises(DatasetError, match=r"huge.png is 5000x5000 pixels"):
         load_dataset(f"folder:{folder}", tmp_path / "data")
+
+
+# -- processes that die, servers that go, disks that fill ---------------------------------------------------
+
+def children(pid: int) -> list[int]:
+    """Live (not zombie) child processes of `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def zombies(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] == "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_dead_worker_whose_run_cannot_be_written_still_ends_its_job_and_frees_its_slot(tmp_path, shapes_dir):
+    """Pause a job, break its run folder (as a full disk would: the summary cannot be written), kill -9 its
+    worker: the job used to stay "paused" forever, Stop did nothing, and the only slot stayed taken."""
+    m = JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="process", keep_spare=False)
+    try:
+        job = m.start(cfg(shapes_dir, epochs=200, batch_size=4))
+        wait_for(lambda: job.status == "running" and job.run_dir is not None and job.snapshot().losses)
+        job.pause()
+        wait_for(lambda: any(e["type"] == "paused" for e in job.events))
+        metrics = Path(job.run_dir) / "metrics.jsonl"
+        metrics.unlink()
+        metrics.mkdir()  # writing the dead worker's end there now fails, as on a full disk
+        os.kill(job._worker.handle.pid, signal.SIGKILL)
+        wait_for(lambda: job.status == "failed", timeout=10)
+        assert "killed by signal 9" in job.message and "could not be written" in job.message
+        job.stop()  # does nothing harmful on an ended job
+        after = m.start(cfg(shapes_dir, max_steps=5))  # the slot is free
+        wait_for(lambda: after.status == "finished")
+        wait_for(lambda: not zombies(os.getpid()), timeout=10)  # ended workers are reaped, not left as zombies
+    finally:
+        m.shutdown()
+
+
+SERVER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from core.config import TrainConfig
+from core.jobs import JobManager
+m = JobManager(max_running=1, runs_root={runs!r}, worker="process", keep_spare=True)
+m.start(TrainConfig(dataset="shapes", data_dir={data!r}, epochs=200, batch_size=4))
+time.sleep(600)
+"""
+
+
+def test_killing_the_server_ends_its_workers_and_closes_their_runs(tmp_path, shapes_dir):
+    """kill -9 of the process that holds the jobs used to leave its training worker (and a spare) running on,
+    orphaned, for good."""
+    from core.runs import list_runs
+
+    runs = tmp_path / "runs"
+    script = SERVER.format(root=str(ROOT), runs=str(runs), data=shapes_dir)
+    server = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    try:
+        wait_for(lambda: any(r.events for r in list_runs(runs, with_events=True)), timeout=90)
+        workers = children(server.pid)
+        assert workers, "no worker process found"
+        server.kill()
+        server.wait(10)
+        killed = time.monotonic()
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() and pid in children(1) + children(server.pid)
+                                 for pid in workers), timeout=10)
+        assert time.monotonic() - killed < 10
+    finally:
+        if server.poll() is None:
+            server.kill()
+    (run,) = list_runs(runs)
+    # the worker stopped its run and wrote why; where it could not, the next server start marks it
+    assert run.status in ("stopped", "interrupted"), run.status
+
+
+def test_a_run_left_without_its_end_is_marked_interrupted_at_the_next_start(tmp_path, shapes_dir):
+    from core.runs import RUNNING, list_runs, load_run, mark_interrupted
+
+    config = cfg(shapes_dir)
+    events = list(run_training(config, runs_root=tmp_path / "runs", dataset=load_dataset("shapes", shapes_dir)))
+    done = Path(events[-1]["run_dir"])
+    killed = tmp_path / "runs" / "20260101-000000-shapes-dead"
+    shutil.copytree(done, killed)
+    (killed / "summary.json").unlink()  # as if its process died mid-run
+    (killed / RUNNING).write_text(json.dumps({"pid": 2**22 + 7}))  # a process that no longer exists
+    alive = tmp_path / "runs" / "20260101-000001-shapes-live"
+    shutil.copytree(done, alive)
+    (alive / "summary.json").unlink()
+    (alive / RUNNING).write_text(json.dumps({"pid": os.getpid()}))  # still being written
+    JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="thread").shutdown()  # a server starts
+    assert load_run(killed).status == "interrupted" and load_run(killed).epochs()  # history kept
+    assert load_run(alive).status == "running or interrupted" and load_run(done).status == "finished"
+    assert mark_interrupted(tmp_path / "runs") == []  # once
+    assert {r.status for r in list_runs(tmp_path / "runs")} == {"finished", "interrupted", "running or interrupted"}
+
+
+def test_a_full_disk_ends_the_command_line_with_one_line(tmp_path, shapes_dir):
+    """RLIMIT_FSIZE: every write past 100 KB fails (EFBIG), as on a disk with no room left."""
+    import resource
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "core.train", "--dataset", "shapes", "--data-dir", shapes_dir,
+                        "--runs-dir", str(tmp_path / "runs"), "--epochs", "3", "--batch-size", "16"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT, env=env, preexec_fn=small_disk)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.strip().splitlines()[-1].startswith("error:")
+    assert "the run could not be saved" in r.stderr and "is the disk full?" in r.stderr
+    assert "inline_container" not in r.stderr  # not torch's words
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_stop_the_command_line_like_ctrl_c(tmp_path, shapes_dir, sig):
+    from core.runs import list_runs
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "core.train", "--dataset", "shapes", "--data-dir", shapes_dir,
+                             "--runs-dir", str(tmp_path / "runs"), "--epochs", "100", "--batch-size", "4"],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "step" in line:  # training has begun
+            break
+    proc.send_signal(sig)
+    rest = proc.stderr.read()
+    assert proc.wait(30) == 4, rest
+    (run,) = list_runs(tmp_path / "runs")
+    assert run.status == "stopped" and "Traceback" not in rest
+
+
+def test_a_config_that_cannot_fit_in_memory_is_refused_before_its_first_step(tmp_path, shapes_dir):
+    r = cli(tmp_path, "--dataset", "shapes", "--width", "1024", "--conv2-width", "1024", "--batch-size", "4096")
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()[-1:]) == 1 and "GB" in r.stderr and "free" in r.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run was started
+
+
+def test_bad_environment_values_fall_back_to_the_default_with_one_line(tmp_path, monkeypatch, capsys):
+    for value in ("abc", "0", "-3", "9999"):
+        monkeypatch.setenv("CNN_DASHBOARD_MAX_JOBS", value)
+        m = JobManager(runs_root=str(tmp_path / "runs"), worker="thread")
+        assert m.max_running == max(1, (os.cpu_count() or 2) // 2)
+        m.shutdown()
+        assert f"CNN_DASHBOARD_MAX_JOBS={value!r} is not a whole number" in capsys.readouterr().err
+    monkeypatch.setenv("CNN_DASHBOARD_MAX_JOBS", "3")
+    assert JobManager(runs_root=str(tmp_path / "runs"), worker="thread").max_running == 3
+
+
+# -- damaged run folders and hostile checkpoints ------------------------------------------------------------
+
+@pytest.fixture
+def finished(tmp_path, shapes_dir):
+    config = cfg(shapes_dir, epochs=2)
+    events = list(run_training(config, runs_root=tmp_path / "runs", dataset=load_dataset("shapes", shapes_dir)))
+    return Path(events[-1]["run_dir"])
+
+
+def damage(run: Path, how: str) -> None:
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    if how == "random bytes":
+        metrics.write_bytes(metrics.read_bytes()[:200] + bytes(random.Random(0).randrange(256) for _ in range(3000)))
+    elif how in ("wrong types", "short per-class lists"):
+        out = []
+        for line in lines:
+            event = json.loads(line)
+            if event["type"] == "epoch":
+                if how == "wrong types":
+                    event.update(test_accuracy="high", epoch="two", confusion="none")
+                else:
+                    event.update(per_class_correct=[1, 2], per_class_total=[3])
+            out.append(json.dumps(event))
+        metrics.write_text("\n".join(out) + "\n")
+    elif how == "predictions with 50 columns":
+        torch.save({"epoch": 2, "probs": torch.rand(2000, 50).half()}, run / "predictions.pt")
+    elif how == "a checkpoint of 5,000,000 classes":
+        blob = torch.load(run / "checkpoint.pt", weights_only=True)
+        blob["model_args"]["num_classes"] = 5_000_000
+        torch.save(blob, run / "checkpoint.pt")
+
+
+DAMAGE = ["random bytes", "wrong types", "short per-class lists", "predictions with 50 columns",
+          "a checkpoint of 5,000,000 classes"]
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+@pytest.mark.parametrize("name", ["results", "network"])
+def test_every_page_renders_a_damaged_run_with_a_line_not_a_traceback(tmp_path, shapes_dir, finished, monkeypatch,
+                                                                      how, name):
+    from streamlit.testing.v1 import AppTest
+
+    import core.jobs
+
+    damage(finished, how)
+    monkeypatch.setenv("CNN_DASHBOARD_DATA", shapes_dir)
+    manager = JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="thread")
+    monkeypatch.setattr(core.jobs, "_manager", manager)
+    try:
+        at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=60).run()
+    finally:
+        manager.shutdown()
+    assert not at.exception, at.exception
+    said = " ".join(m.value for m in (*at.error, *at.warning, *at.info))
+    if how in ("predictions with 50 columns",) and name == "results":
+        assert "do not match" in said
+    if how == "a checkpoint of 5,000,000 classes" and name == "network":
+        assert "num_classes=5000000 is outside" in said
+    if how == "random bytes":
+        assert at.title  # the page is there, drawn from what could be read
+
+
+def test_a_checkpoint_with_absurd_model_arguments_is_refused_before_anything_is_built(finished):
+    import resource
+
+    from core.runs import RunError, load_model
+
+    damage(finished, "a checkpoint of 5,000,000 classes")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(RunError, match="num_classes=5000000 is outside 2..1000"):
+        load_model(finished)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: no gigabytes first
+
+
+def test_run_files_are_private(finished):
+    for path in finished.iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_an_unreadable_class_folder_is_bad_input_not_a_crash(tmp_path, monkeypatch):
+    folder = write_image_folder(tmp_path / "images")
+    real = os.listdir
+
+    def denied(path="."):
+        if str(path).endswith("dogs"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "listdir", denied)  # as a folder of another user's, which root cannot be shown
+    with pytest.raises(DatasetError, match="dogs cannot be read"):
+        load_dataset(f"folder:{folder}", tmp_path / "data")
+
+
+def test_stale_live_files_of_a_stopped_server_are_removed(tmp_path):
+    from ui.live_feed import KEEP_SECONDS, _remove_stale
+
+    old, fresh = tmp_path / "old.json", tmp_path / "fresh.json"
+    old.write_text("{}")
+    fresh.write_text("{}")
+    os.utime(old, (time.time() - 3 * KEEP_SECONDS,) * 2)
+    _remove_stale(tmp_path)
+    assert not old.exists() and fresh.exists()

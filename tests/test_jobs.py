@@ -17,14 +17,6 @@ def wait_for(predicate, timeout=60.0):
     raise AssertionError("timed out waiting")
 
 
-@pytest.fixture
-def shapes_dir(tmp_path):
-    from core.data import load_dataset
-
-    load_dataset("shapes", tmp_path / "data")  # cached once, as the dashboard would have it
-    return str(tmp_path / "data")
-
-
 def cfg(data_dir, **kw):
     base = dict(dataset="shapes", data_dir=data_dir, epochs=1, batch_size=64, lr=0.01, log_interval=5)
     return TrainConfig(**{**base, **kw})

@@ -10,7 +10,9 @@ the load through dashboard.py.
 
 from __future__ import annotations
 
+import sys
 import threading
+import traceback
 from pathlib import Path
 
 import streamlit as st
@@ -32,10 +34,16 @@ def app_pages() -> list:
 
 
 def run_page(page) -> None:
-    """Run the chosen page as dashboard.py's own (see require_app)."""
+    """Run the chosen page as dashboard.py's own (see require_app). Whatever goes wrong in it, the browser
+    shows one short line, never a traceback with the server's paths; the server's log has the details."""
     _entry.on = True
     try:
         page.run()
+    except Exception as exc:  # noqa: BLE001 - st.rerun and st.stop are not Exceptions and pass through
+        print(f"cnn-dashboard: the {page.title} page failed:\n{traceback.format_exc()}", file=sys.stderr,
+              flush=True)
+        st.error(f"This page could not be drawn ({type(exc).__name__}). The server's log has the details; "
+                 "another run, or a reload, may work.")
     finally:
         _entry.on = False
 

@@ -19,9 +19,11 @@ STATUS_WORDS = {
     "stopped": "stopped",
     "diverged": "diverged",
     "failed": "failed",
+    "interrupted": "interrupted",
 }
 STATUS_ICONS = {"waiting": "⏳", "starting": "🚀", "running": "🏃", "paused": "⏸️", "finished": "✅",
-                "stopped": "⏹️", "diverged": "💥", "failed": "❌"}
+                "stopped": "⏹️", "diverged": "💥", "failed": "❌",
+                "interrupted": "⚠️"}
 
 
 def runs_root() -> str:
@@ -164,6 +166,8 @@ def pick_run(key: str, label: str = "Run") -> runs_mod.RunInfo | None:
     if run.error:
         st.error(f"Run {name} cannot be shown: {run.error}. Delete it or choose another run.")
         return None
+    if damaged := run.damaged_events():
+        st.warning(f"{damaged} damaged line(s) of this run's history were left out.")
     return run
 
 

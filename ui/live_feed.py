@@ -214,8 +214,10 @@ def live_feed() -> LiveFeed | None:
         return _feed
 
 
-def _remove_stale(folder: Path, age: float = 3600.0) -> None:
-    """Files left by a server that stopped while its jobs ran (another server may share the folder)."""
+def _remove_stale(folder: Path, age: float = 2 * KEEP_SECONDS) -> None:
+    """Files left by a server that stopped while its jobs ran. A followed job's file is rewritten several
+    times a second and deleted KEEP_SECONDS after its job ends, so one older than twice that is nobody's
+    (another server from the same folder may be writing the newer ones)."""
     try:
         for path in folder.glob("*.json"):
             if time.time() - path.stat().st_mtime > age:
