@@ -139,7 +139,7 @@ def keep_freed_memory() -> bool:
     By default glibc hands big freed blocks back to the OS and takes fresh pages on the next step: at
     batch 64 on CIFAR-10 that is 170,000-800,000 page faults an epoch, 0.6-3 s of kernel time, and how
     many depends on what the process did before (the dashboard's worker got more than the CLI). With
-    fixed thresholds it is ~40,000, alike in every process (README.md, Benchmarks). Call it once, at the
+    fixed thresholds it is ~40,000, alike in every process (docs/benchmarks.md). Call it once, at the
     start of a process that trains. Returns whether it applied; a no-op off glibc, or when the user
     set glibc's MALLOC_* variables.
     """

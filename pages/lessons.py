@@ -5,7 +5,7 @@ import streamlit as st
 from core.data import default_dataset
 from core.lessons import lessons
 from ui.app import require_app
-from ui.common import data_dir
+from ui.common import app_url, data_dir
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
@@ -28,7 +28,7 @@ lesson = tour[number - 1]
 st.header(lesson.title)
 st.markdown(lesson.text)
 st.subheader("Set it up")
-base = (st.context.url or "").rstrip("/")
+base = app_url()
 for link in lesson.links:
     st.page_link(PAGES[link.page], label=f"➡️ {link.label}", query_params=link.query() or None)
     st.caption(f"or share: {base}/{link.url()}")

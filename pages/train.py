@@ -4,6 +4,8 @@ Every setting lives in the page's URL (core/links.py), so a lesson is a link: `/
 sets those knobs, and `lock=lr,momentum` holds them fixed for the class.
 """
 
+from urllib.parse import urlencode
+
 import streamlit as st
 
 import ui.live_feed as live
@@ -15,7 +17,7 @@ from core.links import KNOBS, LOCK, OTHER_PARAMS, PARAMS, PRESET_CHOICES, link_q
 from core.memory import check_fits, dataset_shape
 from core.train import TUTORIAL_ACCURACY, available_devices, resolve_device
 from ui.app import require_app
-from ui.common import current_job, data_dir, describe, job_active, presenting
+from ui.common import app_url, current_job, data_dir, describe, job_active, presenting
 from ui.live_chart import live_plotly_chart
 
 require_app()  # first: a page run without dashboard.py is run again through it
@@ -212,10 +214,7 @@ def share_box(config: TrainConfig | None) -> None:
                  and columns[i % 4].checkbox(f"Lock {LABELS[name].lower()}", value=name in current,
                                              key=f"share_lock_{name}")}
         values = {name: st.session_state.get(key(name)) for name in PARAMS}
-        base = (st.context.url or "").rstrip("/")
-        from urllib.parse import urlencode
-
-        st.code(f"{base}/train?{urlencode(link_query(values, locks), safe=',/:')}", language=None)
+        st.code(f"{app_url()}/train?{urlencode(link_query(values, locks), safe=',/:')}", language=None)
 
 
 def start(config: TrainConfig) -> bool:

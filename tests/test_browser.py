@@ -129,7 +129,7 @@ def open_page(pg, name):
 
 
 def choose(pg, label, option):
-    pg.get_by_label(label).click()
+    pg.get_by_role("combobox", name=label, exact=True).click()
     pg.get_by_role("option", name=option, exact=True).click()
 
 

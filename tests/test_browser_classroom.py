@@ -211,3 +211,41 @@ def test_every_fresh_load_shows_the_apps_own_navigation_and_the_job_section(brow
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_share_box_gives_a_link_with_the_locks_ticked_and_never_the_job(classroom, projector):
+    url, _ = classroom
+    pg = projector
+    pg.goto(f"{url}/train?dataset=shapes&lr=0.02&momentum=0.5")
+    pg.get_by_role("slider", name="Learning rate").wait_for()
+    pg.get_by_text("Share these settings").click()
+    pg.get_by_text("Lock learning rate").click()
+    pg.wait_for_function("() => [...document.querySelectorAll('code')].some(c => c.innerText.includes('lock=lr'))")
+    link = next(c for c in pg.locator("code").all_inner_texts() if "lock=lr" in c)
+    assert link.startswith(url + "/train?") and "lr=0.02" in link and "momentum=0.5" in link
+    assert "job=" not in link
+    # the link, opened elsewhere, sets the same and locks the learning rate
+    other = pg.context.new_page()
+    other.goto(link)
+    slider = other.get_by_role("slider", name="Learning rate")
+    slider.wait_for()
+    assert slider.get_attribute("aria-valuetext") == "0.02" and slider.is_disabled()
+    assert other.get_by_role("slider", name="Momentum").get_attribute("aria-valuetext") == "0.50"
+    other.close()
+
+
+def test_presentation_mode_enlarges_the_numbers_and_hides_the_terminal_command(classroom, projector):
+    url, _ = classroom
+    pg = projector
+    pg.goto(f"{url}/train?dataset=shapes")
+    pg.get_by_text("The same run from a terminal").wait_for()
+    normal = pg.get_by_role("heading", name="Train the network").evaluate("h => getComputedStyle(h).fontSize")
+    label = pg.locator("label", has_text="Learning rate").first
+    small = float(label.evaluate("l => getComputedStyle(l.querySelector('p') || l).fontSize")[:-2])
+    pg.get_by_text("Presentation mode").click()
+    pg.wait_for_function("() => location.search.includes('present=true')")
+    pg.wait_for_function("() => ![...document.querySelectorAll('p')]"
+                         ".some(p => p.innerText.includes('from a terminal'))")
+    large = float(label.evaluate("l => getComputedStyle(l.querySelector('p') || l).fontSize")[:-2])
+    assert large > small * 1.1, (small, large)
+    assert pg.get_by_role("heading", name="Train the network").evaluate("h => getComputedStyle(h).fontSize") == normal

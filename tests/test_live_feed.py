@@ -35,7 +35,7 @@ def test_the_state_holds_what_the_page_shows_as_it_changes():
     # the live chart's axes: the whole run (2 epochs of 2000 images); 0 to a half above the top loss + 10%
     assert state["ranges"]["running_loss"] == {"x": [0, 4000], "y": [0, 3.0]}
     done = live_state(snapshot(losses=16, epochs=2, status="finished"))
-    assert {m["label"]: m["value"] for m in done["metrics"]}["Test accuracy"] == "50.0%"
+    assert {m["label"]: m["value"] for m in done["metrics"]}["Test accuracy (epoch 2)"] == "50.0%"
     assert done["traces"]["test_accuracy"][0]["y"] == [0.4, 0.5] and done["phase"] == "finished"
     assert state["status_line"]["detail"] == "" and done["status_line"]["detail"] == ": epoch 1 of 2, step 64 of 64"
     json.dumps(state, allow_nan=False)  # what the browser parses: plain JSON

@@ -26,6 +26,18 @@ STATUS_ICONS = {"waiting": "⏳", "starting": "🚀", "running": "🏃", "paused
                 "interrupted": "⚠️"}
 
 
+PAGE_PATHS = ("lessons", "train", "results", "network", "data", "speed")
+
+
+def app_url() -> str:
+    """The app's address as the browser reached it, without a page's path or the query: links start here."""
+    base = (st.context.url or "").split("?")[0].rstrip("/")
+    for name in PAGE_PATHS:
+        if base.endswith("/" + name):
+            return base[: -len(name) - 1]
+    return base
+
+
 def runs_root() -> str:
     return get_manager().runs_root
 

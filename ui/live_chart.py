@@ -7,7 +7,7 @@ Plotly.js each new figure: new points on the same traces are appended (Plotly.ex
 else is redrawn in place (Plotly.react). Measured in headless Chromium on 2 cores, a growing line
 redrawn twice a second: 17% of a core against 33% for `st.plotly_chart`. With fixed axes (the live
 loss chart) a growing line skips Plotly altogether: the component rewrites the line's SVG path and
-places its markers, which halved the browser's CPU again (README, Benchmarks).
+places its markers, which halved the browser's CPU again (docs/benchmarks.md).
 
 Plotly.js is the copy that ships with the plotly Python package, served from the app's static folder.
 Where that is not possible (static serving off, a read-only app folder) the chart falls back to

@@ -4,7 +4,7 @@ While a job trains, a server thread rewrites `static/live/<job token>.json` (its
 metrics and chart traces) a few times a second, and the Train page's live elements fetch that file
 twice a second and update themselves in place. A Streamlit fragment on a timer did the same job, but
 each of its runs cost the browser about 80 ms of CPU here: three of them on the Train page took about
-a third of a core from training on a 2-core machine (measured; see the README). The page reruns only
+a third of a core from training on a 2-core machine (measured; see docs/benchmarks.md). The page reruns only
 when the job's status changes (running, paused, finished, ...), which a live element asks for.
 
 The file is named by the job's unguessable token, like the page URL that follows the job, and is
