@@ -99,7 +99,7 @@ def running_loss_figure(losses: Sequence[dict], x: str = "images_seen", title: s
                         name: str = "running loss", total_images: int | None = None) -> go.Figure:
     """The running loss against images seen; with total_images, on the fixed axes of `loss_ranges`."""
     x_title = {"images_seen": "images seen", "step": "step", "train_seconds": "seconds"}.get(x, x)
-    xaxis, yaxis = {"title": {"text": x_title}}, {"title": {"text": "running loss (cross-entropy)"}}
+    xaxis, yaxis = {"title": {"text": x_title}}, {"title": {"text": "cross-entropy"}}
     if total_images:
         ranges = loss_ranges(losses, total_images)
         xaxis["range"], yaxis["range"] = ranges["x"], ranges["y"]

@@ -6,7 +6,7 @@ import torch
 from core.data import DATASET_NAMES, Normalizer
 from core.figures import class_count_figure, image_grid, pixel_histogram_figure
 from ui.app import require_app
-from ui.common import dataset_for, from_link, remember, save_widgets
+from ui.common import dataset_for, from_link, keep_in_link, remember, save_widgets
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
@@ -28,6 +28,7 @@ from_link("dataset", "data_dataset", dataset_label)
 choice = st.selectbox("Dataset", list(DATASETS), key="data_dataset")
 save_widgets(["data_dataset"])
 name = DATASETS[choice]
+keep_in_link("dataset", "data_dataset", name)  # a link to this page shows this dataset
 if name == "folder":
     remember(["data_folder"])  # only in runs that draw it (see the Train page)
     folder = st.text_input("Folder path", key="data_folder")

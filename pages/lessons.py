@@ -5,7 +5,7 @@ import streamlit as st
 from core.data import default_dataset
 from core.lessons import lessons
 from ui.app import require_app
-from ui.common import app_url, data_dir
+from ui.common import app_url, data_dir, from_link, keep_in_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
@@ -18,11 +18,18 @@ if why:
     st.info(f"These lessons use the offline Shapes set here: {why.split(', so')[0]}.")
 tour = lessons(dataset)
 titles = [lesson.title for lesson in tour]
+
+
+def lesson_number(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= len(tour):
+        raise ValueError(f"the lessons are numbered 1 to {len(tour)}")
+    return int(text)
+
+
+from_link("lesson", "lesson", lesson_number)  # ?lesson=4 opens the fourth
 st.session_state.setdefault("lesson", 1)
-if not 1 <= st.session_state.lesson <= len(tour):
-    st.session_state.lesson = 1
-number = st.selectbox("Lesson", range(1, len(tour) + 1), key="lesson", format_func=lambda n: titles[n - 1],
-                      bind="query-params")
+number = st.selectbox("Lesson", range(1, len(tour) + 1), key="lesson", format_func=lambda n: titles[n - 1])
+keep_in_link("lesson", "lesson", str(number))  # the lesson is in the URL: a class can be sent to it
 lesson = tour[number - 1]
 
 st.header(lesson.title)

@@ -7,7 +7,16 @@ from core.data import Normalizer
 from core.figures import feature_map_images, filter_images, image_grid
 from core.model import ModelArgs, layer_table
 from ui.app import require_app
-from ui.common import dataset_for, follow_running, from_link, model_for, pick_run, remember, save_widgets
+from ui.common import (
+    dataset_for,
+    follow_running,
+    from_link,
+    keep_in_link,
+    model_for,
+    pick_run,
+    remember,
+    save_widgets,
+)
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
@@ -21,15 +30,15 @@ KEYS = ["network_conv_width", "network_conv2_width", "network_input"]
 remember(KEYS)
 
 
-def width(text: str) -> int:
+def parse_width(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 256:
         raise ValueError("a width is a whole number from 1 to 256")
     return value
 
 
-from_link("conv_width", "network_conv_width", width)
-from_link("conv2_width", "network_conv2_width", width)
+from_link("conv_width", "network_conv_width", parse_width)
+from_link("conv2_width", "network_conv2_width", parse_width)
 st.session_state.setdefault("network_conv_width", st.session_state.get("train_conv_width", 6))
 st.session_state.setdefault("network_conv2_width", st.session_state.get("train_conv2_width", 16))
 c1, c2, c3 = st.columns(3)
@@ -37,6 +46,8 @@ width = c1.slider("Conv width", 1, 256, key="network_conv_width", help="Output c
 width2 = c2.slider("Conv2 width", 1, 256, key="network_conv2_width", help="Output channels of conv2.")
 channels, size = INPUTS[c3.selectbox("Input", list(INPUTS), key="network_input")]
 save_widgets(KEYS)
+keep_in_link("conv_width", "network_conv_width", str(width))  # a link to this page shows these widths
+keep_in_link("conv2_width", "network_conv2_width", str(width2))
 args = ModelArgs(in_channels=channels, image_size=size, num_classes=10, conv_width=width, conv2_width=width2)
 
 rows = layer_table(args)

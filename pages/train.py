@@ -317,7 +317,10 @@ def sized(fig):
     text in presentation mode."""
     fig.update_layout(height=CHART_HEIGHT, margin=dict(t=50, b=45))
     if presenting():
-        fig.update_layout(font=dict(size=21))
+        big = dict(tickfont=dict(size=20), title_font=dict(size=21))
+        fig.update_layout(font=dict(size=20), title_font=dict(size=23), legend_font=dict(size=19))
+        fig.update_xaxes(**big)
+        fig.update_yaxes(**big)
     return fig
 
 
@@ -408,7 +411,8 @@ def summary_line() -> str:
 
 job = current_job()
 apply_link()
-st.title("Train the network")
+if not (presenting() and job is not None):  # on a projector the room's height goes to the charts
+    st.title("Train the network")
 if job is None and not presenting():
     st.caption("The tutorial's steps 3 and 4: a classification cross-entropy loss, SGD with momentum, "
                "and a loop over the data. Set the knobs, click Train, and watch the loss fall.")

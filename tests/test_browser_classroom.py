@@ -155,7 +155,13 @@ def test_the_lessons_page_walks_the_tour_and_its_link_sets_up_the_train_page(cla
     for expected in ("2. The network's shapes", "3. Train it the tutorial's way"):
         pg.get_by_role("button", name="Next ▶").click()
         pg.get_by_role("heading", name=expected).wait_for()
-    assert "lesson=3" in pg.url  # the lesson is in the URL: a class can be sent to it
+    pg.wait_for_function("() => new URLSearchParams(location.search).get('lesson') === '3'")  # a class can be sent
+    other = pg.context.new_page()
+    other.goto(pg.url)
+    other.get_by_role("heading", name="3. Train it the tutorial's way").wait_for()
+    share = other.locator("p", has_text="or share:").first.inner_text()
+    assert f"{url}/train?" in share and "lock=" in share  # the address of the app, not of this page
+    other.close()
     pg.get_by_role("link", name="Train with the tutorial's settings").click()
     pg.get_by_role("heading", name="Train the network").wait_for()
     pg.wait_for_function("() => location.search.includes('lock=')")

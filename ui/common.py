@@ -197,6 +197,13 @@ def from_link(param: str, session_key: str, parse) -> None:
         st.warning(f"From the link: {param}={text} was ignored: {exc}.")
 
 
+def keep_in_link(param: str, session_key: str, text: str) -> None:
+    """Write a page's own control to its URL (from_link then takes it for the page's own, not a new link)."""
+    st.session_state.setdefault("_link_seen", {})[session_key] = text
+    if st.query_params.get(param) != text:
+        st.query_params[param] = text
+
+
 def remember(keys: list[str]) -> None:
     """Keep widget values when the user visits another page and comes back.
 
