@@ -78,6 +78,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def preset_values(name: str) -> dict[str, Any]:
+    """Every knob of a preset: what it sets, and the tutorial's constant schedule and plain momentum otherwise."""
+    return {"schedule": "constant", "nesterov": False, **PRESETS[name]}
+
+
 def preset(name: str, **overrides: Any) -> TrainConfig:
     """The named preset with explicit settings layered on top."""
     if name not in PRESETS:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from core.config import PRESETS
+from core.config import preset_values
 from core.links import link_query
 
 
@@ -46,7 +46,7 @@ def lessons(dataset: str = "cifar10") -> list[Lesson]:
 
     def train(label: str, locked: set[str], **changes) -> LessonLink:
         """A Train link that names every knob: the tutorial's settings with `changes`."""
-        knobs = {**dict(schedule="constant", nesterov=False), **PRESETS["tutorial"]}
+        knobs = preset_values("tutorial")
         preset = "tutorial" if all(knobs.get(k) == v for k, v in changes.items()) else "custom"
         return LessonLink(label, "train", dict(dataset=d, preset=preset, **{**knobs, **changes}), frozenset(locked))
 

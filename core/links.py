@@ -40,27 +40,18 @@ def _one(query: Mapping[str, Any], name: str) -> str:
     return str(value).strip()
 
 
+_CHOICES = {"dataset": DATASET_CHOICES, "preset": PRESET_CHOICES, "schedule": SCHEDULES, "device": DEVICES}
+
+
 def _parse(name: str, text: str) -> Any:
     """One parameter's text -> its value; ConfigError (a student's words) when it cannot be used."""
-    if name == "dataset":
-        if text not in DATASET_CHOICES:
-            raise ConfigError(f"choose one of {', '.join(DATASET_CHOICES)}")
+    if name in _CHOICES:
+        if text not in _CHOICES[name]:
+            raise ConfigError(f"choose one of {', '.join(_CHOICES[name])}")
         return text
     if name == "folder":
         if not text:
             raise ConfigError("it is empty")
-        return text
-    if name == "preset":
-        if text not in PRESET_CHOICES:
-            raise ConfigError(f"choose one of {', '.join(PRESET_CHOICES)}")
-        return text
-    if name == "schedule":
-        if text not in SCHEDULES:
-            raise ConfigError(f"choose one of {', '.join(SCHEDULES)}")
-        return text
-    if name == "device":
-        if text not in DEVICES:
-            raise ConfigError(f"choose one of {', '.join(DEVICES)}")
         return text
     if name == "nesterov":
         if text.lower() not in _TRUE + _FALSE:

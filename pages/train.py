@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 import ui.live_feed as live
-from core.config import PRESETS, SCHEDULES, ConfigError, TrainConfig, command_line
+from core.config import PRESETS, SCHEDULES, ConfigError, TrainConfig, command_line, preset_values
 from core.data import DATASET_LABELS, DatasetError, check_folder, default_dataset
 from core.figures import accuracy_figure, loss_ranges, running_loss_figure
 from core.jobs import get_manager
@@ -31,32 +31,27 @@ SCHEDULE_TEXT = {"constant": "Constant (the tutorial)", "one-cycle": "One-cycle 
 LABELS = dict(dataset="Dataset", folder="Folder path", preset="Preset", epochs="Epochs", lr="Learning rate",
               momentum="Momentum", batch_size="Batch size", conv_width="Conv width", conv2_width="Conv2 width",
               schedule="Learning-rate schedule", nesterov="Nesterov momentum", device="Device", seed="Seed")
-CHART_HEIGHT = 280
+CHART_HEIGHT = 280  # the live charts, with the status and metrics above them, fit a 1280x720 projector
 KEEP = "session"  # the Train widgets keep their values while other pages are shown (and the folder path while
-# the folder box is hidden)  # the live charts, with the status and metrics above them, fit a 1280x720 projector
+# the folder box is hidden)
 
 
 def key(name: str) -> str:
     return f"train_{name}"
 
 
-def preset_knobs(name: str) -> dict:
-    """Every knob of a preset (a preset leaves out what it keeps at the tutorial's value)."""
-    return {**dict(schedule="constant", nesterov=False), **PRESETS[name]}
-
-
 def defaults() -> dict:
     """A new session's settings: the tutorial's, on CIFAR-10 where it can be had, else on Shapes."""
     devices = available_devices()
     dataset, _ = default_dataset(data_dir())
-    return dict(dataset=dataset, folder="", preset="tutorial", **preset_knobs("tutorial"),
+    return dict(dataset=dataset, folder="", preset="tutorial", **preset_values("tutorial"),
                 device=devices[1] if len(devices) > 1 else "cpu", seed=0)
 
 
 def matching_preset(values: dict) -> str:
     """The preset whose knobs these are, else custom."""
     for name in PRESETS:
-        knobs = preset_knobs(name)
+        knobs = preset_values(name)
         if all(values.get(k) == knobs[k] for k in KNOBS):
             return name
     return "custom"
@@ -79,7 +74,7 @@ def apply_link() -> None:
         values["dataset"] = st.session_state.get(key("dataset"), values["dataset"])
     chosen = link.values.get("preset", "tutorial")
     if chosen in PRESETS:
-        values.update(preset_knobs(chosen))
+        values.update(preset_values(chosen))
     values.update(link.values)
     if "device" in link.values and values["device"] not in ("auto", *available_devices()):
         link.problems.append(f"device={values['device']} was ignored: this machine has no "
@@ -92,7 +87,7 @@ def apply_link() -> None:
         st.session_state[key(name)] = values[name]
     st.session_state[key("locked")] = link.locked
     st.session_state[key("problems")] = link.problems
-    if "dataset" not in link.values:
+    if new_session and "dataset" not in link.values:
         st.session_state[key("dataset_note")] = default_dataset(data_dir())[1]
 
 
@@ -111,7 +106,7 @@ def set_preset() -> None:
     """Choosing a preset moves the knobs to its values."""
     name = st.session_state[key("preset")]
     if name in PRESETS:
-        values = preset_knobs(name)
+        values = preset_values(name)
         for knob in KNOBS:
             st.session_state[key(knob)] = values[knob]
 

@@ -31,11 +31,10 @@ def free_port() -> int:
 SERVER_LOG = [None]  # the running server's log, shown when a test times out
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def start_server(home) -> tuple[subprocess.Popen, str]:
+    """A real dashboard server on a free port, its data and runs under `home`, Shapes already cached."""
     from core.data import load_dataset
 
-    home = tmp_path_factory.mktemp("dashboard")
     load_dataset("shapes", home / "data")  # the dataset is cached, as after a first use
     port = free_port()
     env = {**os.environ, "CNN_DASHBOARD_DATA": str(home / "data"), "CNN_DASHBOARD_RUNS": str(home / "runs"),
@@ -48,12 +47,18 @@ def server(tmp_path_factory):
     while True:
         try:
             urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            break
+            return proc, url
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
                 pytest.fail("the dashboard did not start:\n" + (home / "server.log").read_text()[-3000:])
             time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("dashboard")
+    proc, url = start_server(home)
     SERVER_LOG[0] = home / "server.log"
     yield url
     proc.terminate()

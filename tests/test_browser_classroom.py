@@ -6,45 +6,18 @@ Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
 
 import json
 import os
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from core.lessons import lessons
 from core.links import parse_link
-from tests.conftest import ROOT
-from tests.test_browser import CHART_POINTS, CHROMIUM, browser, free_port, sync_api  # noqa: F401 - fixtures
+from tests.test_browser import CHART_POINTS, CHROMIUM, browser, start_server, sync_api  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 PROJECTOR = {"width": 1280, "height": 720}
-
-
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    from core.data import load_dataset
-
-    load_dataset("shapes", home / "data")  # cached, as after a first use
-    port = free_port()
-    env = {**os.environ, "CNN_DASHBOARD_DATA": str(home / "data"), "CNN_DASHBOARD_RUNS": str(home / "runs"),
-           "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=ROOT, env=env,
-                            stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            return proc, url
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("the dashboard did not start:\n" + (home / "server.log").read_text()[-3000:])
-            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

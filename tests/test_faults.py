@@ -59,27 +59,15 @@ def test_a_huge_image_is_refused_before_it_is_decoded(tmp_path):
 
 # -- processes that die, servers that go, disks that fill ---------------------------------------------------
 
-def children(pid: int) -> list[int]:
-    """Live (not zombie) child processes of `pid`, from /proc."""
+def children(pid: int, zombie: bool = False) -> list[int]:
+    """Child processes of `pid` from /proc: the live ones, or (zombie=True) the ended ones nobody reaped."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
-
-
-def zombies(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] == "Z":
+        if int(fields[1]) == pid and (fields[0] == "Z") == zombie:
             found.append(int(stat.parent.name))
     return found
 
@@ -102,7 +90,7 @@ def test_a_dead_worker_whose_run_cannot_be_written_still_ends_its_job_and_frees_
         job.stop()  # does nothing harmful on an ended job
         after = m.start(cfg(shapes_dir, max_steps=5))  # the slot is free
         wait_for(lambda: after.status == "finished")
-        wait_for(lambda: not zombies(os.getpid()), timeout=10)  # ended workers are reaped, not left as zombies
+        wait_for(lambda: not children(os.getpid(), zombie=True), timeout=10)  # ended workers are reaped
     finally:
         m.shutdown()
 
