@@ -26,7 +26,6 @@ from typing import Any
 from core.config import TrainConfig
 
 ACTIVE = ("waiting", "starting", "running", "paused")
-DONE = ("finished", "stopped", "diverged", "failed")
 STOP_GRACE_SECONDS = 1.0
 
 
@@ -253,7 +252,6 @@ class Snapshot:
 class Job:
     id: int
     config: Any  # TrainConfig for training, SweepSpec for a speed sweep
-    owner: str = ""
     kind: str = "train"
     status: str = "waiting"
     message: str = ""
@@ -350,13 +348,13 @@ class JobManager:
         if self.keep_spare:
             threading.Thread(target=self._warm_spare, daemon=True).start()
 
-    def start(self, config, owner: str = "", kind: str = "train") -> Job:
+    def start(self, config, kind: str = "train") -> Job:
         """Queue a job (training, or kind="speed" with a SweepSpec) and return its handle at once.
 
         It starts as soon as the server-wide limit allows.
         """
         with self._lock:
-            job = Job(next(self._ids), config, owner, kind, _manager=self)
+            job = Job(next(self._ids), config, kind, _manager=self)
             self._jobs[job.id] = job
             self._pending.append(job)
         self._schedule()

@@ -24,7 +24,7 @@ import torch.nn as nn
 from core.config import TrainConfig
 from core.data import Normalizer
 from core.model import ModelArgs, Net
-from core.train import _make_optimizer, available_devices, cpu_kernels, cuda_kernels, make_step
+from core.train import available_devices, cpu_kernels, cuda_kernels, make_optimizer, make_step
 
 MAX_WIDTH = 1024
 BUSY_SHARE = 0.75  # a CPU point whose threads got less of the CPU than this was measured on a busy machine
@@ -99,7 +99,7 @@ def measure(device: str, width: int, batch_size: int, threads: int = 0, steps: i
             torch.manual_seed(seed)
             model = Net(ModelArgs(channels, image_size, num_classes, width, conv2_width)).to(dev)
             config = TrainConfig(dataset="shapes", lr=0.001, momentum=0.9, batch_size=batch_size)
-            optimizer = _make_optimizer(model, config, dev)
+            optimizer = make_optimizer(model, config, dev)
             criterion = nn.CrossEntropyLoss()
             normalize = Normalizer((0.5,) * channels, (0.5,) * channels, dev)
             g = torch.Generator().manual_seed(seed)
@@ -194,20 +194,6 @@ def load_last(root: str | os.PathLike, kind: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def estimate_epoch_seconds(config: TrainConfig, num_train: int, devices: list[str] | None = None,
-                           steps: int = 10) -> dict[str, float]:
-    """Seconds one epoch of `config` would take on each device, from a quick measurement."""
-    from core.train import choose_threads
-
-    out = {}
-    for device in devices or available_devices():
-        threads = choose_threads(config, torch.device(device))
-        row = measure(device, config.conv_width, config.batch_size, threads, steps=steps, warmup=3,
-                      conv2_width=config.conv2_width)
-        out[device] = num_train / row["images_per_second"]
-    return out
 
 
 # -- command line ---------------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def warm_up() -> None:
     it waits, so the first loss point follows the click on Train within a second or two.
     """
     model = Net()
-    optimizer = _make_optimizer(model, TrainConfig(), torch.device("cpu"))
+    optimizer = make_optimizer(model, TrainConfig(), torch.device("cpu"))
     for batch in (4, 64):
         with cpu_kernels(torch.device("cpu"), batch):
             images, labels = torch.zeros(batch, 3, 32, 32), torch.zeros(batch, dtype=torch.long)
@@ -178,7 +178,7 @@ def build_model(config: TrainConfig, dataset: Dataset) -> Net:
                          conv2_width=config.conv2_width))
 
 
-def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> optim.Optimizer:
     # fused SGD updates all parameters in one kernel: fewer launches per step on CPU and CUDA
     fused = device.type in ("cpu", "cuda")
     # on a GPU the learning rate lives in GPU memory, so a step recorded as a CUDA graph reads the
@@ -316,7 +316,7 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
 
     model = build_model(config, dataset).to(device)
     criterion = nn.CrossEntropyLoss()
-    optimizer = _make_optimizer(model, config, device)
+    optimizer = make_optimizer(model, config, device)
     normalize = Normalizer(dataset.mean, dataset.std, device)
     # the whole dataset lives on the device once; batches are slices of it
     train_x, train_y = dataset.train_images.to(device), dataset.train_labels.to(device)
@@ -529,6 +529,9 @@ def run_training(config: TrainConfig, control: Control | None = None, progress: 
 
 
 if __name__ == "__main__":
+    # `python -m core.train` runs this file as __main__; the CLI imports core.train, which would run it a
+    # second time as another module (two of every class, Control and DeviceError included): this one serves
+    sys.modules["core.train"] = sys.modules["__main__"]
     from core.cli import main
 
     raise SystemExit(main())

@@ -16,7 +16,7 @@ from core.jobs import get_manager
 from core.links import KNOBS, LOCK, OTHER_PARAMS, PARAMS, PRESET_CHOICES, link_query, parse_link
 from core.memory import check_fits, dataset_shape
 from core.train import TUTORIAL_ACCURACY, available_devices, resolve_device
-from ui.app import require_app
+from ui.app import entered, require_app
 from ui.common import app_url, current_job, data_dir, describe, job_active, presenting
 from ui.live_chart import live_plotly_chart
 
@@ -63,8 +63,8 @@ def apply_link() -> None:
     query = st.query_params.to_dict()
     settings = {k: v for k, v in query.items() if k in PARAMS or k == LOCK}
     new_session = key("link") not in st.session_state
-    if not new_session and (settings == st.session_state[key("link")] or not settings):
-        return  # our own URL, or the page opened from the menu: the session's settings stay
+    if not new_session and (not entered() or settings == st.session_state[key("link")] or not settings):
+        return  # a rerun, our own URL, or the page opened from the menu: the session's settings stay
     link = parse_link(query)
     for name in query:  # what is not a setting of this page leaves its URL (the line above says so)
         if name not in (*PARAMS, LOCK, *OTHER_PARAMS):

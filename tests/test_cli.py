@@ -44,3 +44,16 @@ def test_divergence_exits_3(tmp_path):
     assert r.returncode == 3, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["status"] == "diverged"
     assert "lower it" in r.stderr.lower()
+
+
+def test_python_m_core_train_runs_the_module_once(tmp_path):
+    """core/train.py runs as __main__; the CLI's `import core.train` must find that module, not run the file
+    a second time as another one (two Control classes, two DeviceErrors: an except clause could miss)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "core.train", "--dataset", "shapes",
+                        "--data-dir", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"), "--max-steps", "1"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    imported = [line for line in r.stderr.splitlines() if line.startswith("import time:")]
+    assert not any(line.rstrip().endswith("| core.train") for line in imported)
+    assert any(line.rstrip().endswith("| core.cli") for line in imported)  # the check can see imports at all

@@ -235,13 +235,13 @@ def test_cuda_graph_steps_train_exactly_like_the_tutorials_steps(small_shapes):
 def test_recording_a_cuda_graph_leaves_the_model_as_it_was():
     from core.data import Normalizer
     from core.model import Net
-    from core.train import _make_optimizer
+    from core.train import make_optimizer
 
     device = torch.device("cuda")
     torch.manual_seed(0)
     model = Net().to(device)
     before = [p.detach().clone() for p in model.parameters()]
-    optimizer = _make_optimizer(model, cfg(lr=0.5), device)
+    optimizer = make_optimizer(model, cfg(lr=0.5), device)
     images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, device=device)
     labels = torch.randint(0, 10, (40,), device=device)
     step = make_step(model, torch.nn.CrossEntropyLoss(), optimizer, Normalizer((0.5,) * 3, (0.5,) * 3, device),

@@ -37,6 +37,11 @@ def run_page(page) -> None:
     """Run the chosen page as dashboard.py's own (see require_app). Whatever goes wrong in it, the browser
     shows one short line, never a traceback with the server's paths; the server's log has the details."""
     _entry.on = True
+    # a page's URL is read as a link only when the page is entered (a new session, a link from another
+    # page): on a rerun the browser can still send the URL the last-but-one run wrote, and reading that
+    # would move a slider back while it is being dragged
+    st.session_state["_entered"] = st.session_state.get("_page") != page.url_path
+    st.session_state["_page"] = page.url_path
     try:
         page.run()
     except Exception as exc:  # noqa: BLE001 - st.rerun and st.stop are not Exceptions and pass through
@@ -46,6 +51,11 @@ def run_page(page) -> None:
                  "another run, or a reload, may work.")
     finally:
         _entry.on = False
+
+
+def entered() -> bool:
+    """Whether this run is the first of a visit to the page (see run_page); a page run on its own: yes."""
+    return st.session_state.get("_entered", True)
 
 
 def require_app() -> None:

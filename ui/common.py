@@ -186,9 +186,11 @@ def pick_run(key: str, label: str = "Run") -> runs_mod.RunInfo | None:
 def from_link(param: str, session_key: str, parse) -> None:
     """Set a page's own control from its URL (a lesson link, e.g. /data?dataset=shapes) when the URL's value
     is new to this session; a value `parse` refuses (ValueError) is dropped with one line."""
+    from ui.app import entered
+
     text = st.query_params.get(param)
     seen = st.session_state.setdefault("_link_seen", {})
-    if text is None or seen.get(session_key) == text:
+    if text is None or seen.get(session_key) == text or not entered():
         return
     seen[session_key] = text
     try:
