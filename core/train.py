@@ -346,18 +346,20 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
     # a guess spread evenly over the classes has a loss of ln(classes); ten times that means the weights blew
     # up (the network is sure of wrong answers), even where the numbers stay finite
     exploded = 10 * math.log(max(2, dataset.num_classes))
-    clock = time.perf_counter()
+    cpu_seconds = 0.0  # the process's CPU time while it trained: well below threads x train_seconds on a busy machine
+    clock, cpu_clock = time.perf_counter(), time.process_time()
 
     def lap() -> float:
         """Seconds of training since the last lap; time spent outside the loop is not counted."""
-        nonlocal clock, train_seconds
-        now = time.perf_counter()
+        nonlocal clock, cpu_clock, train_seconds, cpu_seconds
+        now, cpu_now = time.perf_counter(), time.process_time()
         seconds, clock = now - clock, now
+        cpu_seconds, cpu_clock = cpu_seconds + cpu_now - cpu_clock, cpu_now
         train_seconds += seconds
         return seconds
 
     def evaluate(epoch: int, partial: bool) -> dict:
-        nonlocal clock
+        nonlocal clock, cpu_clock
         sync()
         lap()
         started = time.perf_counter()
@@ -371,7 +373,7 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
         if on_epoch_end:
             on_epoch_end(model, epoch, torch.softmax(logits, 1))
         result["eval_seconds"] = time.perf_counter() - started
-        clock = time.perf_counter()
+        clock, cpu_clock = time.perf_counter(), time.process_time()
         return dict(type="epoch", epoch=epoch, partial=partial, steps=step, images_seen=images_seen, **result)
 
     for epoch in range(1, config.epochs + 1):
@@ -389,7 +391,7 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                     while control.paused and not control.stopped:
                         time.sleep(0.05)
                     yield dict(type="resumed", step=step)
-                    clock = time.perf_counter()
+                    clock, cpu_clock = time.perf_counter(), time.process_time()
                 if control.stopped:
                     status, message = "stopped", STOP_MESSAGE
                     break
@@ -437,7 +439,7 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                 running = torch.zeros((), device=device) if not host_loss else 0.0
                 running_steps = interval_images = 0
                 interval_seconds = 0.0
-                clock = time.perf_counter()
+                clock, cpu_clock = time.perf_counter(), time.process_time()
             if last_step:
                 break
 
@@ -475,7 +477,8 @@ def _train(config: TrainConfig, dataset: Dataset, device: torch.device, control:
                test_accuracy=last_eval.get("test_accuracy"),
                per_class_accuracy=dict(zip(dataset.classes, last_eval.get("per_class_accuracy", []))),
                final_running_loss=final_running_loss if math.isfinite(final_running_loss) else None,
-               device=str(device), threads=threads, wall=time.time())
+               device=str(device), threads=threads, wall=time.time(),
+               cpu_share=cpu_seconds / (train_seconds * threads) if device.type == "cpu" and train_seconds else None)
 
 
 def no_learning_hint(config: TrainConfig, accuracy: float, num_classes: int) -> str:

@@ -10,7 +10,7 @@ from core.config import ConfigError, TrainConfig
 from core.data import DATASET_NAMES
 from core.figures import race_figure, speedup_figure, throughput_figure
 from core.jobs import get_manager
-from core.speed import SpeedError, SweepSpec, load_last, save_last
+from core.speed import BUSY_SHARE, SpeedError, SweepSpec, load_last, save_last
 from core.train import available_devices
 from ui.app import require_app
 from ui.common import runs_root
@@ -221,13 +221,20 @@ def race_view() -> None:
             st.markdown(" · ".join(last.get("notes", [])))
             st.plotly_chart(race_figure(last["curves"]), key="race_chart")
         return
-    curves, notes = {}, []
+    curves, notes, busy = {}, [], []
     for name, job in jobs.items():
         snap = job.snapshot()
         curves[name] = [{"seconds": e["train_seconds"], "running_loss": e["running_loss"]} for e in snap.losses]
         seconds = snap.end.get("train_seconds")
         notes.append(f"**{name}**: {snap.status}" + (f" in {seconds:.1f} s of training" if seconds else ""))
+        share = snap.end.get("cpu_share")
+        if isinstance(share, float) and share < BUSY_SHARE:  # see the sweep: another program took the cores
+            busy.append(f"{name} got {share:.0%} of the CPU its threads asked for")
     st.markdown(" · ".join(notes))
+    if busy:
+        st.warning(f"The machine was busy during this race ({'; '.join(busy)}): another program is using the "
+                   "cores, so the race says more about that program than about the devices. Close it and race "
+                   "again.")
     st.plotly_chart(race_figure(curves), key="race_chart")
     ids = tuple(job.id for job in jobs.values())
     if all(not job.snapshot().active for job in jobs.values()) and st.session_state.get("race_saved") != ids:

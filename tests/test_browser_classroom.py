@@ -113,9 +113,10 @@ def test_a_lesson_link_opens_its_page_set_up_and_trains_in_view(classroom, proje
         box = in_view(pg, chart)
         assert box and box["inside"], (chart, box)
     assert pg.evaluate("() => window.scrollY") == 0
-    stop = pg.get_by_role("button", name="Stop", exact=True)
-    if stop.is_enabled():
-        stop.click()
+    try:  # a diverging run can end on its own between a look at Stop and the click
+        pg.get_by_role("button", name="Stop", exact=True).click(timeout=3000)
+    except sync_api.TimeoutError:
+        pass
     pg.wait_for_function("() => [...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Status:') "
                          "&& /stopped|finished|diverged/.test(p.innerText))", timeout=30_000)
 

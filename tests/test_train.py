@@ -256,3 +256,17 @@ def test_recording_a_cuda_graph_leaves_the_model_as_it_was():
 def test_on_a_cpu_a_step_is_the_tutorials_four_lines(small_shapes):
     events = list(train(cfg(device="cpu", max_steps=3), small_shapes))
     assert events[0]["cuda_graph"] is False and events[-1]["steps"] == 3
+
+
+def test_a_run_reports_the_share_of_the_cpu_it_got(small_shapes):
+    """The Speed page's race warns when another program took the cores: a CPU run says what share it got."""
+    end = list(train(cfg(device="cpu", threads=1, max_steps=60), small_shapes))[-1]
+    assert 0.75 < end["cpu_share"] < 1.6, end["cpu_share"]  # one thread on a quiet machine: about all of it
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3 * (os.cpu_count() or 1))]
+    try:
+        busy = list(train(cfg(device="cpu", threads=os.cpu_count() or 1, max_steps=60), small_shapes))[-1]
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+    assert busy["cpu_share"] < 0.75, busy["cpu_share"]
