@@ -7,13 +7,13 @@ import pandas as pd
 import streamlit as st
 
 from core.config import ConfigError, TrainConfig
-from core.data import DATASET_NAMES
+from core.data import default_dataset
 from core.figures import race_figure, speedup_figure, throughput_figure
 from core.jobs import get_manager
 from core.speed import BUSY_SHARE, SpeedError, SweepSpec, load_last, save_last
 from core.train import available_devices
 from ui.app import require_app
-from ui.common import runs_root
+from ui.common import data_dir, runs_root
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
@@ -148,7 +148,7 @@ def train_config() -> TrainConfig:
 
 st.header("How long will one epoch take?")
 config = train_config()
-dataset = DATASET_NAMES.get(st.session_state.get("train_dataset", "CIFAR-10"), "cifar10")
+dataset = st.session_state.get("train_dataset") or default_dataset(data_dir())[0]  # the Train page's dataset
 num_train = TRAIN_SIZES.get(dataset, 50000)
 st.markdown(f"For the Train page's settings: batch {config.batch_size}, conv width {config.conv_width}, "
             f"{num_train:,} training images.")

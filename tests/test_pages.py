@@ -393,3 +393,13 @@ def test_pages_offer_and_explain_a_gpu_only_where_there_is_one(app_env, monkeypa
     assert not train.exception, train.exception
     options = [str(o) for o in train.selectbox(key="train_device").options]
     assert len(options) == (2 if gpu else 1) and (label is None or label in options)
+
+
+def test_the_epoch_estimate_counts_the_train_pages_dataset(app_env):
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
+    at.switch_page("pages/speed.py").run()  # offline, never on the Train page: the default, Shapes
+    assert any("10,000 training images" in m.value for m in at.markdown), [m.value for m in at.markdown]
+    at.switch_page("pages/train.py").run()
+    at.selectbox(key="train_dataset").set_value("mnist").run()
+    at.switch_page("pages/speed.py").run()
+    assert any("60,000 training images" in m.value for m in at.markdown) and not at.exception
