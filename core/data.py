@@ -242,7 +242,7 @@ def default_dataset(data_dir: str | os.PathLike) -> tuple[str, str]:
 def _reason(exc: BaseException) -> str:
     """Why a download failed, in a student's words."""
     cause = getattr(exc, "reason", None) or exc
-    if isinstance(cause, socket.gaierror) or "Name or service not known" in str(cause) or "no network" in str(cause):
+    if isinstance(cause, socket.gaierror) or "Name or service not known" in str(cause):  # the latter: torchvision
         return "this computer cannot reach the internet"
     if isinstance(cause, (TimeoutError, socket.timeout)):
         return "the download server did not answer in time (a slow or missing internet connection?)"

@@ -22,6 +22,7 @@ INK = "#1a1a1a"
 # Streamlit's chart theme draws tick labels small and grey; on a projector they must be read from the back
 # of the room. Set on every axis of every figure (the theme keeps what a figure sets itself).
 READABLE_AXIS = {"tickfont": {"size": 16, "color": INK}, "title": {"font": {"size": 17, "color": INK}}}
+TITLE_FONT, LEGEND_FONT = {"size": 19, "color": INK}, {"size": 15, "color": INK}
 
 
 def _readable(axis: dict | None) -> dict:
@@ -37,7 +38,7 @@ def readable(fig: go.Figure) -> go.Figure:
     """Large dark tick labels and axis titles on every axis (for figures built with the convenience calls)."""
     fig.update_xaxes(tickfont=READABLE_AXIS["tickfont"], title_font=READABLE_AXIS["title"]["font"])
     fig.update_yaxes(tickfont=READABLE_AXIS["tickfont"], title_font=READABLE_AXIS["title"]["font"])
-    fig.update_layout(title_font={"size": 19, "color": INK}, legend_font={"size": 15, "color": INK})
+    fig.update_layout(title_font=TITLE_FONT, legend_font=LEGEND_FONT)
     return fig
 
 
@@ -53,8 +54,8 @@ def _figure(data: list[dict], shapes: list[tuple] = (), **layout) -> go.Figure:
                       other: 1 if right else 0, "xanchor": "right" if right else "left",
                       "yanchor": "top" if "bottom" in position else "bottom"})
     layout = {**LAYOUT, **layout, "xaxis": _readable(layout.get("xaxis")), "yaxis": _readable(layout.get("yaxis")),
-              "title": {**layout.get("title", {}), "font": {"size": 19, "color": INK}},
-              "legend": {"font": {"size": 15, "color": INK}, **layout.get("legend", {})}}
+              "title": {**layout.get("title", {}), "font": TITLE_FONT},
+              "legend": {"font": LEGEND_FONT, **layout.get("legend", {})}}
     return go.Figure({"data": data, "layout": {**layout, "shapes": lines, "annotations": notes}})
 
 
@@ -155,7 +156,7 @@ def per_class_figure(classes: Sequence[str], correct: Sequence[int], total: Sequ
     return _figure([bars(above, "at or above overall", RIGHT), bars(below, "below overall", "#1565c0")], shapes,
                    title={"text": title}, barmode="overlay", legend={"orientation": "h", "y": 1.12, "x": 0},
                    xaxis={"categoryorder": "array", "categoryarray": [classes[i] for i in order],
-                          "tickfont": {"size": 17, "color": "#1a1a1a"}},
+                          "tickfont": {"size": 17, "color": INK}},
                    yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"})
 
 

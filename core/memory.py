@@ -6,10 +6,11 @@ first step. Such a run is refused before it starts, with the estimate, instead o
 
 from __future__ import annotations
 
+import math
 import os
 
 from core.config import ConfigError, TrainConfig
-from core.model import KERNEL, POOL, ModelArgs, conv_output_size
+from core.model import ModelArgs, layer_table
 
 FLOAT = 4
 # each activation kept for the backward pass is matched by its gradient there, with room for the kernels'
@@ -17,24 +18,20 @@ FLOAT = 4
 BACKWARD_FACTOR = 3
 
 
+# floats kept per element of a layer's output for the backward pass: a convolution's output and its ReLU's;
+# a pool's output and its int64 indices; a linear layer's output (and its ReLU's, but the last's)
+KEPT = {"input": 1, "conv1": 2, "pool1": 3, "conv2": 2, "pool2": 3, "flatten": 0, "fc1": 2, "fc2": 2, "fc3": 1}
+
+
 def estimate_bytes(config: TrainConfig, channels: int = 3, image_size: int = 32, num_classes: int = 10,
                    num_train: int = 50000, num_test: int = 10000) -> int:
     """Peak bytes of a run: activations of a batch (forward and backward), the weights with their gradients
-    and momentum, the dataset (uint8) with the shuffled copy of each epoch, and the test set's logits."""
-    args = ModelArgs(channels, image_size, num_classes, config.conv_width, config.conv2_width)
-    c1 = conv_output_size(image_size)
-    p1 = c1 // POOL
-    c2 = conv_output_size(p1)
-    p2 = c2 // POOL
-    w1, w2 = config.conv_width, config.conv2_width
-    per_image = (channels * image_size**2  # the normalized input
-                 + 2 * w1 * c1**2 + 3 * w1 * p1**2  # conv1 and its ReLU; the pool and its int64 indices
-                 + 2 * w2 * c2**2 + 3 * w2 * p2**2
-                 + 2 * (120 + 84) + num_classes)
+    and momentum, the dataset (uint8) with the shuffled copy of each epoch, and the test set's logits.
+    The shapes and parameters come from the model's own layer table (the Network page's)."""
+    rows = layer_table(ModelArgs(channels, image_size, num_classes, config.conv_width, config.conv2_width))
+    per_image = sum(KEPT[r["layer"]] * math.prod(r["shape"]) for r in rows)
     activations = BACKWARD_FACTOR * FLOAT * per_image * config.batch_size
-    parameters = (channels * w1 * KERNEL**2 + w1) + (w1 * w2 * KERNEL**2 + w2) + (args.flat_features * 120 + 120) \
-        + (120 * 84 + 84) + (84 * num_classes + num_classes)
-    weights = 4 * FLOAT * parameters  # weights, gradients, momentum, the fused step's temporaries
+    weights = 4 * FLOAT * sum(r["parameters"] for r in rows)  # weights, gradients, momentum, the step's temporaries
     data = (2 * num_train + num_test) * channels * image_size**2  # uint8; each epoch gathers a shuffled copy
     evaluation = FLOAT * per_image * min(num_test, 1000)  # inference runs the test set in chunks
     return int(activations + weights + data + evaluation)

@@ -9,13 +9,10 @@ from ui.common import app_url, data_dir, from_link, keep_in_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
-PAGES = {"train": "pages/train.py", "data": "pages/data.py", "network": "pages/network.py",
-         "speed": "pages/speed.py"}
-
 st.title("Lessons: the tutorial, step by step")
 dataset, why = default_dataset(data_dir())
 if why:
-    st.info(f"These lessons use the offline Shapes set here: {why.split(', so')[0]}.")
+    st.info(why)
 tour = lessons(dataset)
 titles = [lesson.title for lesson in tour]
 
@@ -37,7 +34,7 @@ st.markdown(lesson.text)
 st.subheader("Set it up")
 base = app_url()
 for link in lesson.links:
-    st.page_link(PAGES[link.page], label=f"➡️ {link.label}", query_params=link.query() or None)
+    st.page_link(f"pages/{link.page}.py", label=f"➡️ {link.label}", query_params=link.query() or None)
     st.caption(f"or share: {base}/{link.url()}")
 st.subheader("Look at")
 st.markdown(lesson.look_at)

@@ -26,14 +26,13 @@ STATUS_ICONS = {"waiting": "⏳", "starting": "🚀", "running": "🏃", "paused
                 "interrupted": "⚠️"}
 
 
-PAGE_PATHS = ("lessons", "train", "results", "network", "data", "speed")
-
-
 def app_url() -> str:
     """The app's address as the browser reached it, without a page's path or the query: links start here."""
+    from ui.app import app_pages
+
     base = (st.context.url or "").split("?")[0].rstrip("/")
-    for name in PAGE_PATHS:
-        if base.endswith("/" + name):
+    for name in (page.url_path for page in app_pages()):
+        if name and base.endswith("/" + name):
             return base[: -len(name) - 1]
     return base
 
@@ -93,8 +92,8 @@ def describe(snap: Snapshot) -> str:
 
 
 PRESENT = "present"  # the presentation switch's key, and its URL parameter
-APP_CSS = Path(__file__).resolve().parent / "static" / "app.css"
-PRESENTATION_CSS = Path(__file__).resolve().parent / "static" / "presentation.css"
+STATIC_UI = Path(__file__).resolve().parent / "static"
+APP_CSS, PRESENTATION_CSS = ((STATIC_UI / name).read_text() for name in ("app.css", "presentation.css"))  # once
 
 
 def presentation_switch() -> None:
@@ -102,7 +101,7 @@ def presentation_switch() -> None:
     with st.sidebar:
         st.toggle("Presentation mode", key=PRESENT, bind="query-params",
                   help="Larger text and charts for a projector; hides the terminal commands.")
-    css = APP_CSS.read_text() + (PRESENTATION_CSS.read_text() if presenting() else "")
+    css = APP_CSS + (PRESENTATION_CSS if presenting() else "")
     st.html(f"<style>{css}</style>")
 
 
