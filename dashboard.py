@@ -1,15 +1,22 @@
-"""CNN training dashboard: `streamlit run dashboard.py`."""
+"""CNN training dashboard: `streamlit run dashboard.py`.
+
+This file is both the app's server and its page script. `streamlit run` finds `app` (an `st.App`) and
+serves it: Streamlit's own server with the live view's routes added (ui/live.py). Streamlit then runs
+this file as `__main__` for every page view, which draws the app's pages.
+"""
 
 import streamlit as st
 
-from ui.app import app_pages, run_page
-from ui.common import presentation_switch, sidebar_status
+if __name__ == "__main__":  # a page view
+    from ui.app import app_pages, run_page
+    from ui.common import presentation_switch, sidebar_status
 
-st.set_page_config(page_title="CNN training dashboard", page_icon="🧠", layout="wide")
+    st.set_page_config(page_title="CNN training dashboard", page_icon="🧠", layout="wide")
+    page = st.navigation(app_pages())
+    sidebar_status(live=page.title != "Train")  # the Train page shows the job live itself
+    presentation_switch()
+    run_page(page)
+else:  # the server, as `streamlit run dashboard.py` (or `uvicorn dashboard:app`) starts it
+    from ui.live import ROUTES
 
-page = st.navigation(app_pages())
-
-sidebar_status(live=page.title != "Train")  # the Train page shows the job live itself
-presentation_switch()
-
-run_page(page)
+    app = st.App("dashboard.py", routes=ROUTES)

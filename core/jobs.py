@@ -20,10 +20,11 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.config import TrainConfig
+from core.history import History
 
 ACTIVE = ("waiting", "starting", "running", "paused")
 STOP_GRACE_SECONDS = 1.0
@@ -220,48 +221,51 @@ class Snapshot:
     """What a page draws: a consistent copy of a job's state at one moment."""
 
     id: int
+    kind: str
     status: str
     message: str
-    config: TrainConfig
+    config: Any  # TrainConfig (a training job) or SweepSpec (a speed sweep)
     place: int  # place in the queue while waiting (1 = next), else 0
-    start: dict
-    losses: list[dict]
-    epochs: list[dict]
-    end: dict
-    progress: dict
+    history: History
     run_dir: str | None
     created: float
-    rows: list[dict] = field(default_factory=list)  # speed-sweep measurements
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
 
-    @property
-    def last_loss(self) -> dict:
-        return self.losses[-1] if self.losses else {}
+    # what pages read most, from the history
+    start = property(lambda self: self.history.start)
+    losses = property(lambda self: self.history.losses)
+    epochs = property(lambda self: self.history.epochs)
+    rows = property(lambda self: self.history.rows)
+    end = property(lambda self: self.history.end)
+    progress = property(lambda self: self.history.progress)
+    last_loss = property(lambda self: self.history.last_loss)
+    fraction_done = property(lambda self: self.history.fraction_done)
 
-    @property
-    def fraction_done(self) -> float:
-        total = self.start.get("total_steps") or 0
-        done = len(self.rows) if self.rows else self.last_loss.get("step", 0)
-        return min(1.0, done / total) if total else 0.0
 
-
-@dataclass
 class Job:
-    id: int
-    config: Any  # TrainConfig for training, SweepSpec for a speed sweep
-    kind: str = "train"
-    status: str = "waiting"
-    message: str = ""
-    created: float = field(default_factory=time.time)
-    token: str = field(default_factory=lambda: secrets.token_urlsafe(12))  # names the job in its page's URL
-    run_dir: str | None = None
-    events: list[dict] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _worker: _Worker | None = field(default=None, repr=False)
-    _manager: Any = field(default=None, repr=False)
+    """One queued or running piece of work in a worker: a training run (TrainJob) or a speed sweep (SweepJob).
+
+    Its worker's events go into its History as they come (see JobManager._follow), each handled once.
+    """
+
+    kind = ""
+
+    def __init__(self, id: int, config: Any, queue: "JobManager"):
+        self.id, self.config, self.created = id, config, time.time()
+        self.token = secrets.token_urlsafe(12)  # names the job in its page's URL and its live view's route
+        self.status, self.message = "waiting", ""
+        self.run_dir: str | None = None
+        self.history = History()
+        self.worker: _Worker | None = None
+        self._queue = queue
+        self._lock = threading.Lock()
+
+    def task(self, runs_root: str) -> dict:
+        """What the worker is sent: plain data only."""
+        raise NotImplementedError
 
     # -- controls ----------------------------------------------------------------------
     def stop(self) -> None:
@@ -269,48 +273,48 @@ class Job:
         with self._lock:
             if self.status not in ACTIVE:
                 return
-            worker = self._worker
+            worker = self.worker
             if worker is None:  # still waiting: it simply never starts
                 self._finish_locked("stopped", "stopped before it started")
         if worker is None:
-            self._manager._schedule()
+            self._queue.schedule()
             return
         worker.stop_event.set()
         threading.Timer(STOP_GRACE_SECONDS + 1.0, self._force_stop).start()
 
     def _force_stop(self) -> None:
         """A worker still busy (e.g. decoding a dataset) after Stop is ended by force."""
-        if self.status in ACTIVE and self._worker is not None:
-            self._worker.terminate()
+        if self.status in ACTIVE and self.worker is not None:
+            self.worker.terminate()
 
     def pause(self) -> None:
-        if self._worker is not None and self.status in ("running", "starting"):
-            self._worker.pause_event.set()
+        if self.worker is not None and self.status in ("running", "starting"):
+            self.worker.pause_event.set()
             with self._lock:
                 self.status = "paused"
 
     def resume(self) -> None:
-        if self._worker is not None and self.status == "paused":
-            self._worker.pause_event.clear()
+        if self.worker is not None and self.status == "paused":
+            self.worker.pause_event.clear()
             with self._lock:
                 self.status = "running"
 
     # -- state ---------------------------------------------------------------------------
+    def version(self) -> tuple:
+        """Changes whenever what a snapshot shows does (cheap: for a live view asking many times a second)."""
+        return self.status, self.history.count, self._queue.place(self)
+
     def snapshot(self) -> Snapshot:
         with self._lock:
-            events = list(self.events)
-            status, message = self.status, self.message
-        start = next((e for e in events if e["type"] == "start"), {})
-        end = next((e for e in reversed(events) if e["type"] == "end"), {})
-        progress = next((e for e in reversed(events) if e["type"] == "progress"), {})
-        place = self._manager.place(self) if status == "waiting" and self._manager else 0
-        return Snapshot(self.id, status, message, self.config, place, start,
-                        [e for e in events if e["type"] == "loss"], [e for e in events if e["type"] == "epoch"],
-                        end, progress, self.run_dir, self.created, [e for e in events if e["type"] == "speed_row"])
+            history, status, message = self.history.copy(), self.status, self.message
+        place = self._queue.place(self) if status == "waiting" else 0
+        return Snapshot(self.id, self.kind, status, message, self.config, place, history, self.run_dir,
+                        self.created)
 
-    def _record(self, event: dict) -> None:
+    def record(self, event: dict) -> None:
+        """One event from the worker."""
         with self._lock:
-            self.events.append(event)
+            self.history.add(event)
             kind = event["type"]
             if event.get("run_dir"):
                 self.run_dir = event["run_dir"]
@@ -324,6 +328,22 @@ class Job:
     def _finish_locked(self, status: str, message: str) -> None:
         self.status, self.message = status, message
         log(f"job {self.id} {status} after {time.time() - self.created:.1f} s" + (f": {message}" if message else ""))
+
+
+class TrainJob(Job):
+    kind = "train"
+
+    def task(self, runs_root: str) -> dict:
+        return {"kind": "train", "config": self.config.to_dict(), "runs_root": runs_root}
+
+
+class SweepJob(Job):
+    """A speed sweep (core/speed.py): a row per measurement, no run folder."""
+
+    kind = "speed"
+
+    def task(self, runs_root: str) -> dict:
+        return {"kind": "speed", "spec": asdict(self.config)}
 
 
 class JobManager:
@@ -348,16 +368,19 @@ class JobManager:
         if self.keep_spare:
             threading.Thread(target=self._warm_spare, daemon=True).start()
 
-    def start(self, config, kind: str = "train") -> Job:
-        """Queue a job (training, or kind="speed" with a SweepSpec) and return its handle at once.
+    def start(self, config: TrainConfig) -> TrainJob:
+        """Queue a training job and return its handle at once; it starts as soon as the server-wide limit allows."""
+        return self._add(TrainJob(next(self._ids), config, self))
 
-        It starts as soon as the server-wide limit allows.
-        """
+    def start_sweep(self, spec) -> SweepJob:
+        """Queue a speed sweep (a core.speed.SweepSpec), as a job like any other."""
+        return self._add(SweepJob(next(self._ids), spec, self))
+
+    def _add(self, job: Job) -> Job:
         with self._lock:
-            job = Job(next(self._ids), config, kind, _manager=self)
             self._jobs[job.id] = job
             self._pending.append(job)
-        self._schedule()
+        self.schedule()
         return job
 
     def get(self, job_id: int | None) -> Job | None:
@@ -387,16 +410,16 @@ class JobManager:
                 self._spare.dismiss()
                 self._spare = None
 
-    # -- internals ---------------------------------------------------------------------------
-    def _schedule(self) -> None:
+    def schedule(self) -> None:
+        """Start waiting jobs while the limit allows (after a job is queued, stopped or has ended)."""
         with self._lock:
             self._pending = [j for j in self._pending if j.status == "waiting"]
             while self._pending and len(self.running()) < self.max_running:
                 job = self._pending.pop(0)
                 job.status = "starting"
-                job._worker = self._take_worker()
+                job.worker = self._take_worker()
                 log(f"job {job.id} starting ({job.kind}; {len(self._pending)} waiting)")
-                job._worker.tasks.put(self._task(job))
+                job.worker.tasks.put(job.task(self.runs_root))
                 threading.Thread(target=self._follow, args=(job,), daemon=True, name=f"job-{job.id}").start()
             # A spare warms up (imports torch, runs a first step: seconds of CPU) only when no job trains or
             # another could start now: warming beside a running job would take the cores it trains on.
@@ -404,13 +427,7 @@ class JobManager:
         if warm:
             threading.Thread(target=self._warm_spare, daemon=True).start()
 
-    def _task(self, job: Job) -> dict:
-        if job.kind == "speed":
-            from dataclasses import asdict
-
-            return {"kind": "speed", "spec": asdict(job.config)}
-        return {"kind": "train", "config": job.config.to_dict(), "runs_root": self.runs_root}
-
+    # -- internals ---------------------------------------------------------------------------
     def _take_worker(self) -> _Worker:
         spare, self._spare = self._spare, None
         if spare is not None and spare.alive():
@@ -428,7 +445,7 @@ class JobManager:
         Nothing may end this thread before the job has ended: an error here (a full disk while writing the
         summary of a dead worker, say) ends the job as failed with the reason, and the job's slot is freed.
         """
-        worker = job._worker
+        worker = job.worker
         try:
             while True:
                 try:
@@ -441,17 +458,17 @@ class JobManager:
                     except queue.Empty:
                         self._worker_died(job, worker)
                         break
-                job._record(event)
+                job.record(event)
                 if event["type"] == "end":
                     break
         except BaseException as exc:  # noqa: BLE001 - the job must end whatever went wrong here
             log(f"job {job.id}: following it failed: {traceback.format_exc(limit=6)}")
             worker.terminate()
-            job._record({"type": "end", "status": "failed", "wall": time.time(),
+            job.record({"type": "end", "status": "failed", "wall": time.time(),
                          "message": f"the server could not follow this job ({_describe(exc)})"})
         finally:
             worker.reap()
-            self._schedule()
+            self.schedule()
 
     def _worker_died(self, job: Job, worker: _Worker) -> None:
         if worker.stop_event.is_set():
@@ -466,7 +483,7 @@ class JobManager:
                 RunWriter.write_summary(job.run_dir, end)
             except OSError as exc:  # a full disk, say: the job still ends, in memory, with the reason
                 end["message"] += f" (its summary could not be written: {exc.strerror or exc})"
-        job._record(end)
+        job.record(end)
 
 
 _manager: JobManager | None = None

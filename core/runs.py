@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from core.config import ConfigError, TrainConfig
+from core.history import History
 from core.model import ModelArgs, Net
 
 DEFAULT_ROOT = "runs"
@@ -175,7 +176,7 @@ class RunInfo:
     config: TrainConfig | None = None
     summary: dict | None = None
     error: str | None = None  # why the directory is damaged, if it is
-    events: list[dict] = field(default_factory=list)
+    history: History = field(default_factory=History)  # metrics.jsonl, read as a live job's events are
 
     @property
     def name(self) -> str:
@@ -186,55 +187,6 @@ class RunInfo:
         if self.error:
             return "damaged"
         return self.summary["status"] if self.summary else "running or interrupted"
-
-    def epochs(self) -> list[dict]:
-        """The epoch results that are whole: numbers where numbers belong, one entry per class."""
-        classes = self.num_classes()
-        return [e for e in self.events if e.get("type") == "epoch" and valid_epoch(e, classes)]
-
-    def losses(self) -> list[dict]:
-        return [e for e in self.events if e.get("type") == "loss" and _number(e.get("running_loss"))
-                and _number(e.get("images_seen"))]
-
-    def num_classes(self) -> int | None:
-        classes = self.start().get("classes")
-        return len(classes) if isinstance(classes, list) and classes else None
-
-    def damaged_events(self) -> int:
-        """How many epoch or loss events of metrics.jsonl were left out as damaged."""
-        kinds = [e for e in self.events if e.get("type") in ("epoch", "loss")]
-        return len(kinds) - len(self.epochs()) - len(self.losses())
-
-    def start(self) -> dict:
-        return next((e for e in self.events if e.get("type") == "start"), {})
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-
-
-def _counts(value: object, n: int | None) -> bool:
-    return (isinstance(value, list) and (n is None or len(value) == n)
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
-
-
-def valid_epoch(event: dict, classes: int | None) -> bool:
-    """An epoch event a page can draw: its accuracy a fraction, its per-class lists and confusion matrix
-    of one entry per class (runs written before some of these existed lack them: that is allowed)."""
-    if not isinstance(event.get("epoch"), int) or not _number(event.get("test_accuracy")):
-        return False
-    if not 0 <= event["test_accuracy"] <= 1:
-        return False
-    n = classes
-    for name in ("per_class_correct", "per_class_total"):
-        if name in event and not _counts(event[name], n):
-            return False
-    if "confusion" in event:
-        rows = event["confusion"]
-        square = isinstance(rows, list) and all(_counts(r, len(rows)) for r in rows)
-        if not square or (n is not None and len(rows) != n):
-            return False
-    return True
 
 
 def read_events(path: Path) -> list[dict]:
@@ -276,7 +228,7 @@ def load_run(path: str | os.PathLike, with_events: bool = True) -> RunInfo:
             info.summary = None
             info.error = f"summary.json is damaged ({exc})"
     if with_events:
-        info.events = read_events(info.path / "metrics.jsonl")
+        info.history = History.of(read_events(info.path / "metrics.jsonl"))
     return info
 
 

@@ -32,7 +32,7 @@ if probs.shape != (len(labels), len(classes)):
 predicted = probs.argmax(1)
 # the accuracy the run measured itself (its chart and the run list say the same); the stored probabilities
 # are half precision, which can move a near tie
-measured = next((e.get("test_accuracy") for e in reversed(run.epochs()) if e.get("epoch") == pred["epoch"]), None)
+measured = next((e.get("test_accuracy") for e in reversed(run.history.epochs) if e.get("epoch") == pred["epoch"]), None)
 accuracy = measured if isinstance(measured, (int, float)) else float((predicted == labels).float().mean())
 st.markdown(f"Predictions after epoch **{pred['epoch']}**: **{accuracy:.1%}** of "
             f"{len(labels):,} test images right.")
@@ -57,7 +57,8 @@ else:
 
 # -- per-class accuracy --------------------------------------------------------------------------------
 st.header("Per-class accuracy")
-epochs = [e for e in run.epochs() if len(e.get("per_class_correct", [])) == len(e.get("confusion", [])) == len(classes)]
+epochs = [e for e in run.history.epochs
+          if len(e.get("per_class_correct", [])) == len(e.get("confusion", [])) == len(classes)]
 if epochs:
     e1, e2 = st.columns([3, 1])
     epoch = (e1.slider("Epoch", 1, len(epochs), len(epochs), key="results_epoch",

@@ -71,7 +71,7 @@ if st.button("Run sweep", type="primary"):
         old = session_job("speed_job_id")
         if old is not None:
             old.stop()
-        st.session_state.speed_job_id = get_manager().start(spec, kind="speed").id
+        st.session_state.speed_job_id = get_manager().start_sweep(spec).id
 
 
 TABLE = {"device": "device", "threads": "CPU threads", "batch_size": "batch", "width": "conv width",
@@ -160,7 +160,7 @@ if st.button("Estimate"):
     threads = choose_threads(config, torch.device("cpu"))
     spec = SweepSpec(devices=tuple(devices), widths=(config.conv_width,), batch_sizes=(config.batch_size,),
                      threads=(threads,), steps=10, warmup=3, conv2_width=config.conv2_width)
-    st.session_state.estimate_job_id = get_manager().start(spec, kind="speed").id
+    st.session_state.estimate_job_id = get_manager().start_sweep(spec).id
     st.session_state.estimate_images = num_train
 
 

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-import ui.live_feed as live
+import ui.live as live
 from core.config import PRESETS, SCHEDULES, ConfigError, TrainConfig, command_line, preset_values
 from core.data import DATASET_LABELS, DatasetError, check_folder, default_dataset
 from core.figures import accuracy_figure, loss_ranges, running_loss_figure
@@ -17,8 +17,7 @@ from core.links import KNOBS, LOCK, OTHER_PARAMS, PARAMS, PRESET_CHOICES, link_q
 from core.memory import check_fits, dataset_shape
 from core.train import TUTORIAL_ACCURACY, available_devices, resolve_device
 from ui.app import entered, require_app
-from ui.common import app_url, current_job, data_dir, describe, job_active, presenting
-from ui.live_chart import live_plotly_chart
+from ui.common import app_url, current_job, data_dir, job_active, presenting
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
@@ -31,7 +30,7 @@ SCHEDULE_TEXT = {"constant": "Constant (the tutorial)", "one-cycle": "One-cycle 
 LABELS = dict(dataset="Dataset", folder="Folder path", preset="Preset", epochs="Epochs", lr="Learning rate",
               momentum="Momentum", batch_size="Batch size", conv_width="Conv width", conv2_width="Conv2 width",
               schedule="Learning-rate schedule", nesterov="Nesterov momentum", device="Device", seed="Seed")
-CHART_HEIGHT = 280  # the live charts, with the status and metrics above them, fit a 1280x720 projector
+CHART_HEIGHT = 270  # the live charts, with the status and metrics above them, fit a 1280x720 projector
 KEEP = "session"  # the Train widgets keep their values while other pages are shown (and the folder path while
 # the folder box is hidden)
 
@@ -287,19 +286,6 @@ def controls_row(job, snap, config: TrainConfig | None = None, train: bool = Tru
         notices(snap)
 
 
-def numbers(snap) -> None:
-    """The status in words, the progress bar and the metrics, drawn by Streamlit (a job that has ended, or
-    no live feed); the live element draws the same while the job trains."""
-    st.markdown(f"Status: {describe(snap)}")
-    bar = live.progress(snap)
-    if bar and snap.active:  # once it has ended, the status line says how far it got
-        st.progress(bar[0], text=bar[1])
-    values = live.metrics(snap)
-    if values:
-        for column, (label, value, delta) in zip(st.columns(3), values):
-            column.metric(label, value, delta=delta, delta_color="inverse")
-
-
 def accuracy_figure_of(snap):
     if snap is None or not snap.start:
         return accuracy_figure([], 10, None)
@@ -324,74 +310,30 @@ def charts(snap, feed: str | None = None, seq: int = 0) -> None:
     with left:
         losses, total = (snap.losses, live.total_images(snap)) if snap else ([], None)
         ranges = loss_ranges(losses, total) if total else None
-        live_plotly_chart(sized(running_loss_figure(losses, total_images=total)), key="running_loss_chart",
-                          height=CHART_HEIGHT, feed=feed, series="running_loss", seq=seq, ranges=ranges)
+        live.live_chart(sized(running_loss_figure(losses, total_images=total)), key="running_loss_chart",
+                        height=CHART_HEIGHT, feed=feed, series="running_loss", seq=seq, ranges=ranges)
     with right:
-        live_plotly_chart(sized(accuracy_figure_of(snap)), key="test_accuracy_chart", height=CHART_HEIGHT,
-                          feed=feed, series="test_accuracy", seq=seq)
-
-
-# Fallback, where no live feed can be written (static serving off, a read-only app folder): three
-# fragments, each redrawn on its own timer only while the job is active. The running loss redraws
-# twice a second; status, progress and metrics once a second; the accuracy chart every two seconds.
-LOSS_EVERY, STATUS_EVERY, ACCURACY_EVERY = 0.5, 1.0, 2.0
-
-
-def status_fragment(job, was_active: bool) -> None:
-    snap = job.snapshot()
-    numbers(snap)
-    controls_row(job, snap, train=False)  # Train is drawn outside the fragment (it reruns the whole page)
-    if was_active and not snap.active:
-        st.rerun()  # once, so the whole page sees the job has ended and the timers stop
-
-
-def loss_fragment(job) -> None:
-    snap = job.snapshot()
-    live_plotly_chart(sized(running_loss_figure(snap.losses, total_images=live.total_images(snap))),
-                      key="running_loss_chart", height=CHART_HEIGHT)
-
-
-def accuracy_fragment(job) -> None:
-    live_plotly_chart(sized(accuracy_figure_of(job.snapshot())), key="test_accuracy_chart", height=CHART_HEIGHT)
+        live.live_chart(sized(accuracy_figure_of(snap)), key="test_accuracy_chart", height=CHART_HEIGHT,
+                        feed=feed, series="test_accuracy", seq=seq)
 
 
 def live_view(job, config: TrainConfig | None, buttons) -> None:
-    """What the job is doing. Training never waits for any of it. `buttons`: the container at the top of
-    the page for Train, Pause and Stop (above the settings, so Train is in view on a projector)."""
+    """What the job is doing, drawn once by the page and then kept up to date by the browser itself while the
+    job is active (ui/live.py): training never waits for any of it. `buttons`: the container at the top of the
+    page for Train, Pause and Stop (above the settings, so Train is in view on a projector)."""
+    snap = job.snapshot() if job is not None else None
+    with buttons:
+        controls_row(job, snap, config)
     if job is None:
-        with buttons:
-            controls_row(None, None, config)
         st.info("Choose the settings and click **Train**. The running loss will appear here as it falls.")
         # The charts are drawn (empty) before Train is clicked: the browser loads its charting code
         # then (seconds on a slow machine), so the first loss point shows at once.
         charts(None)
         return
-    snap = job.snapshot()
-    feed = live.live_feed() if snap.active else None
-    state = feed.follow(job) if feed else None
-    # Both ways have the same layout, so the charts stay the same elements in the browser when the job
-    # ends (and go on from the points they have).
-    if state is not None:  # while it trains, the browser fetches its state itself: no reruns
-        with buttons:
-            controls_row(job, snap, config)
-        with st.container():
-            live.live_numbers(feed.url(job), state, key="live_numbers")
-        charts(snap, feed.url(job), state["seq"])
-    elif not snap.active:
-        with buttons:
-            controls_row(job, snap, config)
-        with st.container():
-            numbers(snap)
-        charts(snap)
-    else:
-        with buttons:
-            train_button(config, job)
-            st.fragment(status_fragment, run_every=STATUS_EVERY)(job, True)
-        left, right = st.columns([3, 2])
-        with left:
-            st.fragment(loss_fragment, run_every=LOSS_EVERY)(job)
-        with right:
-            st.fragment(accuracy_fragment, run_every=ACCURACY_EVERY)(job)
+    state = live.STATES.of(job)
+    feed = live.feed_url(job) if snap.active else None  # an ended job's elements have nothing to follow
+    live.live_numbers(state, key="live_numbers", feed=feed)
+    charts(snap, feed, state["seq"])
 
 
 def summary_line() -> str:
@@ -406,8 +348,12 @@ def summary_line() -> str:
 
 job = current_job()
 apply_link()
-if not (presenting() and job is not None):  # on a projector the room's height goes to the charts
+# While a job is shown the room's height goes to its charts: a smaller title (none at all on a projector), so a
+# run that ends with a message (it diverged, say) still has both charts in view at 1280x720
+if job is None:
     st.title("Train the network")
+elif not presenting():
+    st.subheader("Train the network")
 if job is None and not presenting():
     st.caption("The tutorial's steps 3 and 4: a classification cross-entropy loss, SGD with momentum, "
                "and a loop over the data. Set the knobs, click Train, and watch the loss fall.")

@@ -184,9 +184,9 @@ def test_every_fresh_load_shows_the_apps_own_navigation_and_the_job_section(brow
             pages.append(pg)
         for pg in pages:
             pg.get_by_text("Your training job").wait_for(timeout=60_000)
+            pg.get_by_role("heading", name="Train the network").wait_for(timeout=30_000)  # drawn after the sidebar
             nav = pg.locator('[data-testid="stSidebarNav"]').inner_text()
             assert "Lessons" in nav and "Train" in nav and "dashboard" not in nav, nav
-            assert pg.get_by_role("heading", name="Train the network").is_visible()
         context.close()
     finally:
         proc.terminate()

@@ -80,11 +80,11 @@ def test_a_dead_worker_whose_run_cannot_be_written_still_ends_its_job_and_frees_
         job = m.start(cfg(shapes_dir, epochs=200, batch_size=4))
         wait_for(lambda: job.status == "running" and job.run_dir is not None and job.snapshot().losses)
         job.pause()
-        wait_for(lambda: any(e["type"] == "paused" for e in job.events))
+        wait_for(lambda: job.snapshot().history.paused)
         metrics = Path(job.run_dir) / "metrics.jsonl"
         metrics.unlink()
         metrics.mkdir()  # writing the dead worker's end there now fails, as on a full disk
-        os.kill(job._worker.handle.pid, signal.SIGKILL)
+        os.kill(job.worker.handle.pid, signal.SIGKILL)
         wait_for(lambda: job.status == "failed", timeout=10)
         assert "killed by signal 9" in job.message and "could not be written" in job.message
         job.stop()  # does nothing harmful on an ended job
@@ -115,7 +115,7 @@ def test_killing_the_server_ends_its_workers_and_closes_their_runs(tmp_path, sha
     script = SERVER.format(root=str(ROOT), runs=str(runs), data=shapes_dir)
     server = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
     try:
-        wait_for(lambda: any(r.events for r in list_runs(runs, with_events=True)), timeout=90)
+        wait_for(lambda: any(r.history.count for r in list_runs(runs, with_events=True)), timeout=90)
         workers = children(server.pid)
         assert workers, "no worker process found"
         server.kill()
@@ -147,7 +147,7 @@ def test_a_run_left_without_its_end_is_marked_interrupted_at_the_next_start(tmp_
     (alive / "summary.json").unlink()
     (alive / RUNNING).write_text(json.dumps({"pid": os.getpid()}))  # still being written
     JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="thread").shutdown()  # a server starts
-    assert load_run(killed).status == "interrupted" and load_run(killed).epochs()  # history kept
+    assert load_run(killed).status == "interrupted" and load_run(killed).history.epochs  # history kept
     assert load_run(alive).status == "running or interrupted" and load_run(done).status == "finished"
     assert mark_interrupted(tmp_path / "runs") == []  # once
     assert {r.status for r in list_runs(tmp_path / "runs")} == {"finished", "interrupted", "running or interrupted"}
@@ -298,14 +298,3 @@ def test_an_unreadable_class_folder_is_bad_input_not_a_crash(tmp_path, monkeypat
     monkeypatch.setattr(os, "listdir", denied)  # as a folder of another user's, which root cannot be shown
     with pytest.raises(DatasetError, match="dogs cannot be read"):
         load_dataset(f"folder:{folder}", tmp_path / "data")
-
-
-def test_stale_live_files_of_a_stopped_server_are_removed(tmp_path):
-    from ui.live_feed import KEEP_SECONDS, _remove_stale
-
-    old, fresh = tmp_path / "old.json", tmp_path / "fresh.json"
-    old.write_text("{}")
-    fresh.write_text("{}")
-    os.utime(old, (time.time() - 3 * KEEP_SECONDS,) * 2)
-    _remove_stale(tmp_path)
-    assert not old.exists() and fresh.exists()

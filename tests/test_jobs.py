@@ -43,7 +43,7 @@ def test_pause_resume_and_stop(manager, shapes_dir):
     job = manager.start(cfg(shapes_dir, epochs=200, batch_size=4, log_interval=20))
     wait_for(lambda: len(job.snapshot().losses) >= 2)
     job.pause()
-    wait_for(lambda: any(e["type"] == "paused" for e in job.events))
+    wait_for(lambda: job.snapshot().history.paused)
     held = len(job.snapshot().losses)
     time.sleep(0.4)
     assert len(job.snapshot().losses) <= held + 1 and job.status == "paused"
@@ -91,7 +91,7 @@ def test_process_worker_crash_fails_only_that_job(tmp_path, shapes_dir):
         doomed = m.start(cfg(shapes_dir, epochs=200, batch_size=4))
         survivor = m.start(cfg(shapes_dir, max_steps=40))
         wait_for(lambda: doomed.status == "running" and doomed.run_dir is not None)
-        os.kill(doomed._worker.handle.pid, signal.SIGKILL)
+        os.kill(doomed.worker.handle.pid, signal.SIGKILL)
         wait_for(lambda: doomed.status == "failed")
         assert "killed by signal 9" in doomed.message
         wait_for(lambda: survivor.status == "finished")
@@ -106,7 +106,7 @@ def test_process_worker_crash_fails_only_that_job(tmp_path, shapes_dir):
 def test_a_speed_sweep_runs_as_a_job_and_streams_rows(manager):
     from core.speed import SweepSpec
 
-    job = manager.start(SweepSpec(widths=(2, 4, 6), batch_sizes=(4,), threads=(1,), steps=2, warmup=1), kind="speed")
+    job = manager.start_sweep(SweepSpec(widths=(2, 4, 6), batch_sizes=(4,), threads=(1,), steps=2, warmup=1))
     wait_for(lambda: job.status == "finished")
     snap = job.snapshot()
     assert [r["width"] for r in snap.rows] == [2, 4, 6] and snap.fraction_done == 1.0

@@ -8,7 +8,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.jobs
-import ui.live_feed
 from core.config import TrainConfig
 from core.data import load_dataset
 from tests.conftest import ROOT
@@ -21,7 +20,6 @@ def app_env(tmp_path, monkeypatch):
     load_dataset("shapes", tmp_path / "data")
     manager = core.jobs.JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="thread")
     monkeypatch.setattr(core.jobs, "_manager", manager)
-    monkeypatch.setattr(ui.live_feed, "_feed", ui.live_feed.LiveFeed(tmp_path / "live"))
     yield manager
     manager.shutdown()
 
@@ -127,11 +125,11 @@ def test_train_button_runs_a_job_and_shows_its_accuracy(app_env):
     assert job.config.dataset == "shapes" and job.config.batch_size == 64 and job.config.epochs == 1
     wait_for(lambda: job.status == "finished")
     at.run()
-    metrics = {m.label: m.value for m in at.metric}
+    metrics = shown_metrics(at)
     rate = metrics["Images/s (whole run)"]  # the run's, as in its summary: not the last interval's
     assert metrics["Test accuracy (epoch 1)"].endswith("%")
     assert rate == f"{job.snapshot().end['images_per_second']:,.0f}"
-    assert any("finished" in m.value for m in at.markdown)
+    assert status_shown(at) == "finished"
     assert not at.exception
 
 
@@ -193,11 +191,14 @@ def live_elements(at: AppTest) -> dict[str, dict]:
 
 
 def status_shown(at: AppTest) -> str | None:
-    """The job's status word on the Train page: in the live element while it trains, else in the text."""
+    """The job's status word on the Train page, as its live element was drawn with it."""
     live = live_elements(at).get("live_numbers")
-    if live:
-        return live["state"]["status_line"]["word"]
-    return next((m.value.split("**")[1] for m in at.markdown if m.value.startswith("Status:")), None)
+    return live["state"]["status_line"]["word"] if live else None
+
+
+def shown_metrics(at: AppTest) -> dict[str, str]:
+    """The metrics (label: value) the Train page's live element was drawn with."""
+    return {m["label"]: m["value"] for m in live_elements(at)["live_numbers"]["state"]["metrics"]}
 
 
 def start_long_job(at: AppTest, app_env):
@@ -209,36 +210,27 @@ def start_long_job(at: AppTest, app_env):
     return job
 
 
-def test_while_a_job_trains_the_browser_follows_its_feed_and_then_the_page_shows_the_end(app_env, tmp_path):
+def test_while_a_job_trains_the_browser_follows_its_route_and_then_the_page_shows_the_end(app_env):
     at = page("train").run()
     job = start_long_job(at, app_env)
     at.run()
     live = live_elements(at)
-    url = f"app/static/live/{job.token}.json"
+    url = f"api/live/{job.token}"  # the app's own route, from the job in memory (ui/live.py)
     assert live["live_numbers"]["feed"] == url and live["live_numbers"]["state"]["status"] == "running"
     assert live["running_loss_chart"]["feed"] == url and live["test_accuracy_chart"]["series"] == "test_accuracy"
-    assert (tmp_path / "live" / f"{job.token}.json").exists()
-    assert not at.metric  # the numbers are drawn in the browser from the feed, not by reruns
+    assert not at.metric  # one way to draw the numbers: the live element
     assert live["live_numbers"]["state"]["status_line"]["word"] == "running"  # so is the status line
     assert live["live_numbers"]["state"]["phase"] == "running" and not any("Status:" in m.value for m in at.markdown)
     next(b for b in at.button if b.label == "Stop").click().run()
     wait_for(lambda: job.status == "stopped")
     at.run()  # as the live element asks when the status it follows changes
-    assert "live_numbers" not in live_elements(at) and live_elements(at)["running_loss_chart"]["feed"] is None
-    metrics = {m.label: m.value for m in at.metric}
+    live = live_elements(at)
+    assert live["live_numbers"]["feed"] is None and live["running_loss_chart"]["feed"] is None  # nothing to follow
+    metrics = shown_metrics(at)
     assert set(metrics) == {"Images/s (whole run)", "Running loss", "Test accuracy"}
     assert metrics["Test accuracy"] == "–"  # stopped before epoch 1 ended: no "after epoch 1" promise
+    assert status_shown(at) == "stopped" and live["live_numbers"]["state"]["progress"] is None
     assert any("Stopped: the history so far is kept" in i.value for i in at.info) and not at.exception
-
-
-def test_without_a_live_feed_the_page_redraws_itself_on_timers(app_env, monkeypatch):
-    monkeypatch.setattr(ui.live_feed, "live_feed", lambda: None)  # e.g. a read-only app folder
-    at = page("train").run()
-    job = start_long_job(at, app_env)
-    at.run()
-    assert "live_numbers" not in live_elements(at) and live_elements(at)["running_loss_chart"]["feed"] is None
-    assert {m.label for m in at.metric} == {"Images/s", "Running loss", "Test accuracy"} and not at.exception
-    job.stop()
 
 
 def test_second_train_asks_before_starting_another(app_env):

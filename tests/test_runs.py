@@ -22,8 +22,8 @@ def test_a_run_directory_holds_everything_needed_to_look_back(tmp_path, small_sh
     run_dir = events[-1]["run_dir"]
     info = load_run(run_dir)
     assert info.error is None and info.config == config and info.status == "finished"
-    assert [e["type"] for e in info.events] == [e["type"] for e in events]
-    assert info.epochs()[0]["test_accuracy"] == events[-1]["test_accuracy"]
+    assert info.history.count == len(events) and info.history.start == events[0]
+    assert info.history.epochs[0]["test_accuracy"] == events[-1]["test_accuracy"]
     # the checkpoint rebuilds the same network, loaded without unpickling code
     model = load_model(run_dir)
     logits = infer(model, small_shapes.test_images, Normalizer(small_shapes.mean, small_shapes.std))
@@ -49,7 +49,7 @@ def test_damaged_run_directories_are_reported_not_fatal(tmp_path, small_shapes):
     assert runs["no-config"].status == "damaged" and "missing" in runs["no-config"].error
     assert "damaged" in runs["bad-config"].error
     assert "learning rate" in runs["bad-values"].error
-    assert runs[good.name].status == "finished" and len(runs[good.name].losses()) > 0
+    assert runs[good.name].status == "finished" and len(runs[good.name].history.losses) > 0
     (good.path / "summary.json").write_text("[")
     assert "summary.json is damaged" in load_run(good.path).error
     (good.path / "checkpoint.pt").write_bytes(b"garbage")

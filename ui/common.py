@@ -177,7 +177,7 @@ def pick_run(key: str, label: str = "Run") -> runs_mod.RunInfo | None:
     if run.error:
         st.error(f"Run {name} cannot be shown: {run.error}. Delete it or choose another run.")
         return None
-    if damaged := run.damaged_events():
+    if damaged := run.history.damaged:
         st.warning(f"{damaged} damaged line(s) of this run's history were left out.")
     return run
 

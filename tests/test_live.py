@@ -1,14 +1,22 @@
-"""The live feed: what the Train page's live elements fetch while a job trains, and how the file is kept."""
+"""The live view: what the Train page's live elements show, and the route they follow a job through."""
 
+import asyncio
 import json
+import shutil
+import subprocess
 import time
 from dataclasses import replace
 
 import pytest
+from starlette.requests import Request
 
+import core.jobs
 from core.config import TrainConfig
+from core.history import History
 from core.jobs import JobManager, Snapshot
-from ui.live_feed import LiveFeed, live_state
+from tests.conftest import ROOT
+from ui import live
+from ui.live import STATES, live_route, live_state, plotly_route
 
 
 def snapshot(losses: int, epochs: int = 0, status: str = "running") -> Snapshot:
@@ -18,7 +26,7 @@ def snapshot(losses: int, epochs: int = 0, status: str = "running") -> Snapshot:
     points = [{"type": "loss", "epoch": 1, "step": 4 * (i + 1), "images_seen": 256 * (i + 1),
                "running_loss": 2.3 - 0.05 * i, "images_per_second": 5000.0 + i, "threads": 2} for i in range(losses)]
     results = [{"type": "epoch", "epoch": e + 1, "test_accuracy": 0.4 + 0.1 * e} for e in range(epochs)]
-    return Snapshot(1, status, "", config, 0, start, points, results, {}, {}, None, time.time())
+    return Snapshot(1, "train", status, "", config, 0, History.of([start, *points, *results]), None, time.time())
 
 
 def test_the_state_holds_what_the_page_shows_as_it_changes():
@@ -42,7 +50,7 @@ def test_the_state_holds_what_the_page_shows_as_it_changes():
 
 
 def test_before_the_job_starts_only_its_status_is_shown():
-    waiting = Snapshot(2, "waiting", "", TrainConfig(dataset="shapes"), 3, {}, [], [], {}, {}, None, time.time())
+    waiting = Snapshot(2, "train", "waiting", "", TrainConfig(dataset="shapes"), 3, History(), None, time.time())
     state = live_state(waiting)
     assert state["phase"] == "waiting" and state["status_line"]["word"] == "waiting for a free slot"
     assert state["status_line"]["detail"].startswith(" (place 3 in the queue")  # the element shows a new place
@@ -52,58 +60,82 @@ def test_before_the_job_starts_only_its_status_is_shown():
 
 
 @pytest.fixture
-def manager(tmp_path):
+def manager(tmp_path, monkeypatch):
+    """The server's job manager, as the route finds it (thread workers: no 5 s torch import per test)."""
     m = JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="thread")
+    monkeypatch.setattr(core.jobs, "_manager", m)
     yield m
     m.shutdown()
 
 
-def test_a_followed_job_s_file_follows_it_to_the_end_and_then_goes(manager, tmp_path, small_shapes):
+def get(path: str, token: str, seq: int | None = None):
+    """Call a route of the app as the browser does: GET path?seq=N."""
+    scope = {"type": "http", "method": "GET", "path": path, "path_params": {"token": token}, "headers": [],
+             "query_string": f"seq={seq}".encode() if seq is not None else b""}
+    response = asyncio.run((live_route if "live" in path else plotly_route)(Request(scope)))
+    return response.status_code, (json.loads(response.body) if response.status_code == 200 and "live" in path
+                                  else response)
+
+
+def test_the_route_serves_a_job_from_memory_as_it_trains_and_to_its_end(manager, tmp_path, small_shapes):
     from core.data import _write_cache, shapes_cache
 
     _write_cache(shapes_cache(tmp_path / "data"), small_shapes)
     job = manager.start(TrainConfig(dataset="shapes", data_dir=str(tmp_path / "data"), epochs=2, batch_size=16,
                                     lr=0.01, log_interval=5))
-    feed = LiveFeed(tmp_path / "live", every=0.05, keep=0.5)
-    first = feed.follow(job)
-    path = tmp_path / "live" / f"{job.token}.json"
-    assert feed.url(job) == f"app/static/live/{job.token}.json"
-    assert json.loads(path.read_text()) == first  # there at once, for the page's first fetch
-    seen = []
+    url = live.feed_url(job)
+    assert url == f"api/live/{job.token}"
+    seen, seq = [], None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        state = json.loads(path.read_text())
-        seen.append((state["seq"], len(state["traces"]["running_loss"][0]["x"])))
-        if state["status"] == "finished":
-            break
-        time.sleep(0.05)
+        code, state = get("/" + url, job.token, seq)
+        if code == 200:
+            seen.append((state["seq"], len(state["traces"]["running_loss"][0]["x"])))
+            seq = state["seq"]
+            if state["status"] == "finished":
+                break
+        else:
+            assert code == 204  # nothing new since the state the browser has: no body at all
+        time.sleep(0.02)
     assert state["status"] == "finished" and len(state["traces"]["test_accuracy"][0]["x"]) == 2
     assert seen == sorted(seen) and len({points for _, points in seen}) >= 3  # it grew while the job ran
     assert state["traces"]["running_loss"][0]["x"][-1] == 2 * 2000  # every point, the last one included
-    deadline = time.monotonic() + 10
-    while (path.exists() or feed._thread is not None) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not path.exists() and feed._thread is None  # deleted after `keep`; the writer thread has ended
+    assert get("/" + url, job.token, seq)[0] == 204 and get("/" + url, job.token)[1] == state
+    assert not (tmp_path / "static").exists() and not (ROOT / "static").exists()  # nothing written
 
 
-def test_an_unchanged_job_is_not_written_again(tmp_path):
+def test_a_state_is_made_once_per_change_of_the_job_not_per_request():
     class Still:  # a job that has stopped moving (paused, say)
-        token = "still"
+        token, made = "still", 0
+
+        def version(self):
+            return ("paused", 4, 0)
 
         def snapshot(self):
+            Still.made += 1
             return snapshot(losses=3, status="paused")
 
-    feed = LiveFeed(tmp_path / "live", every=0.02)
-    state = feed.follow(Still())
-    path = tmp_path / "live" / "still.json"
-    written = path.stat().st_mtime_ns
-    time.sleep(0.2)
-    assert feed.follow(Still()) == state and path.stat().st_mtime_ns == written
+    first = STATES.of(Still())
+    assert STATES.of(Still()) is first and Still.made == 1
+    Still.version = lambda self: ("paused", 5, 0)
+    assert STATES.of(Still())["seq"] > first["seq"] and Still.made == 2
 
 
-def test_no_feed_where_its_folder_cannot_be_written(manager, tmp_path, small_shapes):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    job = manager.start(TrainConfig(dataset="shapes", data_dir=str(tmp_path / "data"), epochs=1))
-    assert LiveFeed(blocker / "live").follow(job) is None  # the page then falls back to fragments
-    job.stop()
+def test_an_unknown_job_is_a_404_and_plotly_is_served_from_the_plotly_package():
+    code, response = get("/api/live/nope", "not-a-job")
+    assert code == 404 and b"no such job" in response.body
+    code, response = get("/api/plotly.min.js", "")
+    assert code == 200 and response.path == live.PLOTLY_JS and live.PLOTLY_JS.stat().st_size > 1_000_000
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js checks the JavaScript's syntax (.ci/run installs it)")
+@pytest.mark.parametrize("name", ["cnn_live_numbers", "cnn_live_chart"])
+def test_the_javascript_the_browser_gets_is_valid(name, tmp_path):
+    """Each element's JavaScript (ui/static/*.js, joined as the element gets it) parses as an ES module."""
+    js = {"cnn_live_numbers": ("feed.js", "live_numbers.js"), "cnn_live_chart": ("feed.js", "live_chart.js")}[name]
+    module = tmp_path / "element.mjs"
+    module.write_text(live._asset(*js))
+    result = subprocess.run(["node", "--check", str(module)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = module.read_text()
+    assert "_fullLayout" not in text and "l2p" not in text and "js-line" not in text  # Plotly's public API only
