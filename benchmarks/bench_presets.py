@@ -27,7 +27,7 @@ from benchmarks.common import cifar10_folder, run_cli  # noqa: E402
 def shapes_tutorial(seed: int) -> dict:
     from core.config import preset
     from core.data import make_shapes
-    from core.train import train
+    from core.loop import train
 
     events = list(train(preset("tutorial", dataset="shapes", seed=seed), make_shapes()))
     epoch1 = [e["running_loss"] for e in events if e["type"] == "loss" and e["epoch"] == 1]

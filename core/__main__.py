@@ -1,3 +1,3 @@
-from core.cli import main
+from core.train import main
 
 raise SystemExit(main())

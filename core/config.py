@@ -6,12 +6,15 @@ same message a student can act on.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, field
 from typing import Any
 
 DATASETS = ("cifar10", "mnist", "fashion-mnist", "shapes")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICE_LABELS = {"auto": "Fastest present", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
 SCHEDULES = ("constant", "one-cycle")
 
 
@@ -19,24 +22,68 @@ class ConfigError(ValueError):
     """A setting the user chose cannot work; the message says why and what to do."""
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def whole(low: int, high: int, optional: bool = False):
+    """A whole number from low to high (or None, where optional)."""
+    return lambda v: (optional and v is None) or (_is_int(v) and low <= v <= high)
+
+
+def setting(default: Any, flag: str | None, help: str, label: str = "", must: str = "", check=None,
+            choices: tuple | None = None, widget_help: str = ""):
+    """A TrainConfig field and everything said about it in one place: its command-line flag and help, its label
+    on the page (and in messages), and the check its value must pass (`must` says it in words)."""
+    return field(default=default, metadata=dict(flag=flag, help=help, label=label, must=must, check=check,
+                                                choices=choices, widget_help=widget_help or help))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    dataset: str = "cifar10"  # one of DATASETS or "folder:PATH"
-    data_dir: str = "data"
-    epochs: int = 2
-    lr: float = 0.001
-    momentum: float = 0.9
-    nesterov: bool = False  # Nesterov momentum: look ahead along the momentum before taking the gradient
-    schedule: str = "constant"  # learning rate: constant (the tutorial) or one-cycle (warm up, then anneal to 0)
-    batch_size: int = 4
-    conv_width: int = 6  # out-channels of conv1 = in-channels of conv2 (the tutorial's exercise)
-    conv2_width: int = 16
-    device: str = "auto"
-    seed: int = 0
-    threads: int = 0  # CPU threads; 0 picks what measured fastest for the batch size
-    log_interval: int = 0  # optimizer steps per running-loss point; 0 = automatic (~50 an epoch)
-    max_steps: int | None = None  # stop after this many optimizer steps
-    target_accuracy: float | None = None  # stop once test accuracy reaches this fraction
+    dataset: str = setting("cifar10", "--dataset", "cifar10, mnist, fashion-mnist, shapes (offline) or folder:PATH",
+                           "Dataset")
+    data_dir: str = setting("data", "--data-dir", "where datasets are downloaded and cached (default: data)",
+                            "Data directory", "a non-empty path", lambda v: isinstance(v, str) and v.strip() != "")
+    epochs: int = setting(2, "--epochs", "how many times the network sees every training image", "Epochs",
+                          "a whole number from 1 to 1000", whole(1, 1000))
+    lr: float = setting(0.001, "--lr", "learning rate: how big a step the optimizer takes; too big and the loss "
+                        "explodes (diverges)", "Learning rate", "> 0 and at most 10",
+                        lambda v: _is_number(v) and 0 < v <= 10)
+    momentum: float = setting(0.9, "--momentum", "how much of the previous step SGD keeps: smooths the path downhill",
+                              "Momentum", "at least 0 and below 1", lambda v: _is_number(v) and 0 <= v < 1)
+    # Nesterov momentum: look ahead along the momentum before taking the gradient
+    nesterov: bool = setting(False, "--nesterov", "Nesterov momentum: take the gradient a little ahead, where "
+                             "momentum is carrying the weights", "Nesterov momentum", "true or false",
+                             lambda v: isinstance(v, bool))
+    schedule: str = setting("constant", "--schedule", "learning rate: constant (the tutorial) or one-cycle (warm up, "
+                            "then anneal to 0)", "Learning-rate schedule", choices=SCHEDULES)
+    batch_size: int = setting(4, "--batch-size", "images per optimizer step (the tutorial uses 4)", "Batch size",
+                              "a whole number from 1 to 4096", whole(1, 4096))
+    conv_width: int = setting(6, "--width", "output channels of conv1 = input channels of conv2 (the tutorial uses 6; "
+                              "its exercise widens it)", "Conv width", "a whole number from 1 to 1024",
+                              whole(1, 1024))
+    conv2_width: int = setting(16, "--conv2-width", "output channels of conv2 (the tutorial uses 16)", "Conv2 width",
+                               "a whole number from 1 to 1024", whole(1, 1024))
+    device: str = setting("auto", "--device", "auto (the fastest present), cpu, cuda or mps", "Device",
+                          choices=DEVICES)
+    seed: int = setting(0, "--seed", "the same seed and settings give the same run", "Seed",
+                        "a whole number from 0 to 2147483647", whole(0, 2**31 - 1))
+    threads: int = setting(0, "--threads", "CPU threads (0 = what measured fastest for the batch size)", "Threads",
+                           "0 (automatic) or a whole number up to 256", whole(0, 256))
+    log_interval: int = setting(0, "--log-interval", "steps per running-loss point (0 = automatic, about 50 an "
+                                "epoch)", "Log interval", "0 (automatic) or a positive number of steps",
+                                whole(0, 1_000_000))
+    max_steps: int | None = setting(None, "--max-steps", "stop after N optimizer steps", "Max steps",
+                                    "a positive whole number", whole(1, 10**12, optional=True))
+    target_accuracy: float | None = setting(None, "--target-accuracy", "stop once test accuracy reaches X "
+                                            "(e.g. 0.55)", "Target accuracy",
+                                            "a fraction above 0 and at most 1, e.g. 0.55",
+                                            lambda v: v is None or (_is_number(v) and 0 < v <= 1))
 
     def __post_init__(self) -> None:
         validate(self)
@@ -63,6 +110,29 @@ class TrainConfig:
         return cls(**data)
 
 
+SETTINGS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def label(name: str) -> str:
+    """A setting's label on the page, e.g. "Learning rate"."""
+    return SETTINGS[name].metadata["label"]
+
+
+def setting_problem(name: str, value: Any) -> str | None:
+    """What is wrong with `value` for the setting `name` (as validation says it), or None: for other values that
+    take a setting's bounds, such as a speed sweep's widths."""
+    meta = SETTINGS[name].metadata
+    if meta["check"] is not None and not meta["check"](value):
+        return f"{meta['label'].lower()} must be {meta['must']}, not {value!r}"
+    return None
+
+
+def widget_help(name: str) -> str:
+    """A setting's help on the page: its command-line help, a sentence."""
+    text = SETTINGS[name].metadata["widget_help"]
+    return text[0].upper() + text[1:] + "."
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     # Exactly the tutorial: batch 4, SGD lr 0.001 momentum 0.9, 2 epochs, widths 6/16.
     "tutorial": dict(epochs=2, lr=0.001, momentum=0.9, batch_size=4, conv_width=6, conv2_width=16),
@@ -86,19 +156,11 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
     return TrainConfig(**{**PRESETS[name], **overrides})
 
 
-# -- validation ---------------------------------------------------------------
+# -- validation, the command line and the README's flag table: all from the fields' metadata ------------
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def validate(c: TrainConfig) -> None:
@@ -107,45 +169,51 @@ def validate(c: TrainConfig) -> None:
            f"dataset must be one of {', '.join(DATASETS)} or folder:PATH, not {c.dataset!r}")
     if c.dataset.startswith("folder:"):
         _check(c.dataset[len("folder:"):].strip() != "", "folder: needs a path, e.g. folder:/data/my-images")
-    _check(isinstance(c.data_dir, str) and c.data_dir.strip() != "", "data directory must be a non-empty path")
-    _check(_is_int(c.epochs) and 1 <= c.epochs <= 1000, "epochs must be a whole number from 1 to 1000")
-    _check(_is_number(c.lr) and 0 < c.lr <= 10, "learning rate must be > 0 and at most 10")
-    _check(_is_number(c.momentum) and 0 <= c.momentum < 1, "momentum must be at least 0 and below 1")
-    _check(isinstance(c.nesterov, bool), "nesterov must be true or false")
+    for name, f in SETTINGS.items():
+        meta, value = f.metadata, getattr(c, name)
+        if meta["check"] is not None:
+            _check(meta["check"](value), f"{meta['label'].lower()} must be {meta['must']}")
+        if meta["choices"] is not None:
+            _check(value in meta["choices"], f"{name} must be one of {', '.join(meta['choices'])}, not {value!r}")
     _check(not c.nesterov or c.momentum > 0, "Nesterov momentum needs a momentum above 0")
-    _check(c.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, not {c.schedule!r}")
-    _check(_is_int(c.batch_size) and 1 <= c.batch_size <= 4096, "batch size must be a whole number from 1 to 4096")
-    _check(_is_int(c.conv_width) and 1 <= c.conv_width <= 1024, "conv width must be a whole number from 1 to 1024")
-    _check(_is_int(c.conv2_width) and 1 <= c.conv2_width <= 1024,
-           "conv2 width must be a whole number from 1 to 1024")
-    _check(c.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, not {c.device!r}")
-    _check(_is_int(c.seed) and 0 <= c.seed < 2**31, "seed must be a whole number from 0 to 2147483647")
-    _check(_is_int(c.threads) and 0 <= c.threads <= 256, "threads must be 0 (automatic) or a whole number up to 256")
-    _check(_is_int(c.log_interval) and 0 <= c.log_interval <= 1_000_000,
-           "log interval must be 0 (automatic) or a positive number of steps")
-    _check(c.max_steps is None or (_is_int(c.max_steps) and c.max_steps >= 1),
-           "max steps must be a positive whole number")
-    _check(c.target_accuracy is None or (_is_number(c.target_accuracy) and 0 < c.target_accuracy <= 1),
-           "target accuracy must be a fraction above 0 and at most 1, e.g. 0.55")
 
 
-_FLAGS = dict(dataset="--dataset", epochs="--epochs", lr="--lr", momentum="--momentum", nesterov="--nesterov",
-              schedule="--schedule",
-              batch_size="--batch-size", conv_width="--width", conv2_width="--conv2-width", device="--device",
-              seed="--seed", threads="--threads", log_interval="--log-interval", max_steps="--max-steps",
-              target_accuracy="--target-accuracy", data_dir="--data-dir")
+class ArgParser(argparse.ArgumentParser):
+    """argparse, with bad input said in one line and exit code 2, as for every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag per setting, with its help and choices; a flag left out is None (the preset's or the default)."""
+    for name, f in SETTINGS.items():
+        meta = f.metadata
+        if f.type in ("bool", bool):
+            parser.add_argument(meta["flag"], dest=name, action="store_true", default=None, help=meta["help"])
+            continue
+        kind = float if "float" in str(f.type) else int if "int" in str(f.type) else str
+        parser.add_argument(meta["flag"], dest=name, type=kind, choices=meta["choices"], help=meta["help"],
+                            metavar=None if meta["choices"] else name.upper())
 
 
 def command_line(config: TrainConfig) -> str:
     """The same training from a terminal: every setting that differs from the defaults, as CLI flags."""
-    import shlex
-
     default = TrainConfig()
     parts = ["python -m core.train"]
-    for name, flag in _FLAGS.items():
+    for name, f in SETTINGS.items():
         value = getattr(config, name)
-        if name == "nesterov":
-            parts += [flag] if value else []
+        if isinstance(value, bool):
+            parts += [f.metadata["flag"]] if value else []
         elif name == "dataset" or value != getattr(default, name):
-            parts.append(f"{flag} {shlex.quote(str(value))}")
+            parts.append(f"{f.metadata['flag']} {shlex.quote(str(value))}")
     return " ".join(parts)
+
+
+def flag_table() -> str:
+    """The README's table of the settings' flags (tests/test_config.py keeps the README's copy the same)."""
+    rows = ["| flag | what it sets | default |", "| --- | --- | --- |"]
+    for f in SETTINGS.values():
+        default = "off" if f.default is False else "none" if f.default is None else f.default
+        rows.append(f"| `{f.metadata['flag']}` | {f.metadata['help']} | {default} |")
+    return "\n".join(rows)

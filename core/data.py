@@ -33,6 +33,7 @@ DATASET_LABELS = {
     "mnist": "MNIST",
     "fashion-mnist": "Fashion-MNIST",
     "shapes": "Shapes (offline)",
+    "folder": "Image folder",  # folder:PATH
 }
 DATASET_NAMES = {text: name for name, text in DATASET_LABELS.items()}  # what the pages show -> dataset name
 OFFLINE_HINT = ("Train on the offline Shapes set instead (made on this machine), or on a folder of your own "
@@ -83,7 +84,7 @@ class Dataset:
 def label(name: str) -> str:
     """The dataset's name as a person reads it."""
     if name.startswith("folder:"):
-        return f"Image folder {name[len('folder:'):]}"
+        return f"{DATASET_LABELS['folder']} {name[len('folder:'):]}"
     return DATASET_LABELS.get(name, name)
 
 
@@ -100,13 +101,6 @@ class Normalizer:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.shift, images.float(), self.scale)
-
-
-def unnormalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """The tutorial's imshow step: img / 2 + 0.5, as uint8."""
-    m = torch.tensor(mean).view(1, -1, 1, 1)
-    s = torch.tensor(std).view(1, -1, 1, 1)
-    return ((images * s + m).clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def shuffled_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,

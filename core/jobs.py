@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from core.config import TrainConfig
@@ -56,11 +56,11 @@ def env_int(name: str, default: int, low: int, high: int) -> int:
 def _die_with_parent(parent: int, tasks, events, stop) -> None:
     """In a worker process: when the server is gone (killed, say), stop training (the run keeps its history
     and is marked stopped) and exit, instead of training on to the end as an orphan nobody reads."""
-    import core.train
+    import core.loop
 
     while os.getppid() == parent:
         time.sleep(0.5)
-    core.train.STOP_MESSAGE = "the dashboard's server stopped, and its training jobs with it"
+    core.loop.STOP_MESSAGE = "the dashboard's server stopped, and its training jobs with it"
     events.cancel_join_thread()  # nobody reads the events any more: exiting must not wait to send them
     stop.set()  # a training job stops within a step and writes its summary, then the process ends
     tasks.put(None)  # a spare, still waiting for its task, ends at once
@@ -70,12 +70,12 @@ def _die_with_parent(parent: int, tasks, events, stop) -> None:
 
 def _worker_main(tasks, events, stop, pause) -> None:
     """Wait for one job, run it, report every event; exceptions become a `failed` end event."""
-    import core.train  # the slow imports and first-step set-up happen while the worker is still a spare
+    import core.loop  # the slow imports and first-step set-up happen while the worker is still a spare
 
     if mp.parent_process() is not None:  # a process of its own (a thread worker must not change the server's malloc)
         threading.Thread(target=_die_with_parent, args=(os.getppid(), tasks, events, stop), daemon=True).start()
-        core.train.keep_freed_memory()
-    core.train.warm_up()
+        core.loop.keep_freed_memory()
+    core.loop.warm_up()
     task = tasks.get()  # a spare waits here (None: dismissed; its server gone: _die_with_parent ends it)
     if task is None:
         return
@@ -85,7 +85,7 @@ def _worker_main(tasks, events, stop, pause) -> None:
 def _run_job(task: dict, events, stop, pause) -> None:
     from core.config import ConfigError
     from core.data import DatasetError
-    from core.train import Control, DeviceError, run_training
+    from core.loop import Control, DeviceError, run_training
 
     last_progress = [0.0]
 
@@ -117,7 +117,7 @@ def _run_job(task: dict, events, stop, pause) -> None:
 def _run_sweep(spec: dict, events, stop) -> None:
     from core.speed import SweepSpec, sweep
 
-    spec = SweepSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+    spec = SweepSpec.from_dict(spec)
     total = len(spec.combinations())
     events.put({"type": "start", "total_steps": total, "wall": time.time()})
     done = 0
@@ -343,7 +343,7 @@ class SweepJob(Job):
     kind = "speed"
 
     def task(self, runs_root: str) -> dict:
-        return {"kind": "speed", "spec": asdict(self.config)}
+        return {"kind": "speed", "spec": self.config.to_dict()}
 
 
 class JobManager:

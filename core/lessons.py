@@ -42,14 +42,18 @@ class Lesson:
 
 def lessons(dataset: str = "cifar10") -> list[Lesson]:
     """The lessons in the tutorial's order, on `dataset` (cifar10, or shapes where CIFAR-10 cannot be had)."""
-    d = dataset
+    return [*_first_steps(dataset), *_knobs(dataset)]
 
-    def train(label: str, locked: set[str], **changes) -> LessonLink:
-        """A Train link that names every knob: the tutorial's settings with `changes`."""
-        knobs = preset_values("tutorial")
-        preset = "tutorial" if all(knobs.get(k) == v for k, v in changes.items()) else "custom"
-        return LessonLink(label, "train", dict(dataset=d, preset=preset, **{**knobs, **changes}), frozenset(locked))
 
+def _train_link(dataset: str, label: str, locked: set[str], **changes) -> LessonLink:
+    """A Train link that names every knob: the tutorial's settings with `changes`."""
+    knobs = preset_values("tutorial")
+    preset = "tutorial" if all(knobs.get(k) == v for k, v in changes.items()) else "custom"
+    return LessonLink(label, "train", dict(dataset=dataset, preset=preset, **{**knobs, **changes}), frozenset(locked))
+
+
+def _first_steps(d: str) -> list[Lesson]:
+    """The data, the network's shapes, and training as the tutorial does."""
     return [
         Lesson(
             "1. The data",
@@ -78,20 +82,26 @@ def lessons(dataset: str = "cifar10") -> list[Lesson]:
             "backpropagate, and let SGD (learning rate 0.001, momentum 0.9) nudge every weight. It prints the "
             "*running loss*, the average loss of the last batches: watch it fall. A guess spread evenly over "
             "10 classes has a loss of ln(10) = 2.30.",
-            (train("Train with the tutorial's settings", {"dataset", "preset", "lr", "momentum", "batch_size",
+            (_train_link(d, "Train with the tutorial's settings", {"dataset", "preset", "lr", "momentum", "batch_size",
                                                             "conv_width", "conv2_width", "epochs"}),),
             "the Running loss chart (how soon does it leave 2.30?) and the test accuracy after each epoch.",
             "After 2 epochs, is the network better than guessing (10%)? By how much?",
         ),
+    ]
+
+
+def _knobs(d: str) -> list[Lesson]:
+    """What each knob does: learning rate, momentum, longer training, width and the device."""
+    return [
         Lesson(
             "4. The learning rate",
             "The learning rate is the size of SGD's step. Too high and the steps overshoot: the loss jumps "
             "up instead of down and *diverges* (the weights blow up), or every ReLU ends up outputting 0 "
             "and the network guesses one class. Too low and the weights barely move: after an epoch the "
             "loss is still near 2.30.",
-            (train("Too high: learning rate 10", {"lr", "epochs"}, lr=10.0, epochs=1),
-             train("Too low: learning rate 0.0001", {"lr", "epochs"}, lr=0.0001, epochs=1),
-             train("About right: 0.001", {"lr", "epochs"}, lr=0.001, epochs=1)),
+            (_train_link(d, "Too high: learning rate 10", {"lr", "epochs"}, lr=10.0, epochs=1),
+             _train_link(d, "Too low: learning rate 0.0001", {"lr", "epochs"}, lr=0.0001, epochs=1),
+             _train_link(d, "About right: 0.001", {"lr", "epochs"}, lr=0.001, epochs=1)),
             "what the page says when the loss explodes, and how far the loss falls in one epoch at each rate.",
             "Which rate would you choose, and why not the largest one that does not diverge?",
         ),
@@ -99,8 +109,8 @@ def lessons(dataset: str = "cifar10") -> list[Lesson]:
             "5. Momentum",
             "Momentum makes SGD keep part of its last step, like a ball rolling downhill: small, noisy "
             "gradients add up to steady progress. The tutorial uses 0.9 (keep 90% of the last step).",
-            (train("Momentum 0", {"momentum", "lr", "epochs"}, momentum=0.0, epochs=1),
-             train("Momentum 0.9", {"momentum", "lr", "epochs"}, momentum=0.9, epochs=1)),
+            (_train_link(d, "Momentum 0", {"momentum", "lr", "epochs"}, momentum=0.0, epochs=1),
+             _train_link(d, "Momentum 0.9", {"momentum", "lr", "epochs"}, momentum=0.9, epochs=1)),
             "the running loss after one epoch with each (the Results page keeps both runs).",
             "With momentum 0, what would you have to change to learn as fast as with 0.9?",
         ),
@@ -109,7 +119,7 @@ def lessons(dataset: str = "cifar10") -> list[Lesson]:
             "Trained for long enough, a network starts to *memorize* its training images instead of learning "
             "what a class looks like. Its accuracy on the training images keeps climbing while its accuracy "
             "on test images it has never seen stalls or falls. The accuracy chart shows both.",
-            (train("Train for 12 epochs, a wide network", {"epochs", "conv_width"}, epochs=12, lr=0.01,
+            (_train_link(d, "Train for 12 epochs, a wide network", {"epochs", "conv_width"}, epochs=12, lr=0.01,
                    batch_size=32, conv_width=32, conv2_width=32),),
             "the gap between the train line and the test line, epoch by epoch.",
             "From which epoch on does more training stop helping on the test set?",

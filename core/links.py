@@ -12,17 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from core.config import DEVICES, PRESETS, SCHEDULES, ConfigError, TrainConfig
+from core.config import DATASETS, PRESETS, SETTINGS, ConfigError, TrainConfig
 
-DATASET_CHOICES = ("cifar10", "mnist", "fashion-mnist", "shapes", "folder")
+DATASET_CHOICES = (*DATASETS, "folder")
 PRESET_CHOICES = (*PRESETS, "custom")
 # every setting a link can hold, in the order the Train page shows them
 PARAMS = ("dataset", "folder", "preset", "epochs", "lr", "momentum", "batch_size", "conv_width", "conv2_width",
           "schedule", "nesterov", "device", "seed")
 KNOBS = ("epochs", "lr", "momentum", "batch_size", "conv_width", "conv2_width", "schedule", "nesterov")
 LOCK, OTHER_PARAMS = "lock", ("job", "present")  # parameters of the page that are not settings
-_INTS = ("epochs", "batch_size", "conv_width", "conv2_width", "seed")
-_FLOATS = ("lr", "momentum")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -40,25 +38,25 @@ def _one(query: Mapping[str, Any], name: str) -> str:
     return str(value).strip()
 
 
-_CHOICES = {"dataset": DATASET_CHOICES, "preset": PRESET_CHOICES, "schedule": SCHEDULES, "device": DEVICES}
-
-
 def _parse(name: str, text: str) -> Any:
-    """One parameter's text -> its value; ConfigError (a student's words) when it cannot be used."""
-    if name in _CHOICES:
-        if text not in _CHOICES[name]:
-            raise ConfigError(f"choose one of {', '.join(_CHOICES[name])}")
-        return text
+    """One parameter's text -> its value; ConfigError (a student's words) when it cannot be used. The choices,
+    the kind of value and its bounds are TrainConfig's (core/config.py), as on the command line."""
     if name == "folder":
         if not text:
             raise ConfigError("it is empty")
         return text
-    if name == "nesterov":
+    choices = {"dataset": DATASET_CHOICES, "preset": PRESET_CHOICES}.get(name) or SETTINGS[name].metadata["choices"]
+    if choices:
+        if text not in choices:
+            raise ConfigError(f"choose one of {', '.join(choices)}")
+        return text
+    kind = str(SETTINGS[name].type)
+    if kind == "bool":
         if text.lower() not in _TRUE + _FALSE:
             raise ConfigError("use true or false")
         return text.lower() in _TRUE
     try:
-        value = int(text) if name in _INTS else float(text)
+        value = int(text) if kind.startswith("int") else float(text)
     except ValueError:
         raise ConfigError("it is not a number") from None
     TrainConfig(**{name: value})  # the same bounds as everywhere else
@@ -105,14 +103,3 @@ def link_query(values: Mapping[str, Any], locked: set[str] | frozenset[str] = fr
     if locked:
         query[LOCK] = "all" if set(PARAMS) <= set(locked) else ",".join(n for n in PARAMS if n in locked)
     return query
-
-
-def config_values(config: TrainConfig, preset: str = "custom") -> dict[str, Any]:
-    """The link settings of a config (the reverse of what the Train page builds)."""
-    dataset, folder = (("folder", config.dataset[len("folder:"):]) if config.dataset.startswith("folder:")
-                       else (config.dataset, ""))
-    values: dict[str, Any] = dict(dataset=dataset, preset=preset)
-    if folder:
-        values["folder"] = folder
-    values.update({name: getattr(config, name) for name in PARAMS if name not in ("dataset", "folder", "preset")})
-    return values

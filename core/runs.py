@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -239,13 +238,6 @@ def list_runs(root: str | os.PathLike = DEFAULT_ROOT, with_events: bool = False)
         return []
     dirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     return [load_run(p, with_events) for p in sorted(dirs, key=lambda p: p.name, reverse=True)]
-
-
-def delete_run(path: str | os.PathLike, root: str | os.PathLike = DEFAULT_ROOT) -> None:
-    path, root = Path(path).resolve(), Path(root).resolve()
-    if path.parent != root:
-        raise RunError(f"{path} is not a run directory under {root}")
-    shutil.rmtree(path)
 
 
 MAX_CHECKPOINT_BYTES = 200 * 1024 * 1024  # widths 1024/1024 at 64x64 pixels: about 110 MB

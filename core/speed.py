@@ -14,19 +14,18 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
 
-from core.config import TrainConfig
+from core.config import ArgParser, TrainConfig, label, setting_problem
 from core.data import Normalizer
+from core.loop import available_devices, cpu_kernels, cuda_kernels, make_optimizer, make_step
 from core.model import ModelArgs, Net
-from core.train import available_devices, cpu_kernels, cuda_kernels, make_optimizer, make_step
 
-MAX_WIDTH = 1024
 BUSY_SHARE = 0.75  # a CPU point whose threads got less of the CPU than this was measured on a busy machine
 
 
@@ -36,16 +35,16 @@ class SpeedError(ValueError):
 
 @dataclass(frozen=True)
 class SweepSpec:
+    """What a sweep measures: every device x thread count x batch size x width, of the network `model` (whose
+    conv width each point replaces). Widths, batch sizes and thread counts take TrainConfig's bounds."""
+
     devices: tuple[str, ...] = ("cpu",)
     widths: tuple[int, ...] = (6, 16, 32, 64, 128, 256)
     batch_sizes: tuple[int, ...] = (4, 64)
     threads: tuple[int, ...] = (0,)  # CPU thread counts to try; 0 = all cores
     steps: int = 20
     warmup: int = 5
-    conv2_width: int = 16
-    image_size: int = 32
-    channels: int = 3
-    num_classes: int = 10
+    model: ModelArgs = ModelArgs()
 
     def __post_init__(self) -> None:
         present = available_devices()
@@ -56,16 +55,23 @@ class SweepSpec:
                 raise SpeedError(f"unknown device {d!r}: use cpu, cuda or mps")
             if d not in present:
                 raise SpeedError(f"device {d!r} is not available on this machine (available: {', '.join(present)})")
-        if not self.widths or any(not isinstance(w, int) or not 1 <= w <= MAX_WIDTH for w in self.widths):
-            raise SpeedError(f"widths must be whole numbers from 1 to {MAX_WIDTH}")
-        if not self.batch_sizes or any(not isinstance(b, int) or not 1 <= b <= 4096 for b in self.batch_sizes):
-            raise SpeedError("batch sizes must be whole numbers from 1 to 4096")
-        if not self.threads or any(not isinstance(t, int) or not 0 <= t <= 256 for t in self.threads):
-            raise SpeedError("thread counts must be 0 (all cores) or whole numbers up to 256")
+        for values, setting in ((self.widths, "conv_width"), (self.batch_sizes, "batch_size"),
+                                (self.threads, "threads")):
+            problem = next((p for p in map(lambda v: setting_problem(setting, v), values) if p), None)
+            if not values or problem:
+                raise SpeedError(problem or f"choose at least one {label(setting).lower()}")
         if not isinstance(self.steps, int) or not 1 <= self.steps <= 10000:
             raise SpeedError("steps must be a whole number from 1 to 10000")
         if not isinstance(self.warmup, int) or not 0 <= self.warmup <= 1000:
             raise SpeedError("warm-up steps must be a whole number from 0 to 1000")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SweepSpec":
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "model"}
+        return cls(**values, model=ModelArgs(**data.get("model", {})))
 
     def combinations(self) -> list[tuple[str, int, int, int]]:
         cores = os.cpu_count() or 1
@@ -85,9 +91,67 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+class Bench:
+    """One point's network, optimizer and random data, resident on the device as in training."""
+
+    def __init__(self, dev: torch.device, model: ModelArgs, batch_size: int, seed: int):
+        torch.manual_seed(seed)
+        self.dev, self.batch_size = dev, batch_size
+        self.model = Net(model).to(dev)
+        self.optimizer = make_optimizer(self.model, TrainConfig(dataset="shapes", batch_size=batch_size), dev)
+        self.criterion = nn.CrossEntropyLoss()
+        channels = model.in_channels
+        self.normalize = Normalizer((0.5,) * channels, (0.5,) * channels, dev)
+        g = torch.Generator().manual_seed(seed)
+        pool = max(batch_size * 4, 256)
+        self.host_images = torch.randint(0, 256, (pool, channels, model.image_size, model.image_size),
+                                         dtype=torch.uint8, generator=g)
+        self.host_labels = torch.randint(0, model.num_classes, (pool,), generator=g)
+        self.images, self.labels = self.host_images.to(dev), self.host_labels.to(dev)
+        self.batches = pool // batch_size
+        self.step_fn = make_step(self.model, self.criterion, self.optimizer, self.normalize, dev, batch_size,
+                                 self.images, self.labels)
+
+    def batch(self, i: int) -> slice:
+        s = (i % self.batches) * self.batch_size
+        return slice(s, s + self.batch_size)
+
+    def train_seconds(self, steps: int, warmup: int) -> tuple[float, float]:
+        """(wall seconds, CPU seconds) of `steps` training steps after `warmup` untimed ones."""
+        for i in range(warmup):
+            self.step_fn(self.images[self.batch(i)], self.labels[self.batch(i)])
+        _sync(self.dev)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for i in range(steps):  # no .item() here: on a GPU that would wait for every step
+            self.step_fn(self.images[self.batch(i)], self.labels[self.batch(i)])
+        _sync(self.dev)
+        return time.perf_counter() - started, time.process_time() - cpu_started
+
+    def data_seconds(self, steps: int) -> float:
+        """Moving data: host uint8 batch -> device, then normalize; what a per-step DataLoader copy costs."""
+        _sync(self.dev)
+        started = time.perf_counter()
+        for i in range(steps):
+            self.normalize(self.host_images[self.batch(i)].to(self.dev, non_blocking=False))
+        _sync(self.dev)
+        return time.perf_counter() - started
+
+    def naive_seconds(self, steps: int) -> float:
+        """The tutorial's way on a GPU: copy each batch over and read the loss every step."""
+        started = time.perf_counter()
+        for i in range(steps):
+            self.optimizer.zero_grad()
+            x, y = self.host_images[self.batch(i)].to(self.dev), self.host_labels[self.batch(i)].to(self.dev)
+            loss = self.criterion(self.model(self.normalize(x)), y)
+            loss.backward()
+            self.optimizer.step()
+            loss.item()  # note: a CPU-GPU sync point on every step
+        _sync(self.dev)
+        return time.perf_counter() - started
+
+
 def measure(device: str, width: int, batch_size: int, threads: int = 0, steps: int = 20, warmup: int = 5,
-            conv2_width: int = 16, image_size: int = 32, channels: int = 3, num_classes: int = 10,
-            seed: int = 0) -> dict:
+            model: ModelArgs = ModelArgs(), seed: int = 0) -> dict:
     """One row: training images/s with the data on the device, and the cost of bringing a batch from the host."""
     dev = torch.device(device)
     threads = threads or os.cpu_count() or 1
@@ -96,69 +160,22 @@ def measure(device: str, width: int, batch_size: int, threads: int = 0, steps: i
         torch.set_num_threads(threads)
     try:
         with cpu_kernels(dev, batch_size), cuda_kernels(dev):
-            torch.manual_seed(seed)
-            model = Net(ModelArgs(channels, image_size, num_classes, width, conv2_width)).to(dev)
-            config = TrainConfig(dataset="shapes", lr=0.001, momentum=0.9, batch_size=batch_size)
-            optimizer = make_optimizer(model, config, dev)
-            criterion = nn.CrossEntropyLoss()
-            normalize = Normalizer((0.5,) * channels, (0.5,) * channels, dev)
-            g = torch.Generator().manual_seed(seed)
-            pool = max(batch_size * 4, 256)
-            host_images = torch.randint(0, 256, (pool, channels, image_size, image_size), dtype=torch.uint8,
-                                        generator=g)
-            host_labels = torch.randint(0, num_classes, (pool,), generator=g)
-            images, labels = host_images.to(dev), host_labels.to(dev)  # resident on the device, as in training
-            batches = pool // batch_size
-
-            train_step = make_step(model, criterion, optimizer, normalize, dev, batch_size, images, labels)
-
-            def step(i: int) -> torch.Tensor:
-                s = (i % batches) * batch_size
-                return train_step(images[s:s + batch_size], labels[s:s + batch_size])
-
-            for i in range(warmup):
-                step(i)
-            _sync(dev)
-            started, cpu_started = time.perf_counter(), time.process_time()
-            for i in range(steps):
-                step(i)  # no .item() here: on a GPU that would wait for every step
-            _sync(dev)
-            train_seconds = time.perf_counter() - started
-            # the CPU time this process got, as a share of what its threads could have had: well below 1
-            # when another program was busy on the same cores (the point then says more about that program)
-            cpu_share = (time.process_time() - cpu_started) / (train_seconds * threads) if dev.type == "cpu" else None
-
-            # moving data: host uint8 batch -> device, then normalize; what a per-step DataLoader copy costs
-            _sync(dev)
-            started = time.perf_counter()
-            for i in range(steps):
-                s = (i % batches) * batch_size
-                normalize(host_images[s:s + batch_size].to(dev, non_blocking=False))
-            _sync(dev)
-            data_seconds = time.perf_counter() - started
-
-            naive_seconds = None
-            if dev.type != "cpu":  # the tutorial's way on a GPU: copy each batch over and read the loss every step
-                started = time.perf_counter()
-                for i in range(steps):
-                    s = (i % batches) * batch_size
-                    optimizer.zero_grad()
-                    x, y = host_images[s:s + batch_size].to(dev), host_labels[s:s + batch_size].to(dev)
-                    loss = criterion(model(normalize(x)), y)
-                    loss.backward()
-                    optimizer.step()
-                    loss.item()  # note: a CPU-GPU sync point on every step
-                _sync(dev)
-                naive_seconds = time.perf_counter() - started
+            bench = Bench(dev, replace(model, conv_width=width), batch_size, seed)
+            train_seconds, cpu_seconds = bench.train_seconds(steps, warmup)
+            data_seconds = bench.data_seconds(steps)
+            naive_seconds = bench.naive_seconds(steps) if dev.type != "cpu" else None
     finally:
         torch.set_num_threads(previous_threads)
-    return dict(device=device, width=width, conv2_width=conv2_width, batch_size=batch_size,
+    # the CPU time this process got, as a share of what its threads could have had: well below 1 when another
+    # program was busy on the same cores (the point then says more about that program)
+    cpu_share = cpu_seconds / (train_seconds * threads) if dev.type == "cpu" else None
+    return dict(device=device, width=width, conv2_width=model.conv2_width, batch_size=batch_size,
                 threads=threads if dev.type == "cpu" else None, steps=steps, warmup=warmup,
                 images_per_second=steps * batch_size / train_seconds,
                 step_ms=1000 * train_seconds / steps, data_ms=1000 * data_seconds / steps,
                 naive_images_per_second=steps * batch_size / naive_seconds if naive_seconds else None,
                 cpu_share=cpu_share, busy=cpu_share is not None and cpu_share < BUSY_SHARE,
-                parameters=sum(p.numel() for p in model.parameters()))
+                parameters=sum(p.numel() for p in bench.model.parameters()))
 
 
 def sweep(spec: SweepSpec, stop: Callable[[], bool] = lambda: False) -> Iterator[dict]:
@@ -168,8 +185,7 @@ def sweep(spec: SweepSpec, stop: Callable[[], bool] = lambda: False) -> Iterator
     for device, width, batch, threads in spec.combinations():
         if stop():
             return
-        args = (device, width, batch, threads, spec.steps, spec.warmup, spec.conv2_width, spec.image_size,
-                spec.channels, spec.num_classes)
+        args = (device, width, batch, threads, spec.steps, spec.warmup, spec.model)
         row = measure(*args)
         if row["busy"] and not stop():
             again = measure(*args)
@@ -206,9 +222,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.cli import _Parser
-
-    p = _Parser(prog="python -m core.speed", description="Training images/s per device, width and batch size.")
+    p = ArgParser(prog="python -m core.speed", description="Training images/s per device, width and batch size.")
     p.add_argument("--devices", default="cpu", help="comma-separated: cpu,cuda,mps (default cpu)")
     p.add_argument("--widths", type=_ints, default=SweepSpec.widths, help="conv widths, e.g. 6,32,128")
     p.add_argument("--batch-sizes", type=_ints, default=SweepSpec.batch_sizes)

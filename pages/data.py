@@ -3,14 +3,14 @@
 import streamlit as st
 import torch
 
-from core.data import DATASET_NAMES, Normalizer
+from core.data import DATASET_LABELS, DATASET_NAMES, Normalizer
 from core.figures import class_count_figure, image_grid, pixel_histogram_figure
 from ui.app import require_app
 from ui.common import dataset_for, from_link, keep_in_link, remember, save_widgets
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
-DATASETS = {"Shapes (offline)": "shapes", **DATASET_NAMES, "Image folder": "folder"}  # Shapes first: works offline
+DATASETS = {DATASET_LABELS["shapes"]: "shapes", **DATASET_NAMES}  # Shapes first: it works offline
 
 st.title("The data")
 st.caption("The tutorial's step 1: load the training and test images and normalize them.")

@@ -6,12 +6,14 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core.config import ConfigError, TrainConfig
+from core.config import DEVICE_LABELS, ConfigError, TrainConfig
 from core.data import default_dataset
 from core.figures import race_figure, speedup_figure, throughput_figure
 from core.jobs import get_manager
+from core.loop import available_devices
+from core.memory import dataset_shape
+from core.model import ModelArgs
 from core.speed import BUSY_SHARE, SpeedError, SweepSpec, load_last, save_last
-from core.train import available_devices
 from ui.app import require_app
 from ui.common import data_dir, runs_root
 
@@ -19,7 +21,6 @@ require_app()  # first: a page run without dashboard.py is run again through it
 
 WIDTHS = [6, 16, 32, 64, 128, 256]
 BATCHES = [4, 16, 64, 256]
-TRAIN_SIZES = {"cifar10": 50000, "mnist": 60000, "fashion-mnist": 60000, "shapes": 10000}
 CORES = os.cpu_count() or 1
 
 st.title("Speed lab: CPU against GPU")
@@ -149,17 +150,18 @@ def train_config() -> TrainConfig:
 st.header("How long will one epoch take?")
 config = train_config()
 dataset = st.session_state.get("train_dataset") or default_dataset(data_dir())[0]  # the Train page's dataset
-num_train = TRAIN_SIZES.get(dataset, 50000)
+num_train = dataset_shape(dataset)["num_train"]
 st.markdown(f"For the Train page's settings: batch {config.batch_size}, conv width {config.conv_width}, "
             f"{num_train:,} training images.")
 if st.button("Estimate"):
     import torch
 
-    from core.train import choose_threads
+    from core.loop import choose_threads
 
     threads = choose_threads(config, torch.device("cpu"))
     spec = SweepSpec(devices=tuple(devices), widths=(config.conv_width,), batch_sizes=(config.batch_size,),
-                     threads=(threads,), steps=10, warmup=3, conv2_width=config.conv2_width)
+                     threads=(threads,), steps=10, warmup=3,
+                     model=ModelArgs(conv2_width=config.conv2_width))
     st.session_state.estimate_job_id = get_manager().start_sweep(spec).id
     st.session_state.estimate_images = num_train
 
@@ -186,7 +188,7 @@ racers = {"CPU, 1 thread": ("cpu", 1)}
 if CORES > 1:
     racers[f"CPU, all {CORES} threads"] = ("cpu", CORES)
 for d in devices[1:]:
-    racers[{"cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}[d]] = (d, 0)
+    racers[DEVICE_LABELS[d]] = (d, 0)
 names = list(racers)
 r1, r2, r3 = st.columns(3)
 a = r1.selectbox("Racer A", names, index=0)

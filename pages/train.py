@@ -9,27 +9,35 @@ from urllib.parse import urlencode
 import streamlit as st
 
 import ui.live as live
-from core.config import PRESETS, SCHEDULES, ConfigError, TrainConfig, command_line, preset_values
+from core.config import (
+    DEVICE_LABELS,
+    PRESETS,
+    SCHEDULES,
+    SETTINGS,
+    ConfigError,
+    TrainConfig,
+    command_line,
+    label,
+    preset_values,
+    widget_help,
+)
 from core.data import DATASET_LABELS, DatasetError, check_folder, default_dataset
 from core.figures import accuracy_figure, loss_ranges, running_loss_figure
 from core.jobs import get_manager
 from core.links import KNOBS, LOCK, OTHER_PARAMS, PARAMS, PRESET_CHOICES, link_query, parse_link
+from core.loop import TUTORIAL_ACCURACY, available_devices, resolve_device
 from core.memory import check_fits, dataset_shape
-from core.train import TUTORIAL_ACCURACY, available_devices, resolve_device
 from ui.app import entered, require_app
 from ui.common import app_url, current_job, data_dir, job_active, presenting
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
-DATASET_TEXT = {**DATASET_LABELS, "folder": "Image folder"}
+DATASET_TEXT = DATASET_LABELS
 PRESET_TEXT = {"tutorial": "Tutorial", "fast": "Fast", "custom": "Custom"}
 LEARNING_RATES = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
-DEVICE_LABELS = {"cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
 SCHEDULE_TEXT = {"constant": "Constant (the tutorial)", "one-cycle": "One-cycle (warm up, then anneal)"}
-LABELS = dict(dataset="Dataset", folder="Folder path", preset="Preset", epochs="Epochs", lr="Learning rate",
-              momentum="Momentum", batch_size="Batch size", conv_width="Conv width", conv2_width="Conv2 width",
-              schedule="Learning-rate schedule", nesterov="Nesterov momentum", device="Device", seed="Seed")
+LABELS = {"folder": "Folder path", "preset": "Preset", **{n: label(n) for n in PARAMS if n in SETTINGS}}
 CHART_HEIGHT = 270  # the live charts, with the status and metrics above them, fit a 1280x720 projector
 KEEP = "session"  # the Train widgets keep their values while other pages are shown (and the folder path while
 # the folder box is hidden)
@@ -147,28 +155,28 @@ def controls() -> TrainConfig | None:
             folder = st.text_input(LABELS["folder"], **widget("folder", knob=False),
                                    help="A folder with train/ and test/, one sub-folder per class inside each.")
         st.slider(LABELS["epochs"], 1, max(30, value("epochs")), **widget("epochs"),
-                  help="How many times the network sees every training image.")
+                  help=widget_help("epochs"))
         st.select_slider(LABELS["lr"], with_value(LEARNING_RATES, value("lr")), **widget("lr"),
-                         help="How big a step the optimizer takes; too big and the loss explodes (diverges).")
+                         help=widget_help("lr"))
         st.slider(LABELS["momentum"], 0.0, 0.99, step=0.01, **widget("momentum"),
-                  help="How much of the previous step SGD keeps: smooths the path downhill.")
+                  help=widget_help("momentum"))
     with right:
         st.select_slider(LABELS["batch_size"], with_value(BATCH_SIZES, value("batch_size")), **widget("batch_size"),
-                         help="Images per optimizer step. The tutorial uses 4.")
+                         help=widget_help("batch_size"))
         st.slider(LABELS["conv_width"], 1, max(256, value("conv_width")), **widget("conv_width"),
-                  help="Output channels of conv1 (= input channels of conv2). The tutorial uses 6.")
+                  help=widget_help("conv_width"))
         st.selectbox(LABELS["device"], devices, format_func=DEVICE_LABELS.get, **widget("device", knob=False))
         if len(devices) == 1 and not presenting():
             st.caption("No GPU on this machine, so only the CPU is offered. See the Speed page for what a GPU "
                        "would change.")
         st.number_input(LABELS["seed"], 0, 2**31 - 1, step=1, **widget("seed", knob=False),
-                        help="The same seed and settings give the same run.")
+                        help=widget_help("seed"))
     with st.expander("More settings"):
         st.slider(LABELS["conv2_width"], 1, max(256, value("conv2_width")), **widget("conv2_width"),
-                  help="Output channels of conv2. The tutorial uses 16.")
+                  help=widget_help("conv2_width"))
         st.selectbox(LABELS["schedule"], list(SCHEDULES), format_func=SCHEDULE_TEXT.get, **widget("schedule"))
         st.checkbox(LABELS["nesterov"], **widget("nesterov"),
-                    help="Take the gradient a little ahead, where momentum is carrying the weights.")
+                    help=widget_help("nesterov"))
 
     values = {name: st.session_state.get(key(name)) for name in PARAMS}
     write_link(values)

@@ -146,7 +146,7 @@ def test_the_lessons_page_walks_the_tour_and_its_link_sets_up_the_train_page(cla
 
 def test_a_click_on_a_confusion_matrix_cell_shows_that_pair(classroom, projector):
     from core.config import TrainConfig
-    from core.train import run_training
+    from core.loop import run_training
 
     url, home = classroom
     config = TrainConfig(dataset="shapes", data_dir=str(home / "data"), epochs=1, batch_size=32, lr=0.02)

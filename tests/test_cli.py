@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from core.train import resolve_device
+from core.loop import resolve_device
 from tests.conftest import ROOT
 
 
@@ -47,8 +47,8 @@ def test_divergence_exits_3(tmp_path):
 
 
 def test_python_m_core_train_runs_the_module_once(tmp_path):
-    """core/train.py runs as __main__; the CLI's `import core.train` must find that module, not run the file
-    a second time as another one (two Control classes, two DeviceErrors: an except clause could miss)."""
+    """core/train.py (the command line) runs as __main__ and nothing it uses imports it again: run a second time
+    as another module, it would make two Control classes, two DeviceErrors (an except clause could miss)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "core.train", "--dataset", "shapes",
                         "--data-dir", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"), "--max-steps", "1"],
@@ -56,4 +56,4 @@ def test_python_m_core_train_runs_the_module_once(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     imported = [line for line in r.stderr.splitlines() if line.startswith("import time:")]
     assert not any(line.rstrip().endswith("| core.train") for line in imported)
-    assert any(line.rstrip().endswith("| core.cli") for line in imported)  # the check can see imports at all
+    assert any(line.rstrip().endswith("| core.loop") for line in imported)  # the check can see imports at all

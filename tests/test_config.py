@@ -57,8 +57,8 @@ def test_round_trip_and_log_interval():
 
 
 def test_command_line_reproduces_the_config():
-    from core.cli import build_parser, config_from_args
     from core.config import command_line
+    from core.train import build_parser, config_from_args
 
     c = TrainConfig(dataset="folder:/data/my images", lr=0.02, batch_size=64, conv_width=12, schedule="one-cycle")
     text = command_line(c)
@@ -66,3 +66,28 @@ def test_command_line_reproduces_the_config():
     import shlex
     args = build_parser().parse_args(shlex.split(text)[3:])
     assert config_from_args(args) == c
+
+
+def test_one_schema_gives_the_flags_the_checks_the_command_line_and_the_readme_table():
+    """TrainConfig's fields say their flag, help, label and check once; argparse, validation, the command line
+    the page shows and the README's flag table all come from there."""
+    import dataclasses
+    import shlex
+
+    from core.config import SETTINGS, command_line, flag_table, label, setting_problem
+    from core.train import build_parser, config_from_args
+    from tests.conftest import ROOT
+
+    assert set(SETTINGS) == {f.name for f in dataclasses.fields(TrainConfig)}
+    help_text = build_parser().format_help()
+    for name, f in SETTINGS.items():
+        assert f.metadata["flag"] in help_text and label(name), name
+    # every setting that differs from its default makes the round trip through the command line
+    c = TrainConfig(dataset="shapes", data_dir="/tmp/d", epochs=3, lr=0.05, momentum=0.5, nesterov=True,
+                    schedule="one-cycle", batch_size=32, conv_width=7, conv2_width=9, device="cpu", seed=3,
+                    threads=1, log_interval=5, max_steps=100, target_accuracy=0.6)
+    assert all(getattr(c, n) != f.default for n, f in SETTINGS.items() if n != "dataset")
+    assert config_from_args(build_parser().parse_args(shlex.split(command_line(c))[3:])) == c
+    assert setting_problem("batch_size", 0) == "batch size must be a whole number from 1 to 4096, not 0"
+    assert setting_problem("batch_size", 64) is None
+    assert flag_table() in (ROOT / "README.md").read_text(), "README's flag table: paste core.config.flag_table()"

@@ -21,7 +21,7 @@ from PIL import Image
 
 from core.data import DatasetError, load_dataset
 from core.jobs import JobManager
-from core.train import run_training
+from core.loop import run_training
 from tests.conftest import ROOT, write_image_folder
 from tests.test_cli import cli
 from tests.test_jobs import cfg, wait_for

@@ -3,7 +3,7 @@
 import pytest
 
 from core.lessons import lessons
-from core.links import PARAMS, config_values, link_query, parse_link
+from core.links import PARAMS, link_query, parse_link
 
 
 def test_a_link_gives_back_exactly_the_settings_it_was_made_from():
@@ -36,12 +36,12 @@ def test_locks_take_setting_names_or_all_and_name_what_they_cannot_lock():
     assert "colour" in parse_link({"colour": "red"}).problems[0]  # an unknown name is reported, not used
 
 
-def test_a_config_turns_into_link_settings():
-    from core.config import preset
+def test_link_settings_make_the_round_trip_through_the_url():
+    from core.config import preset_values
 
-    values = config_values(preset("fast", dataset="folder:/data/pics"), "fast")
-    assert values["dataset"] == "folder" and values["folder"] == "/data/pics" and values["lr"] == 0.15
-    assert parse_link(link_query(values)).problems == []
+    values = dict(dataset="folder", folder="/data/pics", preset="fast", **preset_values("fast"), device="cpu", seed=3)
+    link = parse_link(link_query(values, {"lr"}))
+    assert link.problems == [] and link.values == values and link.locked == {"lr"}
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "shapes"])

@@ -69,8 +69,8 @@ def test_presets_and_knobs_change_the_config(app_env):
 def test_a_preset_chosen_on_the_page_trains_exactly_what_the_cli_builds_from_it(app_env, preset):
     """Field by field: the Fast preset once trained at learning rate 0.0001 from the page (its 0.15 was not
     one of the slider's options) while this test's predecessor checked only its batch size and schedule."""
-    from core.cli import build_parser, config_from_args
-    from core.train import resolve_device
+    from core.loop import resolve_device
+    from core.train import build_parser, config_from_args
 
     at = page("train").run()
     at.select_slider(key="train_lr").set_value(0.05).run()  # away from both presets first
@@ -254,7 +254,7 @@ def finished_run(app_env, tmp_path, small_shapes):
     """One finished Shapes run on disk, trained by the real engine; the cache holds the same small set."""
     from core.config import TrainConfig
     from core.data import _write_cache, shapes_cache
-    from core.train import run_training
+    from core.loop import run_training
 
     small_shapes.name = "shapes"
     _write_cache(shapes_cache(tmp_path / "data"), small_shapes)
@@ -369,10 +369,10 @@ def test_a_folder_path_survives_visits_to_another_page(app_env, tmp_path, name):
 
 @pytest.mark.parametrize("gpu", [None, "cuda", "mps"])
 def test_pages_offer_and_explain_a_gpu_only_where_there_is_one(app_env, monkeypatch, gpu):
-    import core.train
+    import core.loop
 
     # what the pages see on a machine with a GPU (CI has none; the real CUDA paths ran on a lent H100)
-    monkeypatch.setattr(core.train, "available_devices", lambda: ["cpu", gpu] if gpu else ["cpu"])
+    monkeypatch.setattr(core.loop, "available_devices", lambda: ["cpu", gpu] if gpu else ["cpu"])
     speed = page("speed").run()
     assert not speed.exception, speed.exception
     notes = " ".join(i.value for i in speed.info)

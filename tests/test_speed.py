@@ -53,8 +53,10 @@ def test_sweep_yields_a_row_per_combination_and_can_stop():
 
 @pytest.mark.parametrize("kw, message", [
     (dict(devices=("tpu",)), "unknown device"),
-    (dict(widths=(0,)), "widths must be whole numbers from 1"),
-    (dict(batch_sizes=(0,)), "batch sizes"),
+    (dict(widths=(0,)), "conv width must be a whole number from 1 to 1024, not 0"),  # TrainConfig's own bounds
+    (dict(batch_sizes=(5000,)), "batch size must be a whole number from 1 to 4096, not 5000"),
+    (dict(threads=(-1,)), "threads must be 0"),
+    (dict(widths=()), "choose at least one conv width"),
     (dict(steps=0), "steps"),
     (dict(devices=()), "at least one device"),
 ])
@@ -64,7 +66,7 @@ def test_bad_sweeps_are_rejected_clearly(kw, message):
 
 
 def test_a_device_that_is_not_present_is_rejected():
-    from core.train import available_devices
+    from core.loop import available_devices
 
     missing = next((d for d in ("cuda", "mps") if d not in available_devices()), None)
     if missing is None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.config import TrainConfig
-from core.train import (
+from core.loop import (
     Control,
     CudaGraphStep,
     DeviceError,
@@ -53,7 +53,7 @@ FAULTS_PER_STEP = """
 import resource
 import torch
 from core.model import Net
-from core.train import keep_freed_memory
+from core.loop import keep_freed_memory
 applied = keep_freed_memory()
 torch.set_num_threads(1)
 model = Net()
@@ -113,7 +113,7 @@ def test_a_too_high_learning_rate_diverges_and_keeps_the_history(small_shapes):
 
 
 def test_a_run_that_learned_nothing_says_what_to_change():
-    from core.train import no_learning_hint
+    from core.loop import no_learning_hint
 
     high, low = cfg(lr=1.0), cfg(lr=0.0001)
     assert "Lower it, e.g. to 0.1" in no_learning_hint(high, 0.10, 10)  # collapsed: a finite loss, one class
@@ -234,8 +234,8 @@ def test_cuda_graph_steps_train_exactly_like_the_tutorials_steps(small_shapes):
 @needs_cuda
 def test_recording_a_cuda_graph_leaves_the_model_as_it_was():
     from core.data import Normalizer
+    from core.loop import make_optimizer
     from core.model import Net
-    from core.train import make_optimizer
 
     device = torch.device("cuda")
     torch.manual_seed(0)

@@ -1,14 +1,16 @@
 // The live view's feed: one poller per job in the page, shared by every element that shows that job.
-// It asks the app's route (ui/live.py) for the job's state twice a second, sending the sequence number
-// of the state it has; the server answers 204 (nothing new) or the new state. Each listener gets
-// (state, 0) for a new state, or (null, failures so far) when the feed cannot be read.
-const POLL_MS = 500;
+// It asks the app's route (ui/live.py) for the job's state, sending the sequence number of the state it
+// has; the server answers 204 (nothing new) or the new state. Each listener gets (state, 0) for a new
+// state, or (null, failures so far) when the feed cannot be read.
+// Twice a second for the first seconds (the first loss points show at once), then once a second: each
+// redraw takes the browser CPU that training, on a small machine, needs (docs/benchmarks.md).
+const FAST_MS = 500, FAST_FOR_MS = 5000, POLL_MS = 1000;
 
 function subscribe(url, listener) {
   const feeds = window.__cnnFeeds || (window.__cnnFeeds = new Map());
   let feed = feeds.get(url);
   if (!feed) {
-    feed = { listeners: new Set(), failures: 0, seq: -1, state: null };
+    feed = { listeners: new Set(), failures: 0, seq: -1, state: null, started: Date.now() };
     feeds.set(url, feed);
     const tick = async () => {
       if (!feed.listeners.size) {
@@ -31,9 +33,10 @@ function subscribe(url, listener) {
           feed.listeners.forEach((each) => each(null, feed.failures));
         }
       }
-      setTimeout(tick, Math.max(50, POLL_MS - (Date.now() - began)));
+      const every = Date.now() - feed.started < FAST_FOR_MS ? FAST_MS : POLL_MS;
+      setTimeout(tick, Math.max(50, every - (Date.now() - began)));
     };
-    setTimeout(tick, POLL_MS);
+    setTimeout(tick, FAST_MS);
   } else if (feed.state) {
     setTimeout(() => listener(feed.state, 0), 0);  // a late listener starts from the newest state
   }

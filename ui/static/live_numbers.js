@@ -1,7 +1,7 @@
 // The job's status line, progress bar and metrics (Images/s, Running loss, Test accuracy), drawn from the
 // state the page was drawn with and then, while the job is active, from its feed (feed.js, prepended).
 // The page is rerun (a trigger) when the job's phase, and so its buttons, is no longer the one it was
-// drawn with, or when the feed has been unreadable for 3 s: the page then draws what the server knows.
+// drawn with, or when the feed has failed 3 times in a row (3 s): the page then draws what the server knows.
 
 function build(parentElement) {
   let root = parentElement.querySelector(".cnn-live-numbers");
@@ -73,7 +73,7 @@ export default function ({ parentElement, data, setTriggerValue }) {
   if (data.feed) {
     root.cnnUnsubscribe = subscribe(data.feed, (state, failures) => {
       if (state) show(state);
-      const changed = state ? state.phase !== data.state.phase : failures >= 6;
+      const changed = state ? state.phase !== data.state.phase : failures >= 3;
       if (changed && Date.now() - (root.cnnAsked || 0) > 1500) {
         root.cnnAsked = Date.now();
         setTriggerValue("changed", (state ? state.phase : "unreadable") + " " + root.cnnAsked);

@@ -1,0 +1,577 @@
+"""The training loop of the tutorial as an iterator of events (the command line is core/train.py).
+
+    for event in train(config, dataset, control):
+        ...   # {"type": "start" | "loss" | "epoch" | "paused" | "resumed" | "end", ...}
+
+Events are plain JSON-able dicts, so the same stream feeds the CLI, the dashboard's job
+log and the run directory. Run it headless with `python -m core.train --help`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import math
+import os
+import sys
+import threading
+import time
+from typing import Callable, Iterator
+
+import torch
+import torch.nn as nn
+import torch.optim as optim
+
+from core.config import TrainConfig
+from core.data import Dataset, Normalizer, Progress, load_dataset, shuffled_batches
+from core.evaluate import infer, summarize
+from core.memory import check_fits
+from core.model import ModelArgs, Net, count_parameters
+from core.runs import DEFAULT_ROOT, RunWriter
+
+TUTORIAL_ACCURACY = 0.54  # what the tutorial's own loop reaches after 2 epochs
+STOP_MESSAGE = "stopped by the user"  # a dashboard worker whose server went away says so instead
+TRAIN_SAMPLE = 2000  # training images measured at each epoch end: train accuracy beside test accuracy
+
+
+class DeviceError(ValueError):
+    """The chosen device does not exist on this machine."""
+
+
+class Control:
+    """Stop and pause requests from outside the loop (UI thread, signal handler, parent process).
+
+    Takes threading.Event or multiprocessing.Event objects, so it works in a thread or a child process.
+    """
+
+    def __init__(self, stop_event=None, pause_event=None):
+        self._stop = stop_event if stop_event is not None else threading.Event()
+        self._pause = pause_event if pause_event is not None else threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def pause(self) -> None:
+        self._pause.set()
+
+    def resume(self) -> None:
+        self._pause.clear()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return self._pause.is_set()
+
+
+# -- devices and threads ----------------------------------------------------------
+
+def available_devices() -> list[str]:
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks the fastest device present; asking for an absent one is a clear error."""
+    present = available_devices()
+    if name == "auto":
+        return torch.device(present[1] if len(present) > 1 else "cpu")
+    if name not in present:
+        raise DeviceError(f"device {name!r} is not available on this machine (available: {', '.join(present)}); "
+                          "choose one of those or 'auto'")
+    return torch.device(name)
+
+
+def choose_threads(config: TrainConfig, device: torch.device) -> int:
+    """CPU threads: tiny batches run faster on one thread (less synchronization than work); see benchmarks/."""
+    if config.threads:
+        return config.threads
+    if device.type != "cpu":
+        return 1
+    return 1 if config.batch_size <= 8 else max(1, os.cpu_count() or 1)
+
+
+mkldnn_default = torch.backends.mkldnn.enabled
+
+
+@contextlib.contextmanager
+def cpu_kernels(device: torch.device, batch_size: int):
+    """At batch sizes up to 4, PyTorch's plain convolution kernels beat oneDNN's on a CPU (measured: ~1.3x
+    at the tutorial's batch 4, see benchmarks/); from batch 8 up oneDNN wins, by 3x at batch 32."""
+    with _mkldnn(torch.backends.mkldnn.enabled and not (device.type == "cpu" and batch_size <= 4)):
+        yield
+
+
+def cuda_kernels(device: torch.device):
+    """On a CUDA GPU, cuDNN's deterministic convolution kernels: the same seed gives the same run there too
+    (some of the faster ones add up in a different order each time)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True)
+
+
+@contextlib.contextmanager
+def _mkldnn(enabled: bool):
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = enabled
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = previous
+
+
+# glibc mallopt() parameters
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+MALLOC_SETTINGS = {M_MMAP_THRESHOLD: 32 << 20, M_TRIM_THRESHOLD: 1 << 30, M_TOP_PAD: 64 << 20}
+MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep the memory a training step frees, for the next step to reuse.
+
+    By default glibc hands big freed blocks back to the OS and takes fresh pages on the next step: at
+    batch 64 on CIFAR-10 that is 170,000-800,000 page faults an epoch, 0.6-3 s of kernel time, and how
+    many depends on what the process did before (the dashboard's worker got more than the CLI). With
+    fixed thresholds it is ~40,000, alike in every process (docs/benchmarks.md). Call it once, at the
+    start of a process that trains. Returns whether it applied; a no-op off glibc, or when the user
+    set glibc's MALLOC_* variables.
+    """
+    if not sys.platform.startswith("linux") or any(name in os.environ for name in MALLOC_ENV):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(param, value) == 1 for param, value in MALLOC_SETTINGS.items())
+
+
+# -- the loop ---------------------------------------------------------------------------
+
+def warm_up() -> None:
+    """Pay the one-time costs of a first training step before a job needs it.
+
+    The first optimizer built in a process imports torch._dynamo (several seconds here), and the
+    first forward and backward pass set up their kernels. A spare dashboard worker does this while
+    it waits, so the first loss point follows the click on Train within a second or two.
+    """
+    model = Net()
+    optimizer = make_optimizer(model, TrainConfig(), torch.device("cpu"))
+    for batch in (4, 64):
+        with cpu_kernels(torch.device("cpu"), batch):
+            images, labels = torch.zeros(batch, 3, 32, 32), torch.zeros(batch, dtype=torch.long)
+            loss = nn.functional.cross_entropy(model(images), labels)
+            loss.backward()
+            optimizer.step()
+
+
+def build_model(config: TrainConfig, dataset: Dataset) -> Net:
+    return Net(ModelArgs(in_channels=dataset.channels, image_size=dataset.image_size,
+                         num_classes=dataset.num_classes, conv_width=config.conv_width,
+                         conv2_width=config.conv2_width))
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> optim.Optimizer:
+    # fused SGD updates all parameters in one kernel: fewer launches per step on CPU and CUDA
+    fused = device.type in ("cpu", "cuda")
+    # on a GPU the learning rate lives in GPU memory, so a step recorded as a CUDA graph reads the
+    # value a scheduler sets (fill_) instead of the number it was recorded with
+    lr = torch.tensor(float(config.lr), dtype=torch.float32, device=device) if device.type == "cuda" else config.lr
+    return optim.SGD(model.parameters(), lr=lr, momentum=config.momentum, nesterov=config.nesterov,
+                     fused=fused or None)
+
+
+Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _eager_step(model: nn.Module, criterion: nn.Module, optimizer: optim.Optimizer, normalize: Normalizer,
+                x: torch.Tensor, y: torch.Tensor, set_to_none: bool = True) -> torch.Tensor:
+    """The tutorial's four lines: zero the gradients, forward and loss, backward, update."""
+    optimizer.zero_grad(set_to_none=set_to_none)
+    loss = criterion(model(normalize(x)), y)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def make_step(model: nn.Module, criterion: nn.Module, optimizer: optim.Optimizer, normalize: Normalizer,
+              device: torch.device, batch_size: int, images: torch.Tensor, labels: torch.Tensor,
+              cuda_graph: bool = True) -> Step:
+    """One optimizer step, `step(images, labels) -> loss` (a tensor on the device; reading it is up to the caller).
+
+    On a CUDA GPU the step is recorded once as a CUDA graph and replayed (see CudaGraphStep); anywhere
+    else, or with cuda_graph=False, it is the tutorial's four lines.
+    """
+    def eager(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return _eager_step(model, criterion, optimizer, normalize, x, y)
+
+    if device.type == "cuda" and cuda_graph:
+        try:
+            return CudaGraphStep(model, criterion, optimizer, normalize, batch_size, images, labels)
+        except RuntimeError as exc:  # a GPU or driver that cannot record graphs: train step by step
+            print(f"note: could not record the training step as a CUDA graph ({exc}); "
+                  "training step by step instead", file=sys.stderr)
+            optimizer.zero_grad(set_to_none=True)
+    return eager
+
+
+class CudaGraphStep:
+    """A training step recorded once as a CUDA graph, then replayed: one launch instead of ~60.
+
+    The tutorial's network is so small that on a GPU each step is mostly the CPU launching kernels
+    (forward, loss, backward and update: dozens of launches of a few microseconds each, most of them
+    doing almost no work). A CUDA graph launches the whole recorded sequence at once. The batch is
+    copied into fixed input tensors first, since the graph always reads the same memory.
+
+    Recording needs a few real steps first (on a side stream, as PyTorch requires); the weights and
+    momentum are put back afterwards, so training starts from exactly the model it was given. A batch
+    of another size (an epoch's last, smaller one) runs eagerly on the same weights and gradients.
+    """
+
+    WARMUP_STEPS = 3
+
+    def __init__(self, model: nn.Module, criterion: nn.Module, optimizer: optim.Optimizer, normalize: Normalizer,
+                 batch_size: int, images: torch.Tensor, labels: torch.Tensor):
+        self.model, self.criterion, self.optimizer, self.normalize = model, criterion, optimizer, normalize
+        self.batch_size = batch_size
+        self.x = images[:1].new_zeros((batch_size, *images.shape[1:]))
+        self.y = labels[:1].new_zeros((batch_size,))
+        params = list(model.parameters())
+        saved = [p.detach().clone() for p in params]
+        try:
+            side = torch.cuda.Stream(images.device)
+            side.wait_stream(torch.cuda.current_stream(images.device))
+            with torch.cuda.stream(side):
+                for _ in range(self.WARMUP_STEPS):
+                    optimizer.zero_grad(set_to_none=True)
+                    criterion(model(normalize(self.x)), self.y).backward()
+                    optimizer.step()
+            torch.cuda.current_stream(images.device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            optimizer.zero_grad(set_to_none=True)
+            # thread_local: another thread's CUDA work (a second job in a test's thread worker) does not
+            # break this recording
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+                loss = criterion(model(normalize(self.x)), self.y)
+                loss.backward()
+                optimizer.step()
+            # keep the loss's memory, not its autograd graph (which would pin the recording's stream
+            # to the parameters' gradient accumulators and slow the eager steps)
+            self.loss = loss.detach()
+            del loss
+        finally:
+            with torch.no_grad():
+                for p, s in zip(params, saved):
+                    p.copy_(s)
+                # a zero momentum buffer gives exactly SGD's first step (buffer = gradient)
+                for state in optimizer.state.values():
+                    if state.get("momentum_buffer") is not None:
+                        state["momentum_buffer"].zero_()
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if len(labels) != self.batch_size:
+            # zero the gradients in place: the graph reads and writes these very tensors
+            return _eager_step(self.model, self.criterion, self.optimizer, self.normalize, images, labels,
+                               set_to_none=False).detach()
+        self.x.copy_(images)
+        self.y.copy_(labels)
+        self.graph.replay()
+        return self.loss
+
+
+def make_scheduler(optimizer: optim.Optimizer, config: TrainConfig, total_steps: int):
+    """one-cycle: the learning rate climbs to config.lr over the first quarter of the steps, then falls to 0."""
+    if config.schedule != "one-cycle":
+        return None
+    return optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=max(total_steps, 2),
+                                         pct_start=0.25, anneal_strategy="linear", cycle_momentum=False)
+
+
+def train(config: TrainConfig, dataset: Dataset, control: Control | None = None,
+          on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None = None,
+          cuda_graph: bool = True) -> Iterator[dict]:
+    """Train the tutorial's network; yield events as it goes. Pausing, stopping and every end are events.
+
+    cuda_graph: on a CUDA GPU, replay each step as a recorded CUDA graph (see CudaGraphStep).
+    """
+    device = resolve_device(config.device)
+    with cpu_kernels(device, config.batch_size), cuda_kernels(device):
+        yield from Loop(config, dataset, device, control or Control(), on_epoch_end, cuda_graph).run()
+
+
+class Clock:
+    """Training time: wall and CPU seconds while the loop trains; time spent outside it (evaluating, paused,
+    a caller reading an event) is left out by `restart`."""
+
+    def __init__(self):
+        self.seconds = self.cpu_seconds = 0.0
+        self.restart()
+
+    def restart(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def lap(self) -> float:
+        """Seconds of training since the last lap or restart, now counted."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        seconds = wall - self._wall
+        self.seconds += seconds
+        self.cpu_seconds += cpu - self._cpu
+        self._wall, self._cpu = wall, cpu
+        return seconds
+
+
+class Tally:
+    """Steps, images, summed loss and training seconds since it was last reset: a log interval's or an epoch's."""
+
+    def __init__(self, device: torch.device):
+        self.on_host = device.type == "cpu"  # reading a CPU loss is free; on a GPU it is a sync point
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss = 0.0 if self.on_host else torch.zeros((), device=self.device)
+        self.steps = self.images = 0
+        self.seconds = 0.0
+
+    def add(self, loss: torch.Tensor, images: int) -> None:
+        self.loss += loss.item() if self.on_host else loss.detach()
+        self.steps += 1
+        self.images += images
+
+    def mean_loss(self) -> float:
+        return float(self.loss) / max(1, self.steps)  # on a GPU a sync point: once per log interval
+
+
+class Loop:
+    """One training run, in the order it goes: set up, then per epoch forward, backward and step over the
+    batches with a running-loss point every log interval, then evaluate and checkpoint at the epoch's end."""
+
+    def __init__(self, config: TrainConfig, dataset: Dataset, device: torch.device, control: Control,
+                 on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None, cuda_graph: bool):
+        self.config, self.dataset, self.device, self.control = config, dataset, device, control
+        self.on_epoch_end = on_epoch_end
+        self.threads = choose_threads(config, device)
+        if device.type == "cpu":
+            torch.set_num_threads(self.threads)
+        torch.manual_seed(config.seed)
+        self.order = torch.Generator().manual_seed(config.seed)  # the batches' shuffle
+        self.model = build_model(config, dataset).to(device)
+        self.optimizer = make_optimizer(self.model, config, device)
+        self.normalize = Normalizer(dataset.mean, dataset.std, device)
+        # the whole dataset lives on the device once; batches are slices of it
+        self.train_x, self.train_y = dataset.train_images.to(device), dataset.train_labels.to(device)
+        self.test_x, self.test_y = dataset.test_images.to(device), dataset.test_labels.to(device)
+        self.steps_per_epoch = math.ceil(len(self.train_y) / config.batch_size)
+        self.total_steps = min(config.epochs * self.steps_per_epoch, config.max_steps or math.inf)
+        self.log_every = config.steps_per_log(self.steps_per_epoch)
+        self.scheduler = make_scheduler(self.optimizer, config, self.total_steps)
+        self.step_fn = make_step(self.model, nn.CrossEntropyLoss(), self.optimizer, self.normalize, device,
+                                 min(config.batch_size, len(self.train_y)), self.train_x, self.train_y,
+                                 cuda_graph=cuda_graph)
+        # a guess spread evenly over the classes has a loss of ln(classes); ten times that means the weights blew
+        # up (the network is sure of wrong answers), even where the numbers stay finite
+        self.exploded = 10 * math.log(max(2, dataset.num_classes))
+        self.clock = Clock()
+        self.step = self.images_seen = self.epochs_completed = 0
+        self.status, self.message = "finished", ""
+        self.final_loss = math.nan
+        self.last_eval: dict = {}
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def run(self) -> Iterator[dict]:
+        yield self.start_event()
+        self.clock.restart()
+        for epoch in range(1, self.config.epochs + 1):
+            epoch_tally = Tally(self.device)
+            yield from self.train_epoch(epoch, epoch_tally)
+            if self.status != "finished":  # stopped or diverged: no evaluation of a half-trained epoch
+                break
+            yield self.evaluate(epoch, epoch_tally)
+            if self.done(epoch):
+                break
+        yield self.end_event()
+
+    def train_epoch(self, epoch: int, epoch_tally: Tally) -> Iterator[dict]:
+        """Forward, backward, step over one epoch's batches; a running-loss point each log interval."""
+        interval = Tally(self.device)
+        looked = -math.inf  # look at the controls at once: a whole short run can take less than one interval
+        for images, labels in shuffled_batches(self.train_x, self.train_y, self.config.batch_size, self.order):
+            if time.monotonic() - looked > 0.05:  # ~20 times a second
+                looked = time.monotonic()
+                yield from self.obey_controls(epoch_tally)
+                if self.status == "stopped":
+                    return
+            loss = self.step_fn(images, labels)
+            if self.scheduler is not None:
+                self.scheduler.step()
+            self.step += 1
+            self.images_seen += len(labels)
+            interval.add(loss, len(labels))
+            last = self.step == self.total_steps or interval.steps + epoch_tally.steps == self.steps_per_epoch
+            # the run's very first point comes after a tenth of an interval, so a chart shows life at once
+            due = self.log_every if self.step > interval.steps else max(1, self.log_every // 10)
+            if interval.steps >= due or last:
+                yield from self.log_point(epoch, interval, epoch_tally)
+                if self.status == "diverged":
+                    return
+            if self.step == self.total_steps:
+                return
+
+    def obey_controls(self, epoch_tally: Tally) -> Iterator[dict]:
+        """Pause (events either side of the wait, which is not training time) and Stop."""
+        if self.control.paused and not self.control.stopped:
+            epoch_tally.seconds += self.clock.lap()
+            yield dict(type="paused", step=self.step)
+            while self.control.paused and not self.control.stopped:
+                time.sleep(0.05)
+            yield dict(type="resumed", step=self.step)
+            self.clock.restart()
+        if self.control.stopped:
+            self.status, self.message = "stopped", STOP_MESSAGE
+
+    def log_point(self, epoch: int, interval: Tally, epoch_tally: Tally) -> Iterator[dict]:
+        """The interval's running loss as an event, then a new interval; a loss that blew up ends the run."""
+        self.sync()
+        interval.seconds += self.clock.lap()
+        value = interval.mean_loss()
+        self.final_loss = value
+        if math.isfinite(value):
+            yield dict(type="loss", epoch=epoch, step=self.step, epoch_step=epoch_tally.steps + interval.steps,
+                       images_seen=self.images_seen, running_loss=value, train_seconds=self.clock.seconds,
+                       images_per_second=interval.images / max(interval.seconds, 1e-9), threads=self.threads)
+        if not value <= self.exploded:  # after its point, so the chart shows the loss shooting up; NaN too
+            self.status, self.message = "diverged", self.divergence_message(value)
+        epoch_tally.loss += value * interval.steps
+        epoch_tally.steps += interval.steps
+        epoch_tally.images += interval.images
+        epoch_tally.seconds += interval.seconds
+        interval.reset()
+        self.clock.restart()  # the time the caller took with the event is not training time
+
+    def divergence_message(self, value: float) -> str:
+        what = f"exploded to {value:,.1f}" if math.isfinite(value) else "became infinite or NaN"
+        c = self.config
+        return (f"the loss {what} at step {self.step}: the learning rate {c.lr:g} is too high for this network "
+                f"(with momentum {c.momentum:g}). Lower it, e.g. to {max(c.lr / 10, 0.0001):g}; the tutorial "
+                "uses 0.001.")
+
+    def evaluate(self, epoch: int, epoch_tally: Tally) -> dict:
+        """Test accuracy (and train accuracy on fixed training images) at the epoch's end; then the caller's
+        checkpoint. None of it is training time."""
+        self.sync()
+        self.clock.lap()
+        started = time.perf_counter()
+        with _mkldnn(mkldnn_default):  # big inference batches: oneDNN is faster
+            logits = infer(self.model, self.test_x, self.normalize)
+            # the same fixed training images every epoch: train accuracy climbing while test accuracy stalls
+            # is overfitting
+            train_logits = infer(self.model, self.train_x[:TRAIN_SAMPLE], self.normalize)
+        result = summarize(logits, self.test_y, self.dataset.num_classes)
+        result["train_accuracy"] = (train_logits.argmax(1) == self.train_y[:TRAIN_SAMPLE]).float().mean().item()
+        if self.on_epoch_end:
+            self.on_epoch_end(self.model, epoch, torch.softmax(logits, 1))
+        whole = epoch_tally.steps == self.steps_per_epoch
+        if whole:
+            self.epochs_completed = epoch
+        self.last_eval = dict(type="epoch", epoch=epoch, partial=not whole, steps=self.step,
+                              images_seen=self.images_seen, **result, eval_seconds=time.perf_counter() - started,
+                              train_loss=epoch_tally.loss / max(1, epoch_tally.steps), seconds=epoch_tally.seconds,
+                              images_per_second=epoch_tally.images / max(epoch_tally.seconds, 1e-9))
+        self.clock.restart()
+        return self.last_eval
+
+    def done(self, epoch: int) -> bool:
+        """The run ends early: it reached its target accuracy or its step limit."""
+        c = self.config
+        if c.target_accuracy is not None and self.last_eval["test_accuracy"] >= c.target_accuracy:
+            self.message = f"reached the target test accuracy of {c.target_accuracy:.1%}"
+            return True
+        if self.step >= self.total_steps:
+            if c.max_steps and self.step == c.max_steps and epoch < c.epochs:
+                self.message = f"reached the step limit of {c.max_steps}"
+            return True
+        return False
+
+    def start_event(self) -> dict:
+        d = self.dataset
+        return dict(type="start", device=str(self.device), threads=self.threads, classes=list(d.classes),
+                    num_train=len(self.train_y), num_test=len(self.test_y), image_size=d.image_size,
+                    channels=d.channels, steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
+                    log_interval=self.log_every, parameters=count_parameters(self.model),
+                    cuda_graph=isinstance(self.step_fn, CudaGraphStep), wall=time.time())
+
+    def end_event(self) -> dict:
+        learned_nothing = ""
+        if self.status == "finished" and not self.message and self.epochs_completed:
+            self.message = learned_nothing = no_learning_hint(self.config, self.last_eval["test_accuracy"],
+                                                              self.dataset.num_classes)
+        seconds, cpu = self.clock.seconds, self.device.type == "cpu"
+        return dict(type="end", status=self.status, message=self.message, learned_nothing=bool(learned_nothing),
+                    epochs_completed=self.epochs_completed, steps=self.step, images_seen=self.images_seen,
+                    train_seconds=seconds, images_per_second=self.images_seen / seconds if seconds > 0 else 0.0,
+                    test_accuracy=self.last_eval.get("test_accuracy"),
+                    per_class_accuracy=dict(zip(self.dataset.classes, self.last_eval.get("per_class_accuracy", []))),
+                    final_running_loss=self.final_loss if math.isfinite(self.final_loss) else None,
+                    device=str(self.device), threads=self.threads, wall=time.time(),
+                    # the CPU the threads got: well below 1 on a machine another program keeps busy
+                    cpu_share=self.clock.cpu_seconds / (seconds * self.threads) if cpu and seconds else None)
+
+
+def no_learning_hint(config: TrainConfig, accuracy: float, num_classes: int) -> str:
+    """What to change when a run ends no better than guessing, or "" when it learned something.
+
+    Too high a learning rate does not always end in a NaN: the weights can jump so far that every ReLU
+    outputs 0 for every image, the loss stays finite and the network predicts one class (seen on a
+    GPU machine with learning rate 10 at batch 64, which diverges with a NaN here).
+    """
+    chance = 1 / num_classes
+    if accuracy > chance + 0.05 * (1 - chance):  # 14.5% for 10 classes, 52.5% for 2
+        return ""
+    if config.lr >= 0.1:
+        return (f"the test accuracy, {accuracy:.1%}, is no better than guessing ({chance:.0%}): with learning rate "
+                f"{config.lr:g} the weights probably jumped so far that the network stopped learning. Lower it, "
+                f"e.g. to {config.lr / 10:g}; the tutorial uses 0.001.")
+    return (f"the test accuracy, {accuracy:.1%}, is no better than guessing ({chance:.0%}) yet: train for more "
+            f"epochs, or raise the learning rate (now {config.lr:g}).")
+
+
+def run_training(config: TrainConfig, control: Control | None = None, progress: Progress | None = None,
+                 runs_root: str | os.PathLike = DEFAULT_ROOT, dataset: Dataset | None = None) -> Iterator[dict]:
+    """Load the data, train, and record everything in a new run directory; yields the events.
+
+    A crash is recorded in the run directory as `failed` and then raised to the caller.
+    """
+    device = resolve_device(config.device)  # a missing device is bad input: fail before any work
+    dataset = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir, progress)
+    check_fits(config, str(device), channels=dataset.channels, image_size=dataset.image_size,
+               num_classes=dataset.num_classes, num_train=len(dataset.train_labels),
+               num_test=len(dataset.test_labels))  # before the first step, and before a run folder
+    writer = RunWriter(runs_root, config)
+    try:
+        for event in train(config, dataset, control, on_epoch_end=writer.checkpoint):
+            event["run_dir"] = str(writer.path)
+            writer.event(event)
+            if event["type"] == "end":
+                writer.summary(event)
+            yield event
+    except BaseException as exc:
+        failed = dict(type="end", status="failed", message=f"{type(exc).__name__}: {exc}",
+                      run_dir=str(writer.path), wall=time.time())
+        try:
+            writer.event(failed)
+            writer.summary(failed)
+        except OSError:
+            pass  # a full disk: the run is marked interrupted when it can be written again
+        raise
+    finally:
+        writer.close()

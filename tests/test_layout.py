@@ -1,0 +1,52 @@
+"""The project's shape that DESIGN.md and issue #16 ask for: an engine without Streamlit, no import circles in
+it, functions a newcomer can read, and no JavaScript or CSS hidden in Python strings."""
+
+import ast
+import re
+
+from tests.conftest import ROOT
+
+CORE = sorted((ROOT / "core").glob("*.py"))
+
+
+def imports(path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_engine_never_imports_streamlit():
+    for path in CORE:
+        assert not any(n.split(".")[0] == "streamlit" for n in imports(path)), path.name
+
+
+def test_no_import_circles_in_the_engine():
+    graph = {p.stem: {n.split(".")[1] for n in imports(p) if n.startswith("core.") and n.count(".") == 1}
+             for p in CORE}
+
+    def reaches(start: str, goal: str, seen: set) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph.get(start, ()))
+
+    circles = [m for m in graph if reaches(m, m, set())]
+    assert circles == [], f"modules on an import circle: {circles}"
+
+
+def test_no_function_in_the_engine_is_longer_than_about_60_lines():
+    long = []
+    for path in CORE:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 62:
+                long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long == []
+
+
+def test_no_javascript_or_css_in_python_strings():
+    for path in [*CORE, *(ROOT / "ui").glob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "dashboard.py"]:
+        text = path.read_text()
+        assert not re.search(r"export default function|document\.querySelector|addEventListener", text), path
+        assert not re.search(r"^\s*\.[\w-]+\s*\{[^}]*:", text, re.M), path  # a CSS rule
