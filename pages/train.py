@@ -150,10 +150,9 @@ def controls() -> TrainConfig | None:
     with left:
         dataset = st.selectbox(LABELS["dataset"], list(DATASET_TEXT), format_func=DATASET_TEXT.get,
                                **widget("dataset", knob=False))
-        folder = ""
         if dataset == "folder":
-            folder = st.text_input(LABELS["folder"], **widget("folder", knob=False),
-                                   help="A folder with train/ and test/, one sub-folder per class inside each.")
+            st.text_input(LABELS["folder"], **widget("folder", knob=False),
+                          help="A folder with train/ and test/, one sub-folder per class inside each.")
         st.slider(LABELS["epochs"], 1, max(30, value("epochs")), **widget("epochs"),
                   help=widget_help("epochs"))
         st.select_slider(LABELS["lr"], with_value(LEARNING_RATES, value("lr")), **widget("lr"),
@@ -178,30 +177,31 @@ def controls() -> TrainConfig | None:
         st.checkbox(LABELS["nesterov"], **widget("nesterov"),
                     help=widget_help("nesterov"))
 
+    write_link({name: st.session_state.get(key(name)) for name in PARAMS})
+    config, problem = settings_config()
+    if problem:
+        st.error(problem)
+    return config
+
+
+def settings_config() -> tuple[TrainConfig | None, str]:
+    """The config the Train controls describe now, or None and why it cannot train (here). Built from the
+    widgets' state, so the Train button's callback starts exactly what the controls show at the click."""
     values = {name: st.session_state.get(key(name)) for name in PARAMS}
-    write_link(values)
-    name = dataset if dataset != "folder" else f"folder:{(folder or '').strip()}"
+    name = values["dataset"] if values["dataset"] != "folder" else f"folder:{(values['folder'] or '').strip()}"
     try:
-        return TrainConfig(dataset=name, data_dir=data_dir(), epochs=values["epochs"], lr=float(values["lr"]),
-                           momentum=float(values["momentum"]), nesterov=bool(values["nesterov"]),
-                           schedule=values["schedule"], batch_size=values["batch_size"],
-                           conv_width=values["conv_width"], conv2_width=values["conv2_width"],
-                           device=values["device"], seed=int(values["seed"]))
+        config = TrainConfig(dataset=name, data_dir=data_dir(), epochs=values["epochs"], lr=float(values["lr"]),
+                             momentum=float(values["momentum"]), nesterov=bool(values["nesterov"]),
+                             schedule=values["schedule"], batch_size=values["batch_size"],
+                             conv_width=values["conv_width"], conv2_width=values["conv2_width"],
+                             device=values["device"], seed=int(values["seed"]))
     except ConfigError as exc:
-        st.error(f"These settings cannot train: {exc}.")
-        return None
-
-
-def fits(config: TrainConfig | None) -> TrainConfig | None:
-    """The config, or None (with the estimate shown) when its run would not fit in this machine's memory."""
-    if config is None:
-        return None
-    try:
+        return None, f"These settings cannot train: {exc}."
+    try:  # before the first step: a run that would not fit in this machine's memory
         check_fits(config, str(resolve_device(config.device)), **dataset_shape(config.dataset))
     except ConfigError as exc:
-        st.error(f"These settings cannot train here: {exc}.")
-        return None
-    return config
+        return None, f"These settings cannot train here: {exc}."
+    return config, ""
 
 
 def share_box(config: TrainConfig | None) -> None:
@@ -219,26 +219,37 @@ def share_box(config: TrainConfig | None) -> None:
         st.code(f"{app_url()}/train?{urlencode(link_query(values, locks), safe=',/:')}", language=None)
 
 
-def start(config: TrainConfig) -> bool:
-    """Start a job for `config`; False (with the reason shown) when its folder is not usable."""
+def start(config: TrainConfig) -> None:
+    """Start a job for `config` (a button's callback: before the page is drawn, so the sidebar follows the new
+    job at once, with no second run of the page); a folder that cannot be used is said instead."""
+    st.session_state.pop("confirm_config", None)
     if config.dataset.startswith("folder:"):
         try:
             check_folder(config.dataset[len("folder:"):])
         except DatasetError as exc:
-            st.error(str(exc))
-            return False
-    job = get_manager().start(config)
-    st.session_state.job_id = job.id
-    st.session_state.pop("confirm_config", None)
-    return True
+            st.session_state[key("start_error")] = str(exc)
+            return
+    st.session_state.job_id = get_manager().start(config).id
 
 
-def train_button(config: TrainConfig | None, job) -> None:
-    if st.button("Train", type="primary", disabled=config is None, use_container_width=True):
-        if job_active(job):
-            st.session_state.confirm_config = config  # ask before starting a second job
-        elif start(config):
-            st.rerun()  # from the top, so the sidebar (drawn before this button) follows the new job too
+def on_train() -> None:
+    """The Train button: the settings as the controls show them now; a second job is asked about first."""
+    config, problem = settings_config()
+    if config is None:
+        st.session_state[key("start_error")] = problem
+    elif job_active(current_job()):
+        st.session_state.confirm_config = config
+    else:
+        start(config)
+
+
+def stop_and_start() -> None:
+    current_job().stop()
+    start(st.session_state.confirm_config)
+
+
+def train_button(config: TrainConfig | None) -> None:
+    st.button("Train", type="primary", disabled=config is None, use_container_width=True, on_click=on_train)
 
 
 def confirm_second_job(job) -> None:
@@ -246,13 +257,8 @@ def confirm_second_job(job) -> None:
     if pending is not None and job_active(job):
         st.warning("Your last training job is still running. Stop it and start the new one?")
         yes, no = st.columns(2)
-        if yes.button("Stop it and train the new settings"):
-            job.stop()
-            if start(pending):
-                st.rerun()
-        if no.button("Keep the running job"):
-            st.session_state.pop("confirm_config")
-            st.rerun()
+        yes.button("Stop it and train the new settings", on_click=stop_and_start)
+        no.button("Keep the running job", on_click=lambda: st.session_state.pop("confirm_config", None))
 
 
 def notices(snap) -> None:
@@ -271,24 +277,22 @@ def notices(snap) -> None:
             st.info(f"Finished: {snap.message}.")
 
 
-def controls_row(job, snap, config: TrainConfig | None = None, train: bool = True) -> None:
+def controls_row(job, snap, config: TrainConfig | None) -> None:
     """Train, Pause/Resume and Stop in one row, and what went wrong if it did (no job yet: Train alone)."""
     train_col, pause_col, stop_col, _ = st.columns([1, 1, 1, 3])
-    if train:
-        with train_col:
-            train_button(config, job)
+    with train_col:
+        train_button(config)
+    if problem := st.session_state.pop(key("start_error"), None):
+        st.error(problem)
     if snap is None:
         return
+    # callbacks: they act before the page is drawn again, which then shows their effect
     if snap.status == "paused":
-        if pause_col.button("Resume", use_container_width=True):
-            job.resume()
-            st.rerun()
-    elif pause_col.button("Pause", disabled=snap.status not in ("running", "starting"), use_container_width=True):
-        job.pause()
-        st.rerun()
-    if stop_col.button("Stop", disabled=not snap.active, use_container_width=True):
-        job.stop()
-        st.rerun()
+        pause_col.button("Resume", use_container_width=True, on_click=job.resume)
+    else:
+        pause_col.button("Pause", disabled=snap.status not in ("running", "starting"), use_container_width=True,
+                         on_click=job.pause)
+    stop_col.button("Stop", disabled=not snap.active, use_container_width=True, on_click=job.stop)
     confirm_second_job(job)
     with st.container():  # messages come and go inside it; the elements below keep their places
         notices(snap)
@@ -377,7 +381,7 @@ with st.expander(folded, expanded=False) if job is not None else st.container():
     if locked:
         st.caption("🔒 " + ", ".join(LABELS[n] for n in PARAMS if n in locked) + ": set by the lesson. "
                    + ("The other controls are yours to change." if set(PARAMS) - set(locked) else ""))
-    config = fits(controls())
+    config = controls()
     if config is not None and not presenting():
         st.caption("The same run from a terminal:")
         st.code(command_line(config), language="bash")

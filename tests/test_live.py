@@ -32,6 +32,7 @@ def snapshot(losses: int, epochs: int = 0, status: str = "running") -> Snapshot:
 def test_the_state_holds_what_the_page_shows_as_it_changes():
     state = live_state(snapshot(losses=5), seq=7)
     assert state["seq"] == 7 and state["status"] == "running" and state["phase"] == "running"
+    assert state["poll_ms"] == 1000  # once it draws points, the browser asks once a second
     assert state["progress"]["text"].startswith("epoch 1 of 2 · step 20 of 64")
     assert 0.31 < state["progress"]["fraction"] < 0.32
     metrics = {m["label"]: m for m in state["metrics"]}
@@ -53,6 +54,7 @@ def test_before_the_job_starts_only_its_status_is_shown():
     waiting = Snapshot(2, "train", "waiting", "", TrainConfig(dataset="shapes"), 3, History(), None, time.time())
     state = live_state(waiting)
     assert state["phase"] == "waiting" and state["status_line"]["word"] == "waiting for a free slot"
+    assert state["poll_ms"] == 500  # until the first loss point, twice a second: it shows at once
     assert state["status_line"]["detail"].startswith(" (place 3 in the queue")  # the element shows a new place
     # starting and running show the same buttons: the page is not drawn again when the job starts training
     assert live_state(replace(waiting, status="starting"))["phase"] == "running"

@@ -122,6 +122,7 @@ def total_images(snap: Snapshot) -> int | None:
 # The page's buttons for each status (Pause or Resume, and whether they can be clicked): the page is drawn
 # again only when these change. Starting and running show the same buttons; the status line, which says
 # which of the two it is, is part of the live element.
+FIRST_POLL_MS, POLL_MS = 500, 1000
 PHASES = {"waiting": "waiting", "starting": "running", "running": "running", "paused": "paused"}
 
 
@@ -130,6 +131,9 @@ def live_state(snap: Snapshot, seq: int = 0) -> dict:
     bar, total = progress(snap), total_images(snap)
     icon, word, detail = status_parts(snap, steps=not snap.active)  # the progress bar has them while active
     return {"seq": seq, "status": snap.status, "phase": PHASES.get(snap.status, snap.status),
+            # how soon the browser asks again: at once while it waits for the first loss point, then once a
+            # second (each redraw takes CPU from training on a small machine: docs/benchmarks.md)
+            "poll_ms": POLL_MS if snap.losses else FIRST_POLL_MS,
             "status_line": {"icon": icon, "word": word, "detail": detail},
             "progress": {"fraction": bar[0], "text": bar[1]} if bar else None,
             "metrics": [{"label": label, "value": value, "delta": delta} for label, value, delta in metrics(snap)],

@@ -2,15 +2,15 @@
 // It asks the app's route (ui/live.py) for the job's state, sending the sequence number of the state it
 // has; the server answers 204 (nothing new) or the new state. Each listener gets (state, 0) for a new
 // state, or (null, failures so far) when the feed cannot be read.
-// Twice a second for the first seconds (the first loss points show at once), then once a second: each
-// redraw takes the browser CPU that training, on a small machine, needs (docs/benchmarks.md).
-const FAST_MS = 500, FAST_FOR_MS = 5000, POLL_MS = 1000;
+// How often: as the newest state says (poll_ms: twice a second until the first loss point is drawn, then
+// once a second, since each redraw takes the browser CPU that training on a small machine needs).
+const FIRST_MS = 500;
 
 function subscribe(url, listener) {
   const feeds = window.__cnnFeeds || (window.__cnnFeeds = new Map());
   let feed = feeds.get(url);
   if (!feed) {
-    feed = { listeners: new Set(), failures: 0, seq: -1, state: null, started: Date.now() };
+    feed = { listeners: new Set(), failures: 0, seq: -1, state: null };
     feeds.set(url, feed);
     const tick = async () => {
       if (!feed.listeners.size) {
@@ -33,10 +33,10 @@ function subscribe(url, listener) {
           feed.listeners.forEach((each) => each(null, feed.failures));
         }
       }
-      const every = Date.now() - feed.started < FAST_FOR_MS ? FAST_MS : POLL_MS;
+      const every = (feed.state && feed.state.poll_ms) || FIRST_MS;
       setTimeout(tick, Math.max(50, every - (Date.now() - began)));
     };
-    setTimeout(tick, FAST_MS);
+    setTimeout(tick, FIRST_MS);
   } else if (feed.state) {
     setTimeout(() => listener(feed.state, 0), 0);  // a late listener starts from the newest state
   }

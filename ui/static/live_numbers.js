@@ -1,7 +1,7 @@
 // The job's status line, progress bar and metrics (Images/s, Running loss, Test accuracy), drawn from the
 // state the page was drawn with and then, while the job is active, from its feed (feed.js, prepended).
 // The page is rerun (a trigger) when the job's phase, and so its buttons, is no longer the one it was
-// drawn with, or when the feed has failed 3 times in a row (3 s): the page then draws what the server knows.
+// drawn with, or when the feed has failed 3 times in a row: the page then draws what the server knows.
 
 function build(parentElement) {
   let root = parentElement.querySelector(".cnn-live-numbers");
