@@ -72,8 +72,11 @@ def _worker_main(tasks, events, stop, pause) -> None:
     """Wait for one job, run it, report every event; exceptions become a `failed` end event."""
     import core.loop  # the slow imports and first-step set-up happen while the worker is still a spare
 
-    if mp.parent_process() is not None:  # a process of its own (a thread worker must not change the server's malloc)
-        threading.Thread(target=_die_with_parent, args=(os.getppid(), tasks, events, stop), daemon=True).start()
+    parent = mp.parent_process()
+    if parent is not None:  # a process of its own (a thread worker must not change the server's malloc)
+        # the server's pid as it spawned this process: os.getppid() here, after the seconds of importing torch,
+        # would be init's already if the server died meanwhile, and the worker would wait for it forever
+        threading.Thread(target=_die_with_parent, args=(parent.pid, tasks, events, stop), daemon=True).start()
         core.loop.keep_freed_memory()
     core.loop.warm_up()
     task = tasks.get()  # a spare waits here (None: dismissed; its server gone: _die_with_parent ends it)

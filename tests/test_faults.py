@@ -132,6 +132,23 @@ def test_killing_the_server_ends_its_workers_and_closes_their_runs(tmp_path, sha
     assert run.status in ("stopped", "interrupted"), run.status
 
 
+def test_a_spare_whose_server_dies_while_it_starts_ends_too(tmp_path):
+    """A server killed while its spare worker was still importing torch left that spare waiting, orphaned, for
+    good (found 7 of them, hours old, on the development machine): it took the parent's pid only after the import."""
+    script = (f"import sys, time\nsys.path.insert(0, {str(ROOT)!r})\nfrom core.jobs import JobManager\n"
+              f"m = JobManager(max_running=1, runs_root={str(tmp_path / 'runs')!r})\ntime.sleep(600)\n")
+    server = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    try:
+        wait_for(lambda: children(server.pid), timeout=30)
+        spares = children(server.pid)
+        server.kill()  # within a second of the spare's start: it is still importing torch
+        server.wait(10)
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() and pid in children(1) for pid in spares), timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
 def test_a_run_left_without_its_end_is_marked_interrupted_at_the_next_start(tmp_path, shapes_dir):
     from core.runs import RUNNING, list_runs, load_run, mark_interrupted
 
