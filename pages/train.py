@@ -244,7 +244,9 @@ def on_train() -> None:
 
 
 def stop_and_start() -> None:
-    current_job().stop()
+    """The running job ends (keeping its history), and the settings the user asked for start."""
+    if (job := current_job()) is not None:
+        job.stop()
     start(st.session_state.confirm_config)
 
 
