@@ -140,18 +140,22 @@ def set_slider(pg, label, value: str, key="ArrowLeft"):
     """Move a slider with the keyboard, as a user can, until it shows `value`.
 
     Each key press reruns the page, and a rerun can draw the slider anew while a press is under way: that
-    press then times out on a detached element, and the next one finds the new slider.
+    press then times out on a detached element (or, for a moment, two sliders of that name are on the page,
+    the old and the new), and the next try finds the new slider.
     """
     slider = pg.get_by_role("slider", name=label)
     deadline = time.monotonic() + 90
+    shown = None
     while time.monotonic() < deadline:
-        if value in (slider.get_attribute("aria-valuetext"), slider.get_attribute("aria-valuenow")):
-            return
         try:
+            shown = (slider.get_attribute("aria-valuetext", timeout=3000),
+                     slider.get_attribute("aria-valuenow", timeout=3000))
+            if value in shown:
+                return
             slider.press(key, timeout=3000)
-        except sync_api.TimeoutError:
-            continue
-    raise AssertionError(f"could not set {label} to {value}: it shows {slider.get_attribute('aria-valuetext')}")
+        except sync_api.Error:
+            time.sleep(0.1)
+    raise AssertionError(f"could not set {label} to {value}: it shows {shown}")
 
 
 def wait_for_command(pg, *fragments):
@@ -193,7 +197,7 @@ def train_shapes(pg, epochs="1"):
     open_page(pg, "Train")
     choose(pg, "Dataset", "Shapes (offline)")
     wait_for_command(pg, "--dataset shapes")
-    set_slider(pg, "Epochs", epochs)
+    set_slider(pg, "Epochs", epochs, key="ArrowRight" if int(epochs) > TrainConfig().epochs else "ArrowLeft")
     # the command line leaves out what is the default (2 epochs)
     wait_for_command(pg, "--dataset shapes", *([f"--epochs {epochs}"] if epochs != str(TrainConfig().epochs) else []))
     pg.get_by_role("button", name="Train", exact=True).click()
@@ -211,7 +215,7 @@ def train_shapes(pg, epochs="1"):
 
 
 def test_training_streams_the_running_loss_live(page):
-    train_shapes(page, epochs="2")  # ~100 points: markers on the first 60, then the line alone
+    train_shapes(page, epochs="4")  # ~200 points: markers on the first 60, then the line alone
     seen = []  # point counts of the Running loss chart while the job runs
     drawn = []  # (points, where the drawn line ends, markers) meanwhile
     progress = set()  # what the live progress bar said meanwhile
@@ -231,7 +235,7 @@ def test_training_streams_the_running_loss_live(page):
         time.sleep(0.25)
     if "finished" not in status_text(page):
         wait_until_finished(page, 5)  # fails, saying what the page and the server show
-    assert "epoch 2 of 2" in status_text(page), status_text(page)
+    assert "epoch 4 of 4" in status_text(page), status_text(page)
     distinct = sorted(set(seen))
     assert len(distinct) >= 3, f"the chart did not grow while training ran: {seen}"
     assert seen == sorted(seen)  # it only grows
@@ -252,7 +256,7 @@ def test_training_streams_the_running_loss_live(page):
                            ".some(m => m.innerText.includes('Test accuracy') && m.innerText.includes('%'))")
     assert "%" in accuracy.inner_text()
     # one point per epoch
-    page.wait_for_function(f"() => ({CHART_POINTS})('Test accuracy')[0] === 2")
+    page.wait_for_function(f"() => ({CHART_POINTS})('Test accuracy')[0] === 4")
 
 
 

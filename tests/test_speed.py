@@ -83,8 +83,8 @@ def test_cli_prints_one_json_object_per_row_and_rejects_bad_input():
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [row["width"] for row in rows] == [6, 12] and all(row["images_per_second"] > 0 for row in rows)
-    for args, message in ((["--widths", "0"], "widths must be"), (["--devices", "gpu"], "unknown device"),
-                          (["--widths", "six"], "whole numbers")):
+    for args, message in ((["--widths", "0"], "conv width must be a whole number"),
+                          (["--devices", "gpu"], "unknown device"), (["--widths", "six"], "whole numbers")):
         r = run(*args)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
 
