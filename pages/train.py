@@ -38,7 +38,9 @@ LEARNING_RATES = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 SCHEDULE_TEXT = {"constant": "Constant (the tutorial)", "one-cycle": "One-cycle (warm up, then anneal)"}
 LABELS = {"folder": "Folder path", "preset": "Preset", **{n: label(n) for n in PARAMS if n in SETTINGS}}
-CHART_HEIGHT = 270  # the live charts, with the status and metrics above them, fit a 1280x720 projector
+# The live charts take the screen's height below the status and metrics: 270 px on a 1280x720 projector (where
+# the page above them takes 450 px with a message such as "diverged"), up to 620 px on a 1920x1080 one
+CHART_HEIGHT = "clamp(260px, calc(100vh - 450px), 620px)"
 KEEP = "session"  # the Train widgets keep their values while other pages are shown (and the folder path while
 # the folder box is hidden)
 
@@ -310,7 +312,7 @@ def accuracy_figure_of(snap):
 def sized(fig):
     """A live chart as the page shows it: low enough to fit under the metrics on a projector, with larger
     text in presentation mode."""
-    fig.update_layout(height=CHART_HEIGHT, margin=dict(t=50, b=45))
+    fig.update_layout(autosize=True, margin=dict(t=50, b=45))  # as high as the element (CHART_HEIGHT)
     if presenting():
         big = dict(tickfont=dict(size=20), title_font=dict(size=21))
         fig.update_layout(font=dict(size=20), title_font=dict(size=23), legend_font=dict(size=19))

@@ -221,9 +221,10 @@ def figure_data(fig: go.Figure) -> dict:
     return {"data": spec["data"], "layout": layout}
 
 
-def live_chart(fig: go.Figure, key: str, height: int, feed: str | None = None, series: str = "", seq: int = 0,
+def live_chart(fig: go.Figure, key: str, height: str, feed: str | None = None, series: str = "", seq: int = 0,
                ranges: dict | None = None) -> None:
-    """Draw `fig`; drawn again under the same key, the browser updates the chart it already has.
+    """Draw `fig` in an element `height` high (CSS, e.g. "300px" or a clamp() of the screen's height; the figure
+    fills it); drawn again under the same key, the browser updates the chart it already has.
 
     With `feed` the browser then follows the traces `series` of the job's live state by itself; `seq` is the
     sequence number of the state `fig` shows, and `ranges` ({"x": [lo, hi], "y": [lo, hi]}) its fixed axes,

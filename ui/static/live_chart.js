@@ -3,7 +3,7 @@
 // Plotly.relayout. Only Plotly.js's public API is used. st.plotly_chart would throw the chart away and
 // build it again on every change, which costs the browser the CPU that training needs on a small machine.
 //
-// data: {figure: {data, layout}, layout_key, src (Plotly.js), height, feed (URL or null), series (the
+// data: {figure: {data, layout}, layout_key, src (Plotly.js), height (CSS), feed (URL or null), series (the
 // feed's traces to follow), seq (the feed's sequence number of the figure), ranges ({x, y} or null)}.
 
 function loadPlotly(src) {
@@ -75,7 +75,7 @@ export default function ({ parentElement, data }) {
     div.className = "cnn-live-chart";
     parentElement.appendChild(div);
   }
-  div.style.height = data.height + "px";
+  div.style.height = data.height;
   if (div.cnnUnsubscribe) div.cnnUnsubscribe();
   div.cnnUnsubscribe = null;
   if (div.cnnFeed !== data.feed) {
