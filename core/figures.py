@@ -136,6 +136,64 @@ def accuracy_figure(epochs: Sequence[dict], num_classes: int = 10, tutorial: flo
                    yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"})
 
 
+# -- comparing runs -------------------------------------------------------------------------
+
+COLOURS = ("#1565c0", "#ef6c00", "#2e7d32", "#c62828", "#6a1b9a", "#00838f", "#5d4037", "#ad1457")  # 8 runs
+
+
+def smooth(values: Sequence[float], weight: float) -> list[float]:
+    """An exponential moving average, debiased at the start (as TensorBoard smooths): weight 0 is the raw line."""
+    out, average = [], 0.0
+    for i, value in enumerate(values, start=1):
+        average = weight * average + (1 - weight) * value
+        out.append(average / (1 - weight**i) if weight else value)
+    return out
+
+
+def compare_loss_figure(runs: Sequence[tuple[str, Sequence[dict]]], x: str = "images_seen",
+                        smoothing: float = 0.0) -> go.Figure:
+    """The running loss of several runs, one colour each: the smoothed line, the raw one faint behind it."""
+    data = []
+    for i, (name, losses) in enumerate(runs):
+        pts = downsample(losses)
+        xs, ys = [p.get(x, 0) for p in pts], [p["running_loss"] for p in pts]
+        colour = COLOURS[i % len(COLOURS)]
+        if smoothing:
+            data.append(dict(type="scatter", x=xs, y=ys, mode="lines", name=name, legendgroup=name, showlegend=False,
+                             opacity=0.25, line=dict(color=colour, width=1), hoverinfo="skip"))
+        data.append(dict(type="scatter", x=xs, y=smooth(ys, smoothing), mode="lines", name=name, legendgroup=name,
+                         line=dict(color=colour, width=2.5)))
+    x_title = {"images_seen": "images seen", "train_seconds": "seconds of training"}.get(x, x)
+    return _figure(data, title={"text": "Running loss"}, xaxis={"title": {"text": x_title}, "rangemode": "tozero"},
+                   yaxis={"title": {"text": "cross-entropy"}, "rangemode": "tozero"})
+
+
+def compare_accuracy_figure(runs: Sequence[tuple[str, Sequence[dict]]]) -> go.Figure:
+    """Test accuracy per epoch of several runs (solid), and train accuracy where a run has it (dotted)."""
+    data = []
+    for i, (name, epochs) in enumerate(runs):
+        colour = COLOURS[i % len(COLOURS)]
+        data.append(dict(type="scatter", x=[e["epoch"] for e in epochs], y=[e["test_accuracy"] for e in epochs],
+                         mode="lines+markers", name=name, legendgroup=name, line=dict(color=colour, width=2.5)))
+        train = [e for e in epochs if isinstance(e.get("train_accuracy"), (int, float))]
+        if train:
+            data.append(dict(type="scatter", x=[e["epoch"] for e in train], y=[e["train_accuracy"] for e in train],
+                             mode="lines", name=f"{name} (train)", legendgroup=name, showlegend=False,
+                             line=dict(color=colour, width=1.5, dash="dot")))
+    return _figure(data, title={"text": "Test accuracy (dotted: train accuracy)"},
+                   xaxis={"title": {"text": "epoch"}, "dtick": 1, "rangemode": "tozero"},
+                   yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"})
+
+
+def compare_per_class_figure(classes: Sequence[str], runs: Sequence[tuple[str, Sequence[float]]]) -> go.Figure:
+    """Per-class test accuracy of several runs side by side: a group of bars per class, a colour per run."""
+    data = [dict(type="bar", x=list(classes), y=list(accuracy), name=name, marker=dict(color=COLOURS[i % 8]))
+            for i, (name, accuracy) in enumerate(runs)]
+    return _figure(data, title={"text": "Per-class accuracy (last epoch)"}, barmode="group",
+                   xaxis={"title": {"text": "class"}},
+                   yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"})
+
+
 # -- results -------------------------------------------------------------------------------
 
 def per_class_figure(classes: Sequence[str], correct: Sequence[int], total: Sequence[int],

@@ -194,13 +194,34 @@ def sweep(spec: SweepSpec, stop: Callable[[], bool] = lambda: False) -> Iterator
         yield row
 
 
+KEEP_RESULTS = 50  # speed results kept on disk (the oldest go first)
+
+
 def save_last(root: str | os.PathLike, kind: str, data: dict) -> None:
-    """Keep the last sweep or race of this server (kind: sweep, race) so a reloaded page shows it again."""
+    """Keep a sweep or race (kind: sweep, race): as the last one, which a reloaded Speed page shows again, and
+    among the speed results the Runs page lists (the newest KEEP_RESULTS)."""
     from core.runs import atomic_write_json
 
     folder = Path(root) / ".speed"  # hidden: not a run folder
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / f"last-{kind}.json", {**data, "saved": time.time()})
+    saved = {**data, "kind": kind, "saved": time.time()}
+    atomic_write_json(folder / f"last-{kind}.json", saved)
+    atomic_write_json(folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{os.getpid() % 10000}.json", saved)
+    for old in sorted(folder.glob("2*.json"))[:-KEEP_RESULTS]:
+        old.unlink(missing_ok=True)
+
+
+def speed_results(root: str | os.PathLike) -> list[dict]:
+    """The kept sweeps and races, newest first: {"kind", "saved", "rows" or "curves", ...}; damaged files skipped."""
+    results = []
+    for path in sorted((Path(root) / ".speed").glob("2*.json"), reverse=True):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("kind") in ("sweep", "race") and isinstance(data.get("saved"), float):
+            results.append({**data, "file": path.name})
+    return results
 
 
 def load_last(root: str | os.PathLike, kind: str) -> dict | None:

@@ -22,7 +22,7 @@ No internet? The app starts on **Shapes (offline)**: ten kinds of drawn shapes, 
 """
 )
 left, right, _ = st.columns([1, 1, 2])
-if left.button("Start the lessons", type="primary", use_container_width=True):
+if left.button("Start the lessons", type="primary", width="stretch"):
     st.switch_page("pages/lessons.py")
-if right.button("Go to the Train page", use_container_width=True):
+if right.button("Go to the Train page", width="stretch"):
     st.switch_page("pages/train.py")

@@ -47,6 +47,6 @@ def go(step: int) -> None:
 
 
 back, forward, _ = st.columns([1, 1, 4])
-back.button("◀ Previous", on_click=go, args=(-1,), disabled=number == 1, use_container_width=True)
-forward.button("Next ▶", on_click=go, args=(1,), disabled=number == len(tour), use_container_width=True,
+back.button("◀ Previous", on_click=go, args=(-1,), disabled=number == 1, width="stretch")
+forward.button("Next ▶", on_click=go, args=(1,), disabled=number == len(tour), width="stretch",
                type="primary")

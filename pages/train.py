@@ -253,7 +253,7 @@ def stop_and_start() -> None:
 
 
 def train_button(config: TrainConfig | None) -> None:
-    st.button("Train", type="primary", disabled=config is None, use_container_width=True, on_click=on_train)
+    st.button("Train", type="primary", disabled=config is None, width="stretch", on_click=on_train)
 
 
 def confirm_second_job(job) -> None:
@@ -292,11 +292,11 @@ def controls_row(job, snap, config: TrainConfig | None) -> None:
         return
     # callbacks: they act before the page is drawn again, which then shows their effect
     if snap.status == "paused":
-        pause_col.button("Resume", use_container_width=True, on_click=job.resume)
+        pause_col.button("Resume", width="stretch", on_click=job.resume)
     else:
-        pause_col.button("Pause", disabled=snap.status not in ("running", "starting"), use_container_width=True,
+        pause_col.button("Pause", disabled=snap.status not in ("running", "starting"), width="stretch",
                          on_click=job.pause)
-    stop_col.button("Stop", disabled=not snap.active, use_container_width=True, on_click=job.stop)
+    stop_col.button("Stop", disabled=not snap.active, width="stretch", on_click=job.stop)
     confirm_second_job(job)
     with st.container():  # messages come and go inside it; the elements below keep their places
         notices(snap)

@@ -76,3 +76,17 @@ def offline(monkeypatch):
     import urllib.request
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    """A fresh job manager (thread workers, so no 5 s torch import per test) and a cached Shapes set."""
+    import core.jobs
+    from core.data import load_dataset
+
+    monkeypatch.setenv("CNN_DASHBOARD_DATA", str(tmp_path / "data"))
+    load_dataset("shapes", tmp_path / "data")
+    manager = core.jobs.JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="thread")
+    monkeypatch.setattr(core.jobs, "_manager", manager)
+    yield manager
+    manager.shutdown()

@@ -7,21 +7,8 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import core.jobs
 from core.config import TrainConfig
-from core.data import load_dataset
 from tests.conftest import ROOT
-
-
-@pytest.fixture
-def app_env(tmp_path, monkeypatch):
-    """A fresh job manager (thread workers, so no 5 s torch import per test) and a cached Shapes set."""
-    monkeypatch.setenv("CNN_DASHBOARD_DATA", str(tmp_path / "data"))
-    load_dataset("shapes", tmp_path / "data")
-    manager = core.jobs.JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="thread")
-    monkeypatch.setattr(core.jobs, "_manager", manager)
-    yield manager
-    manager.shutdown()
 
 
 def page(name: str) -> AppTest:

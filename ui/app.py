@@ -27,6 +27,7 @@ def app_pages() -> list:
         st.Page(ROOT / "pages/lessons.py", title="Lessons", icon="🎓"),
         st.Page(ROOT / "pages/train.py", title="Train", icon="🏋️"),
         st.Page(ROOT / "pages/results.py", title="Results", icon="🎯"),
+        st.Page(ROOT / "pages/runs.py", title="Runs", icon="🗂️"),
         st.Page(ROOT / "pages/network.py", title="Network", icon="🧩"),
         st.Page(ROOT / "pages/data.py", title="Data", icon="🖼️"),
         st.Page(ROOT / "pages/speed.py", title="Speed", icon="⚡"),

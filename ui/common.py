@@ -168,9 +168,7 @@ def pick_run(key: str, label: str = "Run") -> runs_mod.RunInfo | None:
         r = by_name[name]
         if r.error:
             return f"{name} (damaged)"
-        acc = (r.summary or {}).get("test_accuracy")
-        acc_text = f", {acc:.1%}" if isinstance(acc, (int, float)) else ""
-        return f"{name} ({r.status}{acc_text})"
+        return f"{r.title} ({r.status}, {name})"
 
     name = st.selectbox(label, names, index=default, format_func=fmt, key=key)
     run = runs_mod.load_run(Path(runs_root()) / name)

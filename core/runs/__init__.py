@@ -6,6 +6,10 @@
       summary.json      the end state (written last)
       checkpoint.pt     state_dict + the arguments that rebuild the model (epoch end)
       predictions.pt    class probabilities on the whole test set (epoch end)
+      meta.json         the user's title and note (optional)
+
+Sharing a run as a zip, and taking one in (hostile until checked): core/runs/archive.py. The command line:
+`python -m core.runs --help` (core/runs/__main__.py).
 
 Every whole-file write goes to a temporary name first and is renamed into place, so a
 reader sees the old file or the new one, never half of one.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,7 +29,8 @@ from typing import Any
 
 import torch
 
-from core.config import ConfigError, TrainConfig
+from core.config import PRESETS, ConfigError, TrainConfig, preset_values
+from core.data import label as dataset_label
 from core.history import History
 from core.model import ModelArgs, Net
 
@@ -176,6 +182,7 @@ class RunInfo:
     summary: dict | None = None
     error: str | None = None  # why the directory is damaged, if it is
     history: History = field(default_factory=History)  # metrics.jsonl, read as a live job's events are
+    meta: dict = field(default_factory=dict)  # the user's title and note
 
     @property
     def name(self) -> str:
@@ -185,7 +192,95 @@ class RunInfo:
     def status(self) -> str:
         if self.error:
             return "damaged"
-        return self.summary["status"] if self.summary else "running or interrupted"
+        if self.summary:
+            return self.summary["status"]
+        return "running" if is_running(self.path) else "running or interrupted"
+
+    @property
+    def accuracy(self) -> float | None:
+        value = (self.summary or {}).get("test_accuracy")
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def title(self) -> str:
+        """The user's title, else a name built from what the run is: "CIFAR-10 · Tutorial · lr 0.01 · 57.2%"."""
+        return self.meta.get("title") or describe(self)
+
+
+KNOB_TEXT = {"epochs": "epochs", "lr": "lr", "momentum": "momentum", "batch_size": "batch", "conv_width": "width",
+             "conv2_width": "conv2 width", "schedule": "schedule", "nesterov": "Nesterov"}
+
+
+def differences(config: TrainConfig) -> tuple[str, dict]:
+    """The preset a config is closest to, and the knobs it sets otherwise ({name: value})."""
+    def differing(name: str) -> dict:
+        knobs = preset_values(name)
+        return {k: getattr(config, k) for k in KNOB_TEXT if getattr(config, k) != knobs[k]}
+
+    best = min(PRESETS, key=lambda name: len(differing(name)))
+    return best, differing(best)
+
+
+def knob_text(name: str, value: Any) -> str:
+    """One knob as a legend or a name says it: "lr 0.01", "batch 64", "Nesterov"."""
+    if isinstance(value, bool):
+        return KNOB_TEXT[name] if value else f"no {KNOB_TEXT[name]}"
+    return f"{KNOB_TEXT[name]} {value:g}" if isinstance(value, float) else f"{KNOB_TEXT[name]} {value}"
+
+
+def describe(info: RunInfo) -> str:
+    if info.config is None:
+        return f"{info.name} (damaged)"
+    preset, changed = differences(info.config)
+    parts = [dataset_label(info.config.dataset), preset.capitalize(), *(knob_text(k, v) for k, v in changed.items())]
+    if info.accuracy is not None:
+        parts.append(f"{info.accuracy:.1%}")
+    return " · ".join(parts)
+
+
+META = "meta.json"
+MAX_TITLE, MAX_NOTE = 120, 2000
+
+
+def read_meta(path: Path) -> dict:
+    """The run's title and note ({} when none, or unreadable: they are the user's words, never needed)."""
+    try:
+        meta = json.loads((path / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(meta, dict):
+        return {}
+    return {k: meta[k][:limit] for k, limit in (("title", MAX_TITLE), ("note", MAX_NOTE))
+            if isinstance(meta.get(k), str)}
+
+
+def write_meta(path: str | os.PathLike, title: str, note: str) -> None:
+    """Set a run's title and note (cut to MAX_TITLE and MAX_NOTE characters; an empty title means the built one)."""
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise RunError(f"{path.name} is not a run folder")
+    atomic_write_json(path / META, {"title": " ".join(str(title).split())[:MAX_TITLE],
+                                    "note": str(note).strip()[:MAX_NOTE]})
+
+
+def is_running(path: Path) -> bool:
+    """A process is writing this run folder now (its marker names a live process)."""
+    try:
+        marker = json.loads((path / RUNNING).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and _alive(marker.get("pid"))
+
+
+def delete_run(root: str | os.PathLike, name: str) -> None:
+    """Delete the run folder `name` under root; never one that is still being written, never anything else."""
+    root = Path(root).resolve()
+    path = (root / name).resolve()
+    if not name or "/" in name or "\\" in name or name.startswith(".") or path.parent != root or not path.is_dir():
+        raise RunError(f"there is no run {name!r} in {root}")
+    if is_running(path):
+        raise RunError(f"{name} is still training: stop it first (its folder is kept while it runs)")
+    shutil.rmtree(path)
 
 
 def read_events(path: Path) -> list[dict]:
@@ -228,6 +323,7 @@ def load_run(path: str | os.PathLike, with_events: bool = True) -> RunInfo:
             info.error = f"summary.json is damaged ({exc})"
     if with_events:
         info.history = History.of(read_events(info.path / "metrics.jsonl"))
+    info.meta = read_meta(info.path)
     return info
 
 
@@ -257,6 +353,19 @@ def model_args(values: object) -> ModelArgs:
     return ModelArgs(**values)
 
 
+def load_weights(path: Path, device: str = "cpu") -> Any:
+    """torch.load of a run's .pt file, weights only (no code is unpickled), after checking what it would unpack to:
+    a .pt file is a zip, and a record packed from gigabytes of zeros would take them in memory."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+            if len(members) > 10_000 or sum(m.file_size for m in members) > MAX_CHECKPOINT_BYTES:
+                raise ValueError(f"it would unpack to more than {MAX_CHECKPOINT_BYTES / 1e6:.0f} MB")
+    return torch.load(path, map_location=device, weights_only=True)
+
+
 def load_model(run_path: str | os.PathLike, device: str = "cpu") -> Net:
     """Rebuild the network from a run's checkpoint (weights only: no code is unpickled)."""
     path = Path(run_path) / "checkpoint.pt"
@@ -266,7 +375,7 @@ def load_model(run_path: str | os.PathLike, device: str = "cpu") -> Net:
         raise RunError(f"the checkpoint of {Path(run_path).name} is {path.stat().st_size / 1e6:.0f} MB, more than a "
                        f"network of this app can be ({MAX_CHECKPOINT_BYTES / 1e6:.0f} MB)")
     try:
-        blob = torch.load(path, map_location=device, weights_only=True)
+        blob = load_weights(path, device)
         model = Net(model_args(blob["model_args"]))  # bounded before a single weight is allocated
         model.load_state_dict(blob["state_dict"])
     except Exception as exc:  # noqa: BLE001 - any damage becomes one message
@@ -282,7 +391,7 @@ def load_predictions(run_path: str | os.PathLike) -> dict | None:
     if path.stat().st_size > MAX_CHECKPOINT_BYTES:
         raise RunError(f"the predictions of {Path(run_path).name} are too large to be this app's")
     try:
-        blob = torch.load(path, weights_only=True)
+        blob = load_weights(path)
         probs = blob["probs"]
         if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or not probs.is_floating_point():
             raise ValueError("they are not a table of class probabilities")

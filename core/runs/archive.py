@@ -1,0 +1,236 @@
+"""A run as one zip to hand on, and a zip (or a bare checkpoint.pt) taken in: hostile until checked.
+
+    export_run(root, name, "run.zip")      config, metrics (JSONL and CSV), summary, checkpoint, predictions
+    import_run(root, "run.zip")            -> the new run folder's name
+
+What an import checks, before anything lands in the runs folder:
+- the file's size (MAX_ARCHIVE_BYTES), the number of members and their total size once unpacked (a zip
+  bomb is refused from its directory, and each member is read with a cap, whatever its header says);
+- member names: only the run's own files, flat (no folders, `../`, absolute paths or links);
+- the config through TrainConfig's checks, the checkpoint with `torch.load(weights_only=True)` (after checking
+  what its own zip records unpack to), its model
+  arguments within what this app trains and every tensor's shape against them, the predictions' shape.
+It unpacks into a hidden folder inside the runs folder and renames it into place only once all of that
+passed; on any failure the folder is removed. The user gets one line (ArchiveError).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+import shutil
+import stat
+import time
+import zipfile
+from pathlib import Path
+
+from core.config import TrainConfig
+from core.runs import (
+    MAX_CHECKPOINT_BYTES,
+    META,
+    RunError,
+    atomic_write_json,
+    load_model,
+    load_predictions,
+    load_weights,
+    read_events,
+)
+
+MAX_ARCHIVE_BYTES = 2 * MAX_CHECKPOINT_BYTES + 50 * 2**20  # a checkpoint, predictions and a history
+MAX_MEMBERS = 16
+FILES = {  # the files a run zip may hold, and the most each may take unpacked
+    "config.json": 64 * 2**10, "summary.json": 1 * 2**20, "metrics.jsonl": 40 * 2**20, "metrics.csv": 40 * 2**20,
+    "checkpoint.pt": MAX_CHECKPOINT_BYTES, "predictions.pt": MAX_CHECKPOINT_BYTES, META: 64 * 2**10,
+}
+LOSS_COLUMNS = ("epoch", "step", "images_seen", "train_seconds", "running_loss", "images_per_second")
+EPOCH_COLUMNS = ("epoch", "test_accuracy", "train_accuracy", "train_loss", "seconds", "images_per_second")
+
+
+class ArchiveError(ValueError):
+    """A file that cannot be taken in as a run; the message says why in one line."""
+
+
+# -- export -----------------------------------------------------------------------------------------------
+
+def history_csv(events: list[dict], kind: str) -> str:
+    """The run's loss points (kind "loss") or epoch results (kind "epoch") as CSV, for a spreadsheet."""
+    columns = LOSS_COLUMNS if kind == "loss" else EPOCH_COLUMNS
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for event in events:
+        if event.get("type") == kind:
+            writer.writerow([event.get(c, "") for c in columns])
+    return out.getvalue()
+
+
+def export_bytes(run_path: str | os.PathLike) -> bytes:
+    """The run folder as one zip: its files as they are, and metrics.csv (the loss points) beside metrics.jsonl."""
+    path = Path(run_path)
+    if not (path / "config.json").is_file():
+        raise RunError(f"{path.name} is not a run folder")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in FILES:
+            if name != "metrics.csv" and (path / name).is_file():
+                zf.write(path / name, name)
+        zf.writestr("metrics.csv", history_csv(read_events(path / "metrics.jsonl"), "loss"))
+    return out.getvalue()
+
+
+def export_run(root: str | os.PathLike, name: str, target: str | os.PathLike) -> Path:
+    """Write run `name` of `root` as a zip at `target`."""
+    path = Path(root) / name
+    if not name or Path(name).name != name or not path.is_dir():
+        raise RunError(f"there is no run {name!r} in {root}")
+    target = Path(target)
+    target.write_bytes(export_bytes(path))
+    return target
+
+
+# -- import -----------------------------------------------------------------------------------------------
+
+def _checked_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    members = zf.infolist()
+    if len(members) > MAX_MEMBERS:
+        raise ArchiveError(f"it holds {len(members)} files; a run has at most {len(FILES)}")
+    seen, total = set(), 0
+    for m in members:
+        name = m.filename
+        if stat.S_ISLNK(m.external_attr >> 16):
+            raise ArchiveError(f"{name} is a link; a run holds plain files only")
+        if name not in FILES or "/" in name or "\\" in name or name in seen:
+            raise ArchiveError(f"{name!r} is not a file of a run (a run holds {', '.join(FILES)}, not in folders)")
+        seen.add(name)
+        if m.file_size > FILES[name]:
+            raise ArchiveError(f"{name} would be {m.file_size / 2**20:,.0f} MB unpacked, more than a run's "
+                               f"({FILES[name] / 2**20:,.0f} MB)")
+        total += m.file_size
+    if "config.json" not in seen:
+        raise ArchiveError("it has no config.json: it is not a run exported by this app")
+    if total > MAX_ARCHIVE_BYTES:
+        raise ArchiveError(f"it would be {total / 2**20:,.0f} MB unpacked, more than a run can be")
+    return members
+
+
+def _unpack(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], folder: Path) -> None:
+    """Each member into `folder`, read with a cap: a header that lies about the size gains nothing."""
+    for m in members:
+        limit = FILES[m.filename]
+        with zf.open(m) as src, open(folder / m.filename, "wb") as dst:
+            copied = 0
+            while chunk := src.read(1 << 20):
+                copied += len(chunk)
+                if copied > limit:
+                    raise ArchiveError(f"{m.filename} unpacks to more than its header says (a zip bomb?)")
+                dst.write(chunk)
+
+
+def _check_run(folder: Path) -> None:
+    """The unpacked run is one this app can show: its config, checkpoint and predictions, checked."""
+    try:
+        config = TrainConfig.from_dict(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise ArchiveError(f"its config.json cannot be used ({exc})") from None
+    for name in ("summary.json", META):
+        if (folder / name).exists():
+            try:
+                if not isinstance(json.loads((folder / name).read_text(encoding="utf-8")), dict):
+                    raise ValueError("not an object")
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ArchiveError(f"its {name} is damaged ({exc})") from None
+    try:
+        model = load_model(folder) if (folder / "checkpoint.pt").exists() else None
+        predictions = load_predictions(folder)
+    except RunError as exc:
+        raise ArchiveError(str(exc).replace(folder.name, "the run")) from None
+    if model is not None and (model.args.conv_width, model.args.conv2_width) != (config.conv_width,
+                                                                                 config.conv2_width):
+        raise ArchiveError("its checkpoint is not of the network its config.json describes")
+    if model is not None and predictions is not None and predictions["probs"].shape[1] != model.args.num_classes:
+        raise ArchiveError("its predictions do not match its network's classes")
+
+
+def _new_folder(root: Path, dataset: str) -> Path:
+    return root / f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset.split(':')[0]}-{secrets.token_hex(2)}"
+
+
+def _settle(root: Path, staging: Path) -> str:
+    """Give a checked run its place under root; the name it got."""
+    config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
+    if not (staging / "summary.json").exists():
+        atomic_write_json(staging / "summary.json", {"type": "end", "status": "imported", "wall": time.time(),
+                                                     "message": "imported without a summary"})
+    target = _new_folder(root, str(config.get("dataset", "run")))
+    os.replace(staging, target)
+    return target.name
+
+
+def import_run(root: str | os.PathLike, source: str | os.PathLike | bytes) -> str:
+    """Take in a run zip (or a bare checkpoint.pt) as a new run folder under root; its name. ArchiveError, and
+    nothing left behind, when the file is not one."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    data = source if isinstance(source, bytes) else _read_capped(Path(source))
+    if len(data) > MAX_ARCHIVE_BYTES:
+        raise ArchiveError(f"the file is {len(data) / 2**20:,.0f} MB, more than a run can be")
+    staging = root / f".import-{secrets.token_hex(4)}"
+    staging.mkdir()
+    try:
+        if is_run_zip(data):
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                _unpack(zf, _checked_members(zf), staging)
+        else:
+            _from_checkpoint(data, staging)
+        _check_run(staging)
+        return _settle(root, staging)
+    except ArchiveError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ArchiveError(f"it is not a run zip or a checkpoint this app can read ({exc})") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def is_run_zip(data: bytes) -> bool:
+    """A zip that is not a torch checkpoint (which is a zip too: its records sit in one folder, data.pkl first)."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return False
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()
+    return "config.json" in names or not any(n.endswith("/data.pkl") for n in names)
+
+
+def _read_capped(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > MAX_ARCHIVE_BYTES:
+            raise ArchiveError(f"{path.name} is {path.stat().st_size / 2**20:,.0f} MB, more than a run can be")
+        return path.read_bytes()
+    except OSError as exc:
+        raise ArchiveError(f"{path} cannot be read ({exc.strerror or exc})") from None
+
+
+DATASET_OF_SHAPE = {(3, 32): "cifar10", (1, 28): "mnist"}  # what a bare checkpoint was most likely trained on
+
+
+def _from_checkpoint(data: bytes, staging: Path) -> None:
+    """A bare checkpoint.pt: a run folder around it, with the config its model arguments give."""
+    if len(data) > MAX_CHECKPOINT_BYTES:
+        raise ArchiveError("the checkpoint is larger than a network of this app can be")
+    (staging / "checkpoint.pt").write_bytes(data)
+    try:
+        blob = load_weights(staging / "checkpoint.pt")
+        args = blob["model_args"]
+        config = TrainConfig(dataset=DATASET_OF_SHAPE.get((args["in_channels"], args["image_size"]), "shapes"),
+                             conv_width=args["conv_width"], conv2_width=args["conv2_width"])
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, the user gets one line
+        raise ArchiveError(f"it is not a run zip or a checkpoint of this app ({type(exc).__name__}: {exc})") from None
+    epoch = blob.get("epoch") if isinstance(blob, dict) else None
+    atomic_write_json(staging / "config.json", config.to_dict())
+    atomic_write_json(staging / "summary.json", {"type": "end", "status": "imported", "wall": time.time(),
+                                                 "message": "a bare checkpoint: no history",
+                                                 "epochs_completed": epoch if isinstance(epoch, int) else None})

@@ -1,0 +1,172 @@
+"""Runs: every training run kept on disk, named by what it is; compare, rename, delete and share them."""
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from core.data import label as dataset_label
+from core.figures import compare_accuracy_figure, compare_loss_figure, compare_per_class_figure
+from core.runs import RunError, delete_run, list_runs, write_meta
+from core.runs.archive import ArchiveError, export_bytes, history_csv, import_run
+from core.runs.compare import legend_names, per_class, settings_table
+from core.speed import speed_results
+from ui.app import require_app
+from ui.common import runs_root
+
+require_app()  # first: a page run without dashboard.py is run again through it
+
+st.title("Runs: keep, compare and share")
+st.caption("Every training run is kept here, named by what it is. Pick two or more to see what the setting "
+           "that differs changed.")
+
+runs = list_runs(runs_root(), with_events=True)
+by_name = {r.name: r for r in runs}
+
+
+def started(name: str) -> str:
+    """A run folder's time stamp (20261130-015710-...) as a date a person reads."""
+    try:
+        return time.strftime("%d %b %Y %H:%M", time.strptime(name[:15], "%Y%m%d-%H%M%S"))
+    except ValueError:
+        return ""
+
+
+def table() -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        s = r.summary or {}
+        rows.append({"Run": r.title, "Dataset": dataset_label(r.config.dataset.split(":")[0]) if r.config else "–",
+                     "Status": r.status, "Test accuracy": r.accuracy,
+                     "Images/s": s.get("images_per_second"), "Training (s)": s.get("train_seconds"),
+                     "Device": s.get("device"), "Started": started(r.name), "Folder": r.name})
+    return pd.DataFrame(rows, columns=["Run", "Dataset", "Status", "Test accuracy", "Images/s", "Training (s)",
+                                       "Device", "Started", "Folder"])
+
+
+# -- upload ------------------------------------------------------------------------------------------------
+with st.expander("⬆️ Upload a run", expanded=not runs):
+    upload = st.file_uploader("Upload a run", type=["zip", "pt"],
+                              help="A run zip downloaded from this page, on this or another computer, or a bare "
+                                   "checkpoint.pt. It is checked before anything is kept.")
+    if upload is not None and st.session_state.get("runs_imported") != upload.file_id:
+        st.session_state.runs_imported = upload.file_id
+        try:
+            name = import_run(runs_root(), upload.getvalue())
+        except (ArchiveError, OSError) as exc:
+            st.session_state.runs_message = ("error", f"{upload.name} was not taken in: {exc}")
+        else:
+            st.session_state.runs_message = ("success", f"{upload.name} is now run {name}: it is in the table "
+                                                        "and on the Results and Network pages.")
+        st.rerun()
+if message := st.session_state.pop("runs_message", None):
+    getattr(st, message[0])(message[1])
+
+
+def speed_summary(result: dict) -> tuple[pd.DataFrame, str]:
+    """A kept sweep or race as a table and a line that says what it found."""
+    when = time.strftime("%d %b %Y %H:%M", time.localtime(result["saved"]))
+    if result["kind"] == "sweep":
+        frame = pd.DataFrame(result["rows"])
+        best = frame.loc[frame["images_per_second"].idxmax()]
+        return frame, (f"Sweep, {when}: {len(frame)} points, fastest {best['images_per_second']:,.0f} images/s "
+                       f"({best['device']}, width {best['width']}, batch {best['batch_size']})")
+    frame = pd.DataFrame([{"racer": name, **point} for name, curve in result["curves"].items() for point in curve])
+    return frame, f"Race, {when}: " + " · ".join(str(n) for n in result.get("notes", [])).replace("**", "")
+
+
+def speed_section() -> None:
+    """The speed lab's sweeps and races, kept like runs (core/speed.py): each as a table and a CSV."""
+    results = speed_results(runs_root())
+    if not results:
+        return
+    st.header("Speed results")
+    st.caption("Sweeps and races from the **Speed** page, newest first.")
+    for i, result in enumerate(results[:10]):
+        try:
+            frame, label = speed_summary(result)
+        except (KeyError, TypeError, ValueError):  # a file edited by hand, say: left out, as a damaged run is
+            continue
+        with st.expander(label):
+            st.dataframe(frame, hide_index=True)
+            st.download_button("Download (.csv)", frame.to_csv(index=False), result["file"].replace(".json", ".csv"),
+                               "text/csv", key=f"speed_csv_{i}")
+
+
+if not runs:
+    st.info("No run yet: train one on the **Train** page, or upload one above.")
+    speed_section()
+    st.stop()
+
+# -- the table -----------------------------------------------------------------------------------------------
+frame = table()
+f1, f2 = st.columns(2)
+datasets = f1.multiselect("Dataset", sorted(frame["Dataset"].unique()), key="runs_datasets",
+                          placeholder="All datasets")
+statuses = f2.multiselect("Status", sorted(frame["Status"].unique()), key="runs_statuses", placeholder="Any status")
+shown = frame[frame["Dataset"].isin(datasets or frame["Dataset"]) & frame["Status"].isin(statuses or frame["Status"])]
+st.dataframe(shown, hide_index=True, width="stretch", column_config={
+    "Test accuracy": st.column_config.NumberColumn(format="percent"),
+    "Images/s": st.column_config.NumberColumn(format="%,.0f"),
+    "Training (s)": st.column_config.NumberColumn(format="%.1f")})
+
+# -- compare -----------------------------------------------------------------------------------------------------
+st.header("Compare runs")
+whole = [r.name for r in runs if r.config is not None and r.history.losses]
+chosen = st.multiselect("Compare runs", whole, format_func=lambda n: f"{by_name[n].title} ({n})",
+                        max_selections=8, key="runs_compare", help="Two to eight runs.")
+if len(chosen) == 1:
+    st.caption("Choose one more run to compare with.")
+elif len(chosen) >= 2:
+    picked = [by_name[n] for n in chosen]
+    legends = legend_names(picked)
+    c1, c2 = st.columns(2)
+    x = c1.radio("Loss against", ["images_seen", "train_seconds"], horizontal=True, key="runs_x",
+                 format_func={"images_seen": "images seen", "train_seconds": "seconds of training"}.get)
+    smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, step=0.01, key="runs_smoothing",
+                          help="An exponential moving average of the running loss; the raw line stays faint behind.")
+    st.plotly_chart(compare_loss_figure([(n, r.history.losses) for n, r in zip(legends, picked)], x, smoothing),
+                    key="runs_loss_chart")
+    st.plotly_chart(compare_accuracy_figure([(n, r.history.epochs) for n, r in zip(legends, picked)]),
+                    key="runs_accuracy_chart")
+    classes = [r.history.start.get("classes") for r in picked]
+    bars = [(n, per_class(r)) for n, r in zip(legends, picked)]
+    if all(c == classes[0] for c in classes) and classes[0] and all(b is not None for _, b in bars):
+        st.plotly_chart(compare_per_class_figure(classes[0], bars), key="runs_per_class_chart")
+    st.markdown("**What differs, and what each run reached**")
+    st.table(pd.DataFrame(settings_table(picked)).set_index("run"))  # a few rows, readable from the back
+
+# -- one run: title, note, download, delete -------------------------------------------------------------------
+st.header("One run")
+name = st.selectbox("Run", list(by_name), format_func=lambda n: f"{by_name[n].title} ({n})", key="runs_one")
+run = by_name[name]
+if run.error:
+    st.error(f"This run is damaged: {run.error}. Delete it below.")
+else:
+    with st.form("runs_meta"):
+        title = st.text_input("Title", run.meta.get("title", ""), placeholder=run.title, max_chars=120)
+        note = st.text_area("Note", run.meta.get("note", ""), max_chars=2000,
+                            placeholder="What did you try, and what happened?")
+        if st.form_submit_button("Save title and note"):
+            write_meta(run.path, title, note)
+            st.rerun()
+    d1, d2, d3 = st.columns(3)
+    d1.download_button("Download run (.zip)", export_bytes(run.path), f"{name}.zip", "application/zip")
+    events = [{"type": "loss", **e} for e in run.history.losses] + [{"type": "epoch", **e} for e in
+                                                                    run.history.epochs]
+    d2.download_button("Loss history (.csv)", history_csv(events, "loss"), f"{name}-loss.csv", "text/csv")
+    d3.download_button("Accuracy per epoch (.csv)", history_csv(events, "epoch"), f"{name}-epochs.csv", "text/csv")
+with st.expander("🗑️ Delete this run"):
+    sure = st.checkbox(f"Yes, delete {run.title} ({name}): its history, checkpoint and predictions go for good",
+                       key=f"runs_sure_{name}")
+    if st.button("Delete the run", disabled=not sure, key="runs_delete"):
+        try:
+            delete_run(runs_root(), name)
+        except RunError as exc:
+            st.session_state.runs_message = ("error", str(exc))
+        else:
+            st.session_state.runs_message = ("success", f"Run {name} was deleted.")
+            st.session_state.pop("runs_one", None)
+        st.rerun()
+
+speed_section()

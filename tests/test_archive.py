@@ -1,0 +1,184 @@
+"""Runs kept, named, deleted and shared: a run zip makes the round trip, and a hostile file is refused whole."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.runs import RunError, RunWriter, delete_run, list_runs, load_model, load_run, write_meta
+from core.runs.archive import ArchiveError, export_bytes, import_run
+from tests.conftest import ROOT
+from tests.test_runs import finished_run
+
+
+@pytest.fixture
+def run(tmp_path, small_shapes):
+    """A finished Shapes run at learning rate 0.01 (its folder)."""
+    _, events = finished_run(tmp_path, small_shapes)
+    return Path(events[-1]["run_dir"])
+
+
+def untouched(root: Path, before: set[str]) -> bool:
+    """Nothing new in the runs folder, hidden staging folders included."""
+    return {p.name for p in root.iterdir()} == before
+
+
+def test_a_run_is_named_by_what_it_is_and_takes_a_title_and_a_note(run):
+    info = load_run(run)
+    assert info.title == f"Shapes (offline) · Tutorial · epochs 1 · lr 0.01 · batch 32 · {info.accuracy:.1%}"
+    write_meta(run, "  My   first run ", "lr 0.01 learns fast")
+    info = load_run(run)
+    assert info.title == "My first run" and info.meta["note"] == "lr 0.01 learns fast"
+    write_meta(run, "", "")
+    assert load_run(run).title.startswith("Shapes (offline) · Tutorial")  # an empty title: the built one again
+
+
+def test_export_then_import_into_an_empty_runs_folder_gives_the_same_run(run, tmp_path, small_shapes):
+    data = export_bytes(run)
+    names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    assert {"config.json", "metrics.jsonl", "metrics.csv", "summary.json", "checkpoint.pt", "predictions.pt"} <= names
+    csv_lines = zipfile.ZipFile(io.BytesIO(data)).read("metrics.csv").decode().splitlines()
+    assert csv_lines[0].startswith("epoch,step,images_seen") and len(csv_lines) > 2
+    other = tmp_path / "elsewhere"
+    name = import_run(other, data)
+    (imported,) = list_runs(other, with_events=True)
+    original = load_run(run)
+    assert imported.name == name and imported.status == "finished" and imported.accuracy == original.accuracy
+    assert imported.history.epochs == original.history.epochs and imported.history.losses == original.history.losses
+    model = load_model(other / name)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), load_model(run).state_dict().values()))
+
+
+def zip_of(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+def run_files(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and not p.name.startswith(".")}
+
+
+class RunsCode:
+    """Unpickled, it would run code: it creates the file `path`."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def checkpoint_bytes(obj) -> bytes:
+    out = io.BytesIO()
+    torch.save(obj, out)
+    return out.getvalue()
+
+
+def packed_bomb() -> bytes:
+    """A file shaped like a torch checkpoint (a zip: data.pkl and a record) whose record unpacks to 300 MB."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+        zf.writestr("archive/data/0", bytes(300 * 2**20))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("case", ["escape", "absolute", "bomb", "pickle", "huge-model", "wrong-shapes", "not-a-run",
+                                  "link", "checkpoint-bomb", "bare-checkpoint-bomb"])
+def test_a_hostile_file_is_refused_with_one_line_and_nothing_is_written(case, run, tmp_path):
+    root = tmp_path / "runs"
+    files = run_files(run)
+    escaped = tmp_path / "x"
+    ran = tmp_path / "code-ran"
+    blob = torch.load(run / "checkpoint.pt", weights_only=True)
+    if case == "escape":
+        data, message = zip_of({**files, "../x": b"outside"}), "'../x' is not a file of a run"
+    elif case == "absolute":
+        data, message = zip_of({**files, str(escaped): b"outside"}), "is not a file of a run"
+    elif case == "bomb":  # 200 MB of zeros in a zip of a few hundred kB
+        data, message = zip_of({**files, "metrics.jsonl": bytes(200 * 2**20)}), "would be 200 MB unpacked"
+    elif case == "pickle":
+        data, message = zip_of({**files, "checkpoint.pt": checkpoint_bytes({"model_args": RunsCode(ran)})}), "damaged"
+    elif case == "huge-model":
+        args = {**blob["model_args"], "num_classes": 5_000_000}
+        data = zip_of({**files, "checkpoint.pt": checkpoint_bytes({**blob, "model_args": args})})
+        message = "num_classes=5000000 is outside 2..1000"
+    elif case == "wrong-shapes":  # arguments within bounds, weights of another shape
+        args = {**blob["model_args"], "conv_width": 7}
+        data = zip_of({**files, "checkpoint.pt": checkpoint_bytes({**blob, "model_args": args})})
+        message = "size mismatch"
+    elif case == "checkpoint-bomb":  # a small checkpoint.pt whose own zip record would take 300 MB in memory
+        data, message = zip_of({**files, "checkpoint.pt": packed_bomb()}), "would unpack to more than 210 MB"
+    elif case == "bare-checkpoint-bomb":
+        data, message = packed_bomb(), "would unpack to more than 210 MB"
+    elif case == "not-a-run":
+        data, message = b"GIF89a not a zip, not a checkpoint", "not a run zip or a checkpoint"
+    else:  # a member that is a symbolic link
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as zf:
+            for name, content in files.items():
+                zf.writestr(name, content)
+            link = zipfile.ZipInfo("summary.json.lnk")
+            link.external_attr = 0o120777 << 16
+            zf.writestr(link, "/etc/passwd")
+        data, message = out.getvalue(), "is a link"
+    before = {p.name for p in root.iterdir()}
+    with pytest.raises(ArchiveError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        import_run(root, data)
+    assert untouched(root, before) and not escaped.exists() and not ran.exists()
+    assert not (root.parent / "x").exists() and not Path("/x").exists()
+
+
+def test_a_bare_checkpoint_becomes_a_run_of_its_own(run, tmp_path):
+    name = import_run(tmp_path / "other", (run / "checkpoint.pt").read_bytes())
+    info = load_run(tmp_path / "other" / name)
+    assert info.status == "imported" and info.config.conv_width == 6 and load_model(info.path) is not None
+
+
+def test_delete_never_removes_a_run_that_is_still_training(run, tmp_path):
+    from core.config import TrainConfig
+
+    writer = RunWriter(tmp_path / "runs", TrainConfig(dataset="shapes"))  # its marker names this live process
+    with pytest.raises(RunError, match="still training"):
+        delete_run(tmp_path / "runs", writer.path.name)
+    assert writer.path.exists()
+    for name in ("../runs", "", ".", str(run)):
+        with pytest.raises(RunError, match="there is no run"):
+            delete_run(tmp_path / "runs", name)
+    writer.summary({"type": "end", "status": "stopped"})
+    writer.close()
+    delete_run(tmp_path / "runs", writer.path.name)
+    delete_run(tmp_path / "runs", run.name)
+    assert list_runs(tmp_path / "runs") == []
+
+
+def test_the_command_line_lists_shows_exports_imports_and_deletes(run, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = str(run.parent)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "core.runs", "--runs-dir", runs, *args], capture_output=True,
+                              text=True, cwd=ROOT, env=env, timeout=120)
+
+    listed = cli("list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout)["run"] == run.name
+    shown = json.loads(cli("show", run.name, "--json").stdout)
+    assert shown["config"]["lr"] == 0.01 and shown["epochs"][0]["test_accuracy"] == load_run(run).accuracy
+    zipped = tmp_path / "run.zip"
+    assert cli("export", run.name, "-o", str(zipped)).returncode == 0 and zipfile.is_zipfile(zipped)
+    imported = cli("import", str(zipped))
+    assert imported.returncode == 0 and (run.parent / imported.stdout.strip()).is_dir()
+    for args, message in ((["show", "nope"], "there is no run 'nope'"), (["delete", run.name], "add --yes"),
+                          (["import", str(run / "config.json")], "not a run zip or a checkpoint")):
+        r = cli(*args)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert cli("delete", run.name, "--yes").returncode == 0 and not run.exists()

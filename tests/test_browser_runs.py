@@ -1,0 +1,55 @@
+"""The Runs page in a real browser at a projector's size: two Shapes runs that differ only in learning rate,
+chosen under "Compare runs", are drawn as two loss lines named by their learning rates, and the settings
+table shows the learning rate and none of the settings they share.
+
+Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
+"""
+
+import os
+
+import pytest
+
+from core.config import TrainConfig
+from tests.test_browser import CHROMIUM, browser, start_server  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+
+LEGEND = """title => {
+  const g = [...document.querySelectorAll('.js-plotly-plot')]
+      .find(g => g.layout && g.layout.title && (g.layout.title.text || '').startsWith(title));
+  return g ? g.data.filter(t => t.showlegend !== false).map(t => [t.name, t.x.length]) : null;
+}"""
+
+
+def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, tmp_path):  # noqa: F811
+    from core.data import make_shapes
+    from core.loop import run_training
+
+    home = tmp_path
+    proc, url = start_server(home)
+    try:
+        data = make_shapes(num_train=1000, num_test=200, seed=2)
+        names = []
+        for lr in (0.001, 0.01):
+            config = TrainConfig(dataset="shapes", data_dir=str(home / "data"), epochs=1, batch_size=16, lr=lr)
+            names.append(list(run_training(config, runs_root=home / "runs", dataset=data))[-1]["run_dir"])
+        pg = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+        pg.set_default_timeout(30_000)
+        pg.goto(f"{url}/runs")
+        pg.get_by_role("heading", name="Compare runs").wait_for()
+        box = pg.get_by_role("combobox", name="Compare runs", exact=True)
+        for name in names:
+            box.click()
+            pg.get_by_role("option", name=os.path.basename(name), exact=False).click()
+        pg.wait_for_function(f"() => ({LEGEND})('Running loss') !== null")
+        legend = pg.evaluate(LEGEND, "Running loss")
+        assert sorted(n for n, _ in legend) == ["lr 0.001", "lr 0.01"] and all(points > 3 for _, points in legend)
+        table = pg.locator('[data-testid="stTable"]')
+        table.scroll_into_view_if_needed()
+        text = table.inner_text()
+        assert "Learning rate" in text and "best test accuracy" in text
+        assert not any(shared in text for shared in ("Momentum", "Batch size", "Epochs", "Conv width", "Seed"))
+    finally:
+        proc.terminate()
+        proc.wait(10)
