@@ -37,7 +37,7 @@ def table() -> pd.DataFrame:
     for r in runs:
         s = r.summary or {}
         rows.append({"Run": r.title, "Dataset": dataset_label(r.config.dataset.split(":")[0]) if r.config else "–",
-                     "Status": r.status, "Test accuracy": r.accuracy,
+                     "Status": r.status, "Test accuracy": r.accuracy * 100 if r.accuracy is not None else None,
                      "Images/s": s.get("images_per_second"), "Training (s)": s.get("train_seconds"),
                      "Device": s.get("device"), "Started": started(r.name), "Folder": r.name})
     return pd.DataFrame(rows, columns=["Run", "Dataset", "Status", "Test accuracy", "Images/s", "Training (s)",
@@ -106,7 +106,7 @@ datasets = f1.multiselect("Dataset", sorted(frame["Dataset"].unique()), key="run
 statuses = f2.multiselect("Status", sorted(frame["Status"].unique()), key="runs_statuses", placeholder="Any status")
 shown = frame[frame["Dataset"].isin(datasets or frame["Dataset"]) & frame["Status"].isin(statuses or frame["Status"])]
 st.dataframe(shown, hide_index=True, width="stretch", column_config={
-    "Test accuracy": st.column_config.NumberColumn(format="percent"),
+    "Test accuracy": st.column_config.NumberColumn(format="%.1f%%"),
     "Images/s": st.column_config.NumberColumn(format="%,.0f"),
     "Training (s)": st.column_config.NumberColumn(format="%.1f")})
 

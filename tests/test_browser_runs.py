@@ -5,6 +5,7 @@ table shows the learning rate and none of the settings they share.
 Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
 """
 
+import json
 import os
 
 import pytest
@@ -17,19 +18,19 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
 
 LEGEND = """title => {
   const g = [...document.querySelectorAll('.js-plotly-plot')]
-      .find(g => g.layout && g.layout.title && (g.layout.title.text || '').startsWith(title));
+      .find(g => g.layout && g.layout.title && (g.layout.title.text || '').includes(title));
   return g ? g.data.filter(t => t.showlegend !== false).map(t => [t.name, t.x.length]) : null;
 }"""
 
 
 def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, tmp_path):  # noqa: F811
-    from core.data import make_shapes
+    from core.data import load_dataset
     from core.loop import run_training
 
     home = tmp_path
     proc, url = start_server(home)
     try:
-        data = make_shapes(num_train=1000, num_test=200, seed=2)
+        data = load_dataset("shapes", home / "data")  # the set the server has: Results matches its predictions
         names = []
         for lr in (0.001, 0.01):
             config = TrainConfig(dataset="shapes", data_dir=str(home / "data"), epochs=1, batch_size=16, lr=lr)
@@ -39,8 +40,9 @@ def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, 
         pg.goto(f"{url}/runs")
         pg.get_by_role("heading", name="Compare runs").wait_for()
         box = pg.get_by_role("combobox", name="Compare runs", exact=True)
-        for name in names:
+        for name in names:  # as a user can: type a bit of its name, then pick it from the list
             box.click()
+            box.fill(os.path.basename(name))
             pg.get_by_role("option", name=os.path.basename(name), exact=False).click()
         pg.wait_for_function(f"() => ({LEGEND})('Running loss') !== null")
         legend = pg.evaluate(LEGEND, "Running loss")
@@ -50,6 +52,32 @@ def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, 
         text = table.inner_text()
         assert "Learning rate" in text and "best test accuracy" in text
         assert not any(shared in text for shared in ("Momentum", "Batch size", "Epochs", "Conv width", "Seed"))
+
+        # share: the chosen run downloads as a zip, which another machine's Runs page takes in
+        pg.get_by_role("combobox", name="Run", exact=True).click()
+        pg.get_by_role("option", name=os.path.basename(names[1]), exact=False).click()
+        with pg.expect_download() as download:
+            pg.get_by_role("button", name="Download run (.zip)").click()
+        zipped = tmp_path / "shared-run.zip"
+        download.value.save_as(zipped)
+        other = tmp_path / "other"
+        proc2, url2 = start_server(other)
+        try:
+            pg.goto(f"{url2}/runs")
+            pg.get_by_text("No run yet").wait_for()
+            pg.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(str(zipped))
+            pg.get_by_text("is now run").wait_for(timeout=60_000)
+            (imported,) = [p for p in (other / "runs").iterdir() if not p.name.startswith(".")]
+            assert json.loads((imported / "config.json").read_text())["lr"] == 0.01
+            pg.get_by_role("link", name="Results", exact=True).click()
+            accuracy = json.loads((imported / "summary.json").read_text())["test_accuracy"]
+            pg.get_by_role("heading", name="Results: what did the network learn?").wait_for()
+            line = pg.locator("p", has_text="Predictions after epoch").first
+            line.wait_for()
+            assert f"{accuracy:.1%}" in line.inner_text()  # Results shows it, with the run's own accuracy
+        finally:
+            proc2.terminate()
+            proc2.wait(10)
     finally:
         proc.terminate()
         proc.wait(10)
