@@ -102,7 +102,8 @@ def _knobs(d: str) -> list[Lesson]:
             (_train_link(d, "Too high: learning rate 10", {"lr", "epochs"}, lr=10.0, epochs=1),
              _train_link(d, "Too low: learning rate 0.0001", {"lr", "epochs"}, lr=0.0001, epochs=1),
              _train_link(d, "About right: 0.001", {"lr", "epochs"}, lr=0.001, epochs=1)),
-            "what the page says when the loss explodes, and how far the loss falls in one epoch at each rate.",
+            "what the page says when the loss explodes, and how far the loss falls in one epoch at each rate: on the "
+            "Runs page, choose the runs under Compare runs to see their losses on one chart.",
             "Which rate would you choose, and why not the largest one that does not diverge?",
         ),
         Lesson(
@@ -110,8 +111,10 @@ def _knobs(d: str) -> list[Lesson]:
             "Momentum makes SGD keep part of its last step, like a ball rolling downhill: small, noisy "
             "gradients add up to steady progress. The tutorial uses 0.9 (keep 90% of the last step).",
             (_train_link(d, "Momentum 0", {"momentum", "lr", "epochs"}, momentum=0.0, epochs=1),
-             _train_link(d, "Momentum 0.9", {"momentum", "lr", "epochs"}, momentum=0.9, epochs=1)),
-            "the running loss after one epoch with each (the Results page keeps both runs).",
+             _train_link(d, "Momentum 0.9", {"momentum", "lr", "epochs"}, momentum=0.9, epochs=1),
+             LessonLink("Compare them on the Runs page", "runs")),
+            "the running loss after one epoch with each: on the Runs page, choose both under Compare runs (the "
+            "legend names them by their momentum).",
             "With momentum 0, what would you have to change to learn as fast as with 0.9?",
         ),
         Lesson(

@@ -85,6 +85,13 @@ def test_a_lesson_link_opens_its_page_set_up_and_trains_in_view(classroom, proje
     if link.page == "speed":
         pg.get_by_role("heading", name="Sweep: images per second by width").wait_for()
         return
+    if link.page == "runs":  # after the lesson's two trainings: both are there to compare
+        pg.get_by_role("heading", name="Compare runs").wait_for()
+        box = pg.get_by_role("combobox", name="Compare runs", exact=True)
+        box.click()
+        box.press("ArrowDown")
+        assert pg.get_by_role("option").filter(has_text="momentum 0 ").count() >= 1  # named by what they are
+        return
     # a Train link: the controls show its values, the lesson's locks and only those are disabled
     settings = parse_link(link.query()).values
     pg.get_by_role("slider", name="Learning rate").wait_for()
