@@ -152,10 +152,9 @@ else:
             st.rerun()
     d1, d2, d3 = st.columns(3)
     d1.download_button("Download run (.zip)", export_bytes(run.path), f"{name}.zip", "application/zip")
-    events = [{"type": "loss", **e} for e in run.history.losses] + [{"type": "epoch", **e} for e in
-                                                                    run.history.epochs]
-    d2.download_button("Loss history (.csv)", history_csv(events, "loss"), f"{name}-loss.csv", "text/csv")
-    d3.download_button("Accuracy per epoch (.csv)", history_csv(events, "epoch"), f"{name}-epochs.csv", "text/csv")
+    d2.download_button("Loss history (.csv)", history_csv(run.history.losses, "loss"), f"{name}-loss.csv", "text/csv")
+    d3.download_button("Accuracy per epoch (.csv)", history_csv(run.history.epochs, "epoch"), f"{name}-epochs.csv",
+                       "text/csv")
 with st.expander("🗑️ Delete this run"):
     sure = st.checkbox(f"Yes, delete {run.title} ({name}): its history, checkpoint and predictions go for good",
                        key=f"runs_sure_{name}")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from core.runs import RunError, RunWriter, delete_run, list_runs, load_model, load_run, write_meta
-from core.runs.archive import ArchiveError, export_bytes, import_run
+from core.runs.archive import ArchiveError, export_bytes, history_csv, import_run
 from tests.conftest import ROOT
 from tests.test_runs import finished_run
 
@@ -45,6 +45,8 @@ def test_export_then_import_into_an_empty_runs_folder_gives_the_same_run(run, tm
     assert {"config.json", "metrics.jsonl", "metrics.csv", "summary.json", "checkpoint.pt", "predictions.pt"} <= names
     csv_lines = zipfile.ZipFile(io.BytesIO(data)).read("metrics.csv").decode().splitlines()
     assert csv_lines[0].startswith("epoch,step,images_seen") and len(csv_lines) > 2
+    epochs = history_csv(load_run(run).history.epochs, "epoch").splitlines()  # the page's accuracy download
+    assert epochs[0] == "epoch,test_accuracy,train_accuracy,train_loss,seconds,images_per_second" and len(epochs) == 2
     other = tmp_path / "elsewhere"
     name = import_run(other, data)
     (imported,) = list_runs(other, with_events=True)

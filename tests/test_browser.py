@@ -141,7 +141,8 @@ def set_slider(pg, label, value: str, key="ArrowLeft"):
 
     Each key press reruns the page, and a rerun can draw the slider anew while a press is under way: that
     press then times out on a detached element (or, for a moment, two sliders of that name are on the page,
-    the old and the new), and the next try finds the new slider.
+    the old and the new), and the next try finds the new slider; or the rerun sets the slider back to the
+    value before that press, so a value counts once it stays.
     """
     slider = pg.get_by_role("slider", name=label)
     deadline = time.monotonic() + 90
@@ -151,17 +152,23 @@ def set_slider(pg, label, value: str, key="ArrowLeft"):
             shown = (slider.get_attribute("aria-valuetext", timeout=3000),
                      slider.get_attribute("aria-valuenow", timeout=3000))
             if value in shown:
-                return
+                # a press during the rerun of the one before can show a value the rerun then takes back:
+                # done when the value stays
+                time.sleep(0.8)
+                if value in (slider.get_attribute("aria-valuetext", timeout=3000),
+                             slider.get_attribute("aria-valuenow", timeout=3000)):
+                    return
+                continue
             slider.press(key, timeout=3000)
         except sync_api.Error:
             time.sleep(0.1)
     raise AssertionError(f"could not set {label} to {value}: it shows {shown}")
 
 
-def wait_for_command(pg, *fragments):
+def wait_for_command(pg, *fragments, timeout: float | None = None):
     """The Train page shows the run's command line; wait until the knobs have reached the server."""
     pg.wait_for_function("parts => [...document.querySelectorAll('code')].some("
-                         "c => parts.every(p => c.innerText.includes(p)))", arg=list(fragments))
+                         "c => parts.every(p => c.innerText.includes(p)))", arg=list(fragments), timeout=timeout)
 
 
 def status_text(pg) -> str:
@@ -197,9 +204,16 @@ def train_shapes(pg, epochs="1"):
     open_page(pg, "Train")
     choose(pg, "Dataset", "Shapes (offline)")
     wait_for_command(pg, "--dataset shapes")
-    set_slider(pg, "Epochs", epochs, key="ArrowRight" if int(epochs) > TrainConfig().epochs else "ArrowLeft")
-    # the command line leaves out what is the default (2 epochs)
-    wait_for_command(pg, "--dataset shapes", *([f"--epochs {epochs}"] if epochs != str(TrainConfig().epochs) else []))
+    shown = ["--dataset shapes", *([f"--epochs {epochs}"] if epochs != str(TrainConfig().epochs) else [])]
+    for attempt in range(3):  # the command line leaves out what is the default (2 epochs)
+        current = int(pg.get_by_role("slider", name="Epochs").first.get_attribute("aria-valuetext"))
+        set_slider(pg, "Epochs", epochs, key="ArrowRight" if int(epochs) > current else "ArrowLeft")
+        try:
+            wait_for_command(pg, *shown, timeout=10_000)
+            break
+        except sync_api.TimeoutError:  # a rerun took the last press back after all: set it again
+            if attempt == 2:
+                raise
     pg.get_by_role("button", name="Train", exact=True).click()
     # the job exists once the page shows its status; under heavy load a click that lands while the
     # page is being redrawn can be lost, and a user would click again
