@@ -151,8 +151,9 @@ def smooth(values: Sequence[float], weight: float) -> list[float]:
 
 
 def compare_loss_figure(runs: Sequence[tuple[str, Sequence[dict]]], x: str = "images_seen",
-                        smoothing: float = 0.0) -> go.Figure:
-    """The running loss of several runs, one colour each: the smoothed line, the raw one faint behind it."""
+                        smoothing: float = 0.0, log_y: bool = False) -> go.Figure:
+    """The running loss of several runs, one colour each: the smoothed line, the raw one faint behind it; on a
+    log scale (log_y) a run that diverged no longer flattens the others."""
     data = []
     for i, (name, losses) in enumerate(runs):
         pts = downsample(losses)
@@ -164,8 +165,10 @@ def compare_loss_figure(runs: Sequence[tuple[str, Sequence[dict]]], x: str = "im
         data.append(dict(type="scatter", x=xs, y=smooth(ys, smoothing), mode="lines", name=name, legendgroup=name,
                          line=dict(color=colour, width=2.5)))
     x_title = {"images_seen": "images seen", "train_seconds": "seconds of training"}.get(x, x)
+    yaxis = {"title": {"text": "cross-entropy (log scale)" if log_y else "cross-entropy"},
+             **({"type": "log"} if log_y else {"rangemode": "tozero"})}
     return _figure(data, title={"text": "Running loss"}, xaxis={"title": {"text": x_title}, "rangemode": "tozero"},
-                   yaxis={"title": {"text": "cross-entropy"}, "rangemode": "tozero"})
+                   yaxis=yaxis)
 
 
 def compare_accuracy_figure(runs: Sequence[tuple[str, Sequence[dict]]]) -> go.Figure:

@@ -120,13 +120,18 @@ if len(chosen) == 1:
 elif len(chosen) >= 2:
     picked = [by_name[n] for n in chosen]
     legends = legend_names(picked)
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns([2, 2, 1])
     x = c1.radio("Loss against", ["images_seen", "train_seconds"], horizontal=True, key="runs_x",
                  format_func={"images_seen": "images seen", "train_seconds": "seconds of training"}.get)
     smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, step=0.01, key="runs_smoothing",
                           help="An exponential moving average of the running loss; the raw line stays faint behind.")
-    st.plotly_chart(compare_loss_figure([(n, r.history.losses) for n, r in zip(legends, picked)], x, smoothing),
-                    key="runs_loss_chart")
+    diverged = [n for n, r in zip(legends, picked) if r.status == "diverged"]
+    log_y = c3.toggle("Log scale", value=bool(diverged), key=f"runs_log_{'_'.join(chosen)}",
+                      help="A loss that exploded is thousands of times the others: on a log scale both show.")
+    if diverged and log_y:
+        st.caption(f"{', '.join(diverged)} diverged: its loss shot up, so the loss axis is on a log scale.")
+    st.plotly_chart(compare_loss_figure([(n, r.history.losses) for n, r in zip(legends, picked)], x, smoothing,
+                                        log_y), key="runs_loss_chart")
     st.plotly_chart(compare_accuracy_figure([(n, r.history.epochs) for n, r in zip(legends, picked)]),
                     key="runs_accuracy_chart")
     classes = [r.history.start.get("classes") for r in picked]
