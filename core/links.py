@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from core.config import DATASETS, PRESETS, SETTINGS, ConfigError, TrainConfig
+from core.config import DATASETS, PRESETS, SETTINGS, ConfigError, TrainConfig, preset_values
 
 DATASET_CHOICES = (*DATASETS, "folder")
 PRESET_CHOICES = (*PRESETS, "custom")
@@ -103,3 +103,13 @@ def link_query(values: Mapping[str, Any], locked: set[str] | frozenset[str] = fr
     if locked:
         query[LOCK] = "all" if set(PARAMS) <= set(locked) else ",".join(n for n in PARAMS if n in locked)
     return query
+
+
+def nearest_preset(values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The preset these knob values (KNOBS) are closest to, and the knobs they set otherwise ({name: value})."""
+    def differing(name: str) -> dict[str, Any]:
+        knobs = preset_values(name)
+        return {k: values.get(k) for k in KNOBS if values.get(k) != knobs[k]}
+
+    best = min(PRESETS, key=lambda name: len(differing(name)))
+    return best, differing(best)

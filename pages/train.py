@@ -24,7 +24,7 @@ from core.config import (
 from core.data import DATASET_LABELS, DatasetError, check_folder, default_dataset
 from core.figures import accuracy_figure, loss_ranges, running_loss_figure
 from core.jobs import get_manager
-from core.links import KNOBS, LOCK, OTHER_PARAMS, PARAMS, PRESET_CHOICES, link_query, parse_link
+from core.links import KNOBS, LOCK, OTHER_PARAMS, PARAMS, PRESET_CHOICES, link_query, nearest_preset, parse_link
 from core.loop import TUTORIAL_ACCURACY, available_devices, resolve_device
 from core.memory import check_fits, dataset_shape
 from ui.app import entered, require_app
@@ -59,11 +59,8 @@ def defaults() -> dict:
 
 def matching_preset(values: dict) -> str:
     """The preset whose knobs these are, else custom."""
-    for name in PRESETS:
-        knobs = preset_values(name)
-        if all(values.get(k) == knobs[k] for k in KNOBS):
-            return name
-    return "custom"
+    name, changed = nearest_preset(values)
+    return "custom" if changed else name
 
 
 def apply_link() -> None:

@@ -29,9 +29,10 @@ from typing import Any
 
 import torch
 
-from core.config import PRESETS, ConfigError, TrainConfig, preset_values
+from core.config import ConfigError, TrainConfig
 from core.data import label as dataset_label
 from core.history import History
+from core.links import KNOBS, nearest_preset
 from core.model import ModelArgs, Net
 
 DEFAULT_ROOT = "runs"
@@ -213,12 +214,7 @@ KNOB_TEXT = {"epochs": "epochs", "lr": "lr", "momentum": "momentum", "batch_size
 
 def differences(config: TrainConfig) -> tuple[str, dict]:
     """The preset a config is closest to, and the knobs it sets otherwise ({name: value})."""
-    def differing(name: str) -> dict:
-        knobs = preset_values(name)
-        return {k: getattr(config, k) for k in KNOB_TEXT if getattr(config, k) != knobs[k]}
-
-    best = min(PRESETS, key=lambda name: len(differing(name)))
-    return best, differing(best)
+    return nearest_preset({k: getattr(config, k) for k in KNOBS})
 
 
 def knob_text(name: str, value: Any) -> str:
