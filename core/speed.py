@@ -198,15 +198,14 @@ KEEP_RESULTS = 50  # speed results kept on disk (the oldest go first)
 
 
 def save_last(root: str | os.PathLike, kind: str, data: dict) -> None:
-    """Keep a sweep or race (kind: sweep, race): as the last one, which a reloaded Speed page shows again, and
-    among the speed results the Runs page lists (the newest KEEP_RESULTS)."""
+    """Keep a sweep or race (kind: sweep, race) among the speed results: the Runs page lists them (the newest
+    KEEP_RESULTS), and a reloaded Speed page shows the newest of its kind (load_last)."""
     from core.runs import atomic_write_json
 
     folder = Path(root) / ".speed"  # hidden: not a run folder
     folder.mkdir(parents=True, exist_ok=True)
-    saved = {**data, "kind": kind, "saved": time.time()}
-    atomic_write_json(folder / f"last-{kind}.json", saved)
-    atomic_write_json(folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{os.getpid() % 10000}.json", saved)
+    atomic_write_json(folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{os.getpid() % 10000}.json",
+                      {**data, "kind": kind, "saved": time.time()})
     for old in sorted(folder.glob("2*.json"))[:-KEEP_RESULTS]:
         old.unlink(missing_ok=True)
 
@@ -225,12 +224,8 @@ def speed_results(root: str | os.PathLike) -> list[dict]:
 
 
 def load_last(root: str | os.PathLike, kind: str) -> dict | None:
-    """The last saved sweep or race, or None (none yet, or a damaged file)."""
-    try:
-        data = json.loads((Path(root) / ".speed" / f"last-{kind}.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    """The newest kept sweep or race, or None (none yet, or only damaged files)."""
+    return next((r for r in speed_results(root) if r["kind"] == kind), None)
 
 
 # -- command line ---------------------------------------------------------------------------------

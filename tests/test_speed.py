@@ -113,5 +113,5 @@ def test_the_last_sweep_is_kept_for_a_reloaded_page(tmp_path):
     save_last(tmp_path, "sweep", {"rows": [{"width": 6, "images_per_second": 100.0}]})
     assert load_last(tmp_path, "sweep")["rows"] == [{"width": 6, "images_per_second": 100.0}]
     assert list_runs(tmp_path) == []  # not taken for a (damaged) run folder
-    (tmp_path / ".speed" / "last-race.json").write_bytes(b"\xff not json")
+    (tmp_path / ".speed" / "29991231-235959-race-1.json").write_bytes(b"\xff not json")  # the newest, damaged
     assert load_last(tmp_path, "race") is None
