@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.data import label as dataset_label
 from core.figures import compare_accuracy_figure, compare_loss_figure, compare_per_class_figure
-from core.runs import RunError, delete_run, list_runs, write_meta
+from core.runs import RunError, delete_run, list_runs, load_run, write_meta
 from core.runs.archive import ArchiveError, export_bytes, history_csv, import_run
 from core.runs.compare import legend_names, per_class, settings_table
 from core.speed import speed_results
@@ -20,7 +20,7 @@ st.title("Runs: keep, compare and share")
 st.caption("Every training run is kept here, named by what it is. Pick two or more to see what the setting "
            "that differs changed.")
 
-runs = list_runs(runs_root(), with_events=True)
+runs = list_runs(runs_root())  # config, summary and title: enough for the table; histories only for compared runs
 by_name = {r.name: r for r in runs}
 
 
@@ -112,13 +112,13 @@ st.dataframe(shown, hide_index=True, width="stretch", column_config={
 
 # -- compare -----------------------------------------------------------------------------------------------------
 st.header("Compare runs")
-whole = [r.name for r in runs if r.config is not None and r.history.losses]
+whole = [r.name for r in runs if r.config is not None]
 chosen = st.multiselect("Compare runs", whole, format_func=lambda n: f"{by_name[n].title} ({n})",
                         max_selections=8, key="runs_compare", help="Two to eight runs.")
 if len(chosen) == 1:
     st.caption("Choose one more run to compare with.")
 elif len(chosen) >= 2:
-    picked = [by_name[n] for n in chosen]
+    picked = [load_run(by_name[n].path) for n in chosen]
     legends = legend_names(picked)
     c1, c2, c3 = st.columns([2, 2, 1])
     x = c1.radio("Loss against", ["images_seen", "train_seconds"], horizontal=True, key="runs_x",
@@ -144,7 +144,7 @@ elif len(chosen) >= 2:
 # -- one run: title, note, download, delete -------------------------------------------------------------------
 st.header("One run")
 name = st.selectbox("Run", list(by_name), format_func=lambda n: f"{by_name[n].title} ({n})", key="runs_one")
-run = by_name[name]
+run = load_run(by_name[name].path)  # with its history, for the CSVs
 if run.error:
     st.error(f"This run is damaged: {run.error}. Delete it below.")
 else:

@@ -7,6 +7,7 @@ Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +61,10 @@ def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, 
             pg.get_by_role("button", name="Download run (.zip)").click()
         zipped = tmp_path / "shared-run.zip"
         download.value.save_as(zipped)
+        with pg.expect_download() as losses:
+            pg.get_by_role("button", name="Loss history (.csv)").click()
+        rows = Path(losses.value.path()).read_text().splitlines()
+        assert rows[0].startswith("epoch,step,images_seen") and len(rows) > 10  # the run's loss points
         other = tmp_path / "other"
         proc2, url2 = start_server(other)
         try:
