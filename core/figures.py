@@ -162,7 +162,10 @@ def compare_loss_figure(runs: Sequence[tuple[str, Sequence[dict]]], x: str = "im
         if smoothing:
             data.append(dict(type="scatter", x=xs, y=ys, mode="lines", name=name, legendgroup=name, showlegend=False,
                              opacity=0.25, line=dict(color=colour, width=1), hoverinfo="skip"))
-        data.append(dict(type="scatter", x=xs, y=smooth(ys, smoothing), mode="lines", name=name, legendgroup=name,
+        # a marker per point while there are few, as on the live chart: a run that diverged at once has a single
+        # point, which a line alone does not draw
+        data.append(dict(type="scatter", x=xs, y=smooth(ys, smoothing), name=name, legendgroup=name,
+                         mode="lines+markers" if len(pts) <= FEW_POINTS else "lines", marker=dict(size=6),
                          line=dict(color=colour, width=2.5)))
     x_title = {"images_seen": "images seen", "train_seconds": "seconds of training"}.get(x, x)
     yaxis = {"title": {"text": "cross-entropy (log scale)" if log_y else "cross-entropy"},

@@ -114,6 +114,8 @@ def test_a_diverged_run_puts_the_compared_losses_on_a_log_scale(app_env, tmp_pat
     at.multiselect(key="runs_compare").select(calm.name).select(wild.name).run()
     loss = {s["layout"]["title"]["text"]: s for s in plotly_specs(at)}["Running loss"]
     assert loss["layout"]["yaxis"]["type"] == "log" and any("lr 10 diverged" in c.value for c in at.caption)
+    spike = next(t for t in loss["data"] if t["name"] == "lr 10" and t.get("showlegend", True))
+    assert "markers" in spike["mode"] and max(spike["y"]) > 1000  # drawn even if it is a single point
     at.toggle[0].set_value(False).run()  # the teacher wants the spike itself
     loss = {s["layout"]["title"]["text"]: s for s in plotly_specs(at)}["Running loss"]
     assert loss["layout"]["yaxis"].get("type") != "log" and not at.exception
