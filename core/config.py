@@ -62,7 +62,8 @@ class TrainConfig:
                              lambda v: isinstance(v, bool))
     schedule: str = setting("constant", "--schedule", "learning rate: constant (the tutorial) or one-cycle (warm up, "
                             "then anneal to 0)", "Learning-rate schedule", choices=SCHEDULES)
-    batch_size: int = setting(4, "--batch-size", "images per optimizer step (the tutorial uses 4)", "Batch size",
+    batch_size: int = setting(4, "--batch-size", "images per optimizer step and process (the tutorial uses 4)",
+                              "Batch size",
                               "a whole number from 1 to 4096", whole(1, 4096))
     conv_width: int = setting(6, "--width", "output channels of conv1 = input channels of conv2 (the tutorial uses 6; "
                               "its exercise widens it)", "Conv width", "a whole number from 1 to 1024",
@@ -71,6 +72,9 @@ class TrainConfig:
                                "a whole number from 1 to 1024", whole(1, 1024))
     device: str = setting("auto", "--device", "auto (the fastest present), cpu, cuda or mps", "Device",
                           choices=DEVICES)
+    nproc: int = setting(1, "--nproc", "processes training data-parallel (DDP, through torchrun's launcher); each "
+                         "takes --batch-size images a step", "Processes", "a whole number from 1 to 64",
+                         whole(1, 64))
     seed: int = setting(0, "--seed", "the same seed and settings give the same run", "Seed",
                         "a whole number from 0 to 2147483647", whole(0, 2**31 - 1))
     threads: int = setting(0, "--threads", "CPU threads (0 = what measured fastest for the batch size)", "Threads",
@@ -89,11 +93,16 @@ class TrainConfig:
         validate(self)
 
     # -- derived values ------------------------------------------------------
+    @property
+    def global_batch_size(self) -> int:
+        """Images per optimizer step over all processes: the batch size is per process."""
+        return self.batch_size * self.nproc
+
     def steps_per_log(self, steps_per_epoch: int) -> int:
         """Steps per running-loss point: the setting, or about 50 points an epoch and at most 2000 images each."""
         if self.log_interval:
             return self.log_interval
-        return max(1, min(2000 // self.batch_size, -(-steps_per_epoch // 50)))
+        return max(1, min(2000 // self.global_batch_size, -(-steps_per_epoch // 50)))
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -176,6 +185,8 @@ def validate(c: TrainConfig) -> None:
         if meta["choices"] is not None:
             _check(value in meta["choices"], f"{name} must be one of {', '.join(meta['choices'])}, not {value!r}")
     _check(not c.nesterov or c.momentum > 0, "Nesterov momentum needs a momentum above 0")
+    _check(c.nproc == 1 or c.device != "mps", "data-parallel training (processes above 1) runs on CPUs (gloo) or "
+           "CUDA GPUs (nccl), not on an Apple GPU")
 
 
 class ArgParser(argparse.ArgumentParser):

@@ -106,10 +106,42 @@ class Normalizer:
 def shuffled_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                      generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch in random order: shuffle once (one gather), then every batch is a cheap slice."""
-    perm = torch.randperm(len(labels), generator=generator).to(labels.device)
-    images, labels = images[perm], labels[perm]
-    for start in range(0, len(labels), batch_size):
-        yield images[start:start + batch_size], labels[start:start + batch_size]
+    for x, y, _ in rank_batches(images, labels, batch_size, generator):
+        yield x, y
+
+
+def epoch_steps(images: int, batch_size: int, ranks: int = 1) -> int:
+    """Optimizer steps in an epoch of `ranks` processes with `batch_size` images each a step (see rank_batches)."""
+    full, rest = divmod(images, batch_size * ranks)
+    return full + (rest >= ranks)
+
+
+def rank_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator,
+                 rank: int = 0, ranks: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """One epoch as this rank's share of each global batch: yields (images, labels, images in the global batch).
+
+    Every rank draws the same permutation from the same generator; global batch k is its k-th slice of
+    batch_size x ranks images, and rank r takes the r-th part of it. So a data-parallel step sees the very
+    images one process would at batch_size x ranks. A last, smaller global batch is split as evenly as the
+    ranks allow; with fewer images left than ranks, those few wait for the next epoch's shuffle. One gather
+    of this rank's images per epoch, then every batch is a cheap slice. With one rank: the plain shuffle.
+    """
+    n, per_step = len(labels), batch_size * ranks
+    perm = torch.randperm(n, generator=generator)
+    full, rest = divmod(n, per_step)
+    mine = [perm[:full * per_step].view(full, ranks, batch_size)[:, rank].reshape(-1)]
+    sizes, totals = [batch_size] * full, [per_step] * full
+    if rest >= ranks:
+        part = perm[full * per_step:].tensor_split(ranks)[rank]
+        mine.append(part)
+        sizes.append(len(part))
+        totals.append(rest)
+    order = torch.cat(mine).to(labels.device)
+    images, labels = images[order], labels[order]
+    start = 0
+    for size, total in zip(sizes, totals):
+        yield images[start:start + size], labels[start:start + size], total
+        start += size
 
 
 # -- loading ----------------------------------------------------------------------

@@ -108,6 +108,9 @@ def _run_job(task: dict, events, stop, pause) -> None:
         fixed = env_int("CNN_DASHBOARD_WORKER_THREADS", 0, 1, 256)
         if config.threads == 0 and fixed:
             config = config.replace(threads=fixed)
+        if config.nproc > 1:
+            _run_ranks(config, task["runs_root"], events, stop, pause, progress)
+            return
         for event in run_training(config, Control(stop, pause), progress, runs_root=task["runs_root"]):
             events.put(event)
     except (ConfigError, DatasetError, DeviceError, SpeedError) as exc:
@@ -115,6 +118,33 @@ def _run_job(task: dict, events, stop, pause) -> None:
     except Exception as exc:  # noqa: BLE001 - reported to the user as the job's message
         events.put({"type": "end", "status": "failed", "message": _describe(exc),
                     "traceback": traceback.format_exc(limit=8)})
+
+
+def _run_ranks(config: TrainConfig, runs_root: str, events, stop, pause, progress) -> None:
+    """A data-parallel job: this worker is the torchrun launch (core/distributed.py). Rank 0's events come up
+    through a RankRelay, Stop and Pause go down to it, and it tells every rank."""
+    from core.config import command_line
+    from core.distributed import LaunchError, RankRelay, launch, rank_argv
+    from core.loop import load_checked, resolve_device
+    from core.runs import RunWriter
+
+    load_checked(config, resolve_device(config.device), progress)  # bad input, said before any process starts
+    events.put({"type": "progress", "message": f"starting {config.nproc} processes (DDP)", "fraction": 1.0})
+    relay = RankRelay(events, stop, pause)
+    relay.start()
+    failure = None
+    try:
+        launch(rank_argv(command_line(config)) + ["--runs-dir", runs_root, "--events", relay.where], config.nproc)
+    except LaunchError as exc:
+        failure = exc
+    end = relay.wait_end(2.0)
+    expected = end is not None and (failure is None or failure.code in (2, 3, 4))  # a run that ended its own way
+    if not expected:
+        end = {"type": "end", "status": "failed", "run_dir": relay.run_dir, "wall": time.time(),
+               "message": f"the data-parallel run failed: {failure or 'rank 0 ended without a word'}"}
+        if relay.run_dir:
+            RunWriter.write_summary(relay.run_dir, end)
+    events.put(end)
 
 
 def _run_sweep(spec: dict, events, stop) -> None:

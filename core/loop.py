@@ -23,8 +23,9 @@ import torch
 import torch.nn as nn
 import torch.optim as optim
 
-from core.config import TrainConfig
-from core.data import Dataset, Normalizer, Progress, load_dataset, shuffled_batches
+from core.config import ConfigError, TrainConfig
+from core.data import Dataset, Normalizer, Progress, epoch_steps, load_dataset, rank_batches
+from core.distributed import RankLost, Team, World, join, lost_rank, rank_device, world_from_env
 from core.evaluate import infer, summarize
 from core.memory import check_fits
 from core.model import ModelArgs, Net, count_parameters
@@ -89,13 +90,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def choose_threads(config: TrainConfig, device: torch.device) -> int:
-    """CPU threads: tiny batches run faster on one thread (less synchronization than work); see benchmarks/."""
+def choose_threads(config: TrainConfig, device: torch.device, processes: int = 1) -> int:
+    """CPU threads: tiny batches run faster on one thread (less synchronization than work); see benchmarks/.
+    Processes training side by side on one machine (DDP) share its cores."""
     if config.threads:
         return config.threads
     if device.type != "cpu":
         return 1
-    return 1 if config.batch_size <= 8 else max(1, os.cpu_count() or 1)
+    return 1 if config.batch_size <= 8 else max(1, (os.cpu_count() or 1) // processes)
 
 
 mkldnn_default = torch.backends.mkldnn.enabled
@@ -296,14 +298,15 @@ def make_scheduler(optimizer: optim.Optimizer, config: TrainConfig, total_steps:
 
 def train(config: TrainConfig, dataset: Dataset, control: Control | None = None,
           on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None = None,
-          cuda_graph: bool = True) -> Iterator[dict]:
+          cuda_graph: bool = True, team: Team | None = None) -> Iterator[dict]:
     """Train the tutorial's network; yield events as it goes. Pausing, stopping and every end are events.
 
     cuda_graph: on a CUDA GPU, replay each step as a recorded CUDA graph (see CudaGraphStep).
+    team: this process's rank among several training data-parallel (core/distributed.py); alone by default.
     """
-    device = resolve_device(config.device)
-    with cpu_kernels(device, config.batch_size), cuda_kernels(device):
-        yield from Loop(config, dataset, device, control or Control(), on_epoch_end, cuda_graph).run()
+    team = team or Team(World(), resolve_device(config.device))
+    with cpu_kernels(team.device, config.batch_size), cuda_kernels(team.device):
+        yield from Loop(config, dataset, team, control or Control(), on_epoch_end, cuda_graph).run()
 
 
 class Clock:
@@ -345,36 +348,36 @@ class Tally:
         self.steps += 1
         self.images += images
 
-    def mean_loss(self) -> float:
-        return float(self.loss) / max(1, self.steps)  # on a GPU a sync point: once per log interval
-
 
 class Loop:
     """One training run, in the order it goes: set up, then per epoch forward, backward and step over the
     batches with a running-loss point every log interval, then evaluate and checkpoint at the epoch's end."""
 
-    def __init__(self, config: TrainConfig, dataset: Dataset, device: torch.device, control: Control,
+    def __init__(self, config: TrainConfig, dataset: Dataset, team: Team, control: Control,
                  on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None, cuda_graph: bool):
-        self.config, self.dataset, self.device, self.control = config, dataset, device, control
+        self.config, self.dataset, self.team, self.control = config, dataset, team, control
+        self.device = device = team.device
         self.on_epoch_end = on_epoch_end
-        self.threads = choose_threads(config, device)
+        self.threads = choose_threads(config, device, team.world.local_size)
         if device.type == "cpu":
             torch.set_num_threads(self.threads)
-        torch.manual_seed(config.seed)
-        self.order = torch.Generator().manual_seed(config.seed)  # the batches' shuffle
-        self.model = build_model(config, dataset).to(device)
+        torch.manual_seed(config.seed)  # every rank builds the same network (and DDP starts them from rank 0's)
+        self.order = torch.Generator().manual_seed(config.seed)  # the batches' shuffle: the same on every rank
+        self.net = build_model(config, dataset).to(device)
+        self.model = team.wrap(self.net)  # what trains: the network, or DDP around it
         self.optimizer = make_optimizer(self.model, config, device)
         self.normalize = Normalizer(dataset.mean, dataset.std, device)
         # the whole dataset lives on the device once; batches are slices of it
         self.train_x, self.train_y = dataset.train_images.to(device), dataset.train_labels.to(device)
         self.test_x, self.test_y = dataset.test_images.to(device), dataset.test_labels.to(device)
-        self.steps_per_epoch = math.ceil(len(self.train_y) / config.batch_size)
+        self.global_batch = config.batch_size * team.size
+        self.steps_per_epoch = epoch_steps(len(self.train_y), config.batch_size, team.size)
         self.total_steps = min(config.epochs * self.steps_per_epoch, config.max_steps or math.inf)
         self.log_every = config.steps_per_log(self.steps_per_epoch)
         self.scheduler = make_scheduler(self.optimizer, config, self.total_steps)
         self.step_fn = make_step(self.model, nn.CrossEntropyLoss(), self.optimizer, self.normalize, device,
                                  min(config.batch_size, len(self.train_y)), self.train_x, self.train_y,
-                                 cuda_graph=cuda_graph)
+                                 cuda_graph=cuda_graph and team.size == 1)
         # a guess spread evenly over the classes has a loss of ln(classes); ten times that means the weights blew
         # up (the network is sure of wrong answers), even where the numbers stay finite
         self.exploded = 10 * math.log(max(2, dataset.num_classes))
@@ -383,6 +386,7 @@ class Loop:
         self.status, self.message = "finished", ""
         self.final_loss = math.nan
         self.last_eval: dict = {}
+        self.replica_difference: float | None = None
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -396,18 +400,23 @@ class Loop:
             yield from self.train_epoch(epoch, epoch_tally)
             if self.status != "finished":  # stopped or diverged: no evaluation of a half-trained epoch
                 break
-            yield self.evaluate(epoch, epoch_tally)
-            if self.done(epoch):
+            if epoch_tally.steps == self.steps_per_epoch:
+                self.epochs_completed = epoch
+            if self.team.main:  # under DDP rank 0 alone evaluates and checkpoints; the others wait for its word
+                yield self.evaluate(epoch, epoch_tally)
+            done = self.team.decide(self.team.main and self.done(epoch))
+            self.team.restart_clock(self.step)
+            if done:
                 break
+        self.replica_difference = self.team.replica_difference(self.net)
         yield self.end_event()
 
     def train_epoch(self, epoch: int, epoch_tally: Tally) -> Iterator[dict]:
         """Forward, backward, step over one epoch's batches; a running-loss point each log interval."""
         interval = Tally(self.device)
-        looked = -math.inf  # look at the controls at once: a whole short run can take less than one interval
-        for images, labels in shuffled_batches(self.train_x, self.train_y, self.config.batch_size, self.order):
-            if time.monotonic() - looked > 0.05:  # ~20 times a second
-                looked = time.monotonic()
+        for images, labels, images_now in rank_batches(self.train_x, self.train_y, self.config.batch_size,
+                                                       self.order, self.team.rank, self.team.size):
+            if self.team.controls_due(self.step):  # ~20 times a second
                 yield from self.obey_controls(epoch_tally)
                 if self.status == "stopped":
                     return
@@ -415,8 +424,8 @@ class Loop:
             if self.scheduler is not None:
                 self.scheduler.step()
             self.step += 1
-            self.images_seen += len(labels)
-            interval.add(loss, len(labels))
+            self.images_seen += images_now  # every rank's images: the global batch
+            interval.add(loss, images_now)
             last = self.step == self.total_steps or interval.steps + epoch_tally.steps == self.steps_per_epoch
             # the run's very first point comes after a tenth of an interval, so a chart shows life at once
             due = self.log_every if self.step > interval.steps else max(1, self.log_every // 10)
@@ -428,22 +437,25 @@ class Loop:
                 return
 
     def obey_controls(self, epoch_tally: Tally) -> Iterator[dict]:
-        """Pause (events either side of the wait, which is not training time) and Stop."""
-        if self.control.paused and not self.control.stopped:
+        """Pause (events either side of the wait, which is not training time) and Stop: rank 0's, under DDP."""
+        stop, pause = self.team.agree(self.step, self.control.stopped, self.control.paused)
+        if pause and not stop:
             epoch_tally.seconds += self.clock.lap()
             yield dict(type="paused", step=self.step)
-            while self.control.paused and not self.control.stopped:
+            while pause and not stop:
                 time.sleep(0.05)
+                stop, pause = self.team.agree(self.step, self.control.stopped, self.control.paused)
             yield dict(type="resumed", step=self.step)
             self.clock.restart()
-        if self.control.stopped:
+            self.team.restart_clock(self.step)
+        if stop:
             self.status, self.message = "stopped", STOP_MESSAGE
 
     def log_point(self, epoch: int, interval: Tally, epoch_tally: Tally) -> Iterator[dict]:
         """The interval's running loss as an event, then a new interval; a loss that blew up ends the run."""
         self.sync()
         interval.seconds += self.clock.lap()
-        value = interval.mean_loss()
+        value = float(self.team.mean(interval.loss, interval.steps))  # every rank's: on a GPU a sync point
         self.final_loss = value
         if math.isfinite(value):
             yield dict(type="loss", epoch=epoch, step=self.step, epoch_step=epoch_tally.steps + interval.steps,
@@ -472,17 +484,15 @@ class Loop:
         self.clock.lap()
         started = time.perf_counter()
         with _mkldnn(mkldnn_default):  # big inference batches: oneDNN is faster
-            logits = infer(self.model, self.test_x, self.normalize)
+            logits = infer(self.net, self.test_x, self.normalize)
             # the same fixed training images every epoch: train accuracy climbing while test accuracy stalls
             # is overfitting
-            train_logits = infer(self.model, self.train_x[:TRAIN_SAMPLE], self.normalize)
+            train_logits = infer(self.net, self.train_x[:TRAIN_SAMPLE], self.normalize)
         result = summarize(logits, self.test_y, self.dataset.num_classes)
         result["train_accuracy"] = (train_logits.argmax(1) == self.train_y[:TRAIN_SAMPLE]).float().mean().item()
         if self.on_epoch_end:
-            self.on_epoch_end(self.model, epoch, torch.softmax(logits, 1))
+            self.on_epoch_end(self.net, epoch, torch.softmax(logits, 1))
         whole = epoch_tally.steps == self.steps_per_epoch
-        if whole:
-            self.epochs_completed = epoch
         self.last_eval = dict(type="epoch", epoch=epoch, partial=not whole, steps=self.step,
                               images_seen=self.images_seen, **result, eval_seconds=time.perf_counter() - started,
                               train_loss=epoch_tally.loss / max(1, epoch_tally.steps), seconds=epoch_tally.seconds,
@@ -507,12 +517,16 @@ class Loop:
         return dict(type="start", device=str(self.device), threads=self.threads, classes=list(d.classes),
                     num_train=len(self.train_y), num_test=len(self.test_y), image_size=d.image_size,
                     channels=d.channels, steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
-                    log_interval=self.log_every, parameters=count_parameters(self.model),
-                    cuda_graph=isinstance(self.step_fn, CudaGraphStep), wall=time.time())
+                    log_interval=self.log_every, parameters=count_parameters(self.net),
+                    cuda_graph=isinstance(self.step_fn, CudaGraphStep), wall=time.time(), **self.batch_sizes())
+
+    def batch_sizes(self) -> dict:
+        """The batch size is per process; a step of `world_size` processes takes the global batch."""
+        return dict(world_size=self.team.size, batch_size=self.config.batch_size, global_batch_size=self.global_batch)
 
     def end_event(self) -> dict:
         learned_nothing = ""
-        if self.status == "finished" and not self.message and self.epochs_completed:
+        if self.status == "finished" and not self.message and self.epochs_completed and self.last_eval:
             self.message = learned_nothing = no_learning_hint(self.config, self.last_eval["test_accuracy"],
                                                               self.dataset.num_classes)
         seconds, cpu = self.clock.seconds, self.device.type == "cpu"
@@ -522,7 +536,8 @@ class Loop:
                     test_accuracy=self.last_eval.get("test_accuracy"),
                     per_class_accuracy=dict(zip(self.dataset.classes, self.last_eval.get("per_class_accuracy", []))),
                     final_running_loss=self.final_loss if math.isfinite(self.final_loss) else None,
-                    device=str(self.device), threads=self.threads, wall=time.time(),
+                    device=str(self.device), threads=self.threads, wall=time.time(), **self.batch_sizes(),
+                    replica_difference=self.replica_difference,
                     # the CPU the threads got: well below 1 on a machine another program keeps busy
                     cpu_share=self.clock.cpu_seconds / (seconds * self.threads) if cpu and seconds else None)
 
@@ -545,33 +560,66 @@ def no_learning_hint(config: TrainConfig, accuracy: float, num_classes: int) -> 
             f"epochs, or raise the learning rate (now {config.lr:g}).")
 
 
+def check_fits_dataset(config: TrainConfig, device: torch.device, dataset: Dataset) -> None:
+    """Bad input (memory too small for the network and batch) before the first step, and before a run folder."""
+    check_fits(config, str(device), channels=dataset.channels, image_size=dataset.image_size,
+               num_classes=dataset.num_classes, num_train=len(dataset.train_labels),
+               num_test=len(dataset.test_labels))
+
+
+def load_checked(config: TrainConfig, device: torch.device, progress: Progress | None = None) -> Dataset:
+    """The run's dataset (decoded into its cache the first time), checked to fit the device with the network."""
+    dataset = load_dataset(config.dataset, config.data_dir, progress)
+    check_fits_dataset(config, device, dataset)
+    return dataset
+
+
 def run_training(config: TrainConfig, control: Control | None = None, progress: Progress | None = None,
                  runs_root: str | os.PathLike = DEFAULT_ROOT, dataset: Dataset | None = None) -> Iterator[dict]:
     """Load the data, train, and record everything in a new run directory; yields the events.
 
+    Under torchrun every rank calls this: each joins the process group and trains its share; rank 0 alone
+    decodes the dataset first (the others then read its cache) and writes the run directory.
     A crash is recorded in the run directory as `failed` and then raised to the caller.
     """
-    device = resolve_device(config.device)  # a missing device is bad input: fail before any work
-    dataset = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir, progress)
-    check_fits(config, str(device), channels=dataset.channels, image_size=dataset.image_size,
-               num_classes=dataset.num_classes, num_train=len(dataset.train_labels),
-               num_test=len(dataset.test_labels))  # before the first step, and before a run folder
+    world = world_from_env()
+    if config.nproc != world.size:
+        raise ConfigError(f"this run is for {config.nproc} processes but {world.size} started: launch it with "
+                          f"`python -m core.train --nproc {config.nproc}` or torchrun --nproc-per-node")
+    device = rank_device(world, resolve_device(config.device))  # a missing device is bad input: before any work
+    join(world, device)
+    team = Team(world, device)
+    if dataset is None:
+        dataset = team.wait_for(lambda: load_checked(config, device, progress if team.main else None))
+    else:
+        check_fits_dataset(config, device, dataset)
+    if not team.main:
+        try:
+            yield from train(config, dataset, control, team=team)
+        except RuntimeError as exc:
+            if team.distributed and lost_rank(exc):
+                raise RankLost() from exc
+            raise
+        return
     writer = RunWriter(runs_root, config)
     try:
-        for event in train(config, dataset, control, on_epoch_end=writer.checkpoint):
+        for event in train(config, dataset, control, on_epoch_end=writer.checkpoint, team=team):
             event["run_dir"] = str(writer.path)
             writer.event(event)
             if event["type"] == "end":
                 writer.summary(event)
             yield event
     except BaseException as exc:
-        failed = dict(type="end", status="failed", message=f"{type(exc).__name__}: {exc}",
-                      run_dir=str(writer.path), wall=time.time())
+        lost = team.distributed and lost_rank(exc)
+        failed = dict(type="end", status="failed", run_dir=str(writer.path), wall=time.time(),
+                      message=str(RankLost()) if lost else f"{type(exc).__name__}: {exc}")
         try:
             writer.event(failed)
             writer.summary(failed)
         except OSError:
             pass  # a full disk: the run is marked interrupted when it can be written again
+        if lost:
+            raise RankLost() from exc
         raise
     finally:
         writer.close()

@@ -26,12 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(p)
     p.add_argument("--runs-dir", default="runs", help="where run directories are written (default: runs)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
+    p.add_argument("--events", help=argparse.SUPPRESS)  # rank 0 of a dashboard job: where its worker listens
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_args(args: argparse.Namespace, processes: int = 0) -> TrainConfig:
+    """The run's settings. Under torchrun (processes > 0), the processes are torchrun's."""
     values = dict(PRESETS[args.preset]) if args.preset else {}
     values.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None})
+    if processes:
+        if values.get("nproc", processes) != processes:
+            raise ConfigError(f"--nproc {values['nproc']} does not match the {processes} processes torchrun "
+                              "started; leave --nproc out under torchrun")
+        values["nproc"] = processes
     return TrainConfig(**values)
 
 
@@ -72,46 +79,124 @@ class ProgressLine:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    from core.data import DatasetError
-    from core.loop import Control, DeviceError, keep_freed_memory, run_training
-    from core.runs import RunWriteError
+    from core.distributed import leave, world_from_env
+    from core.loop import keep_freed_memory
 
+    world = world_from_env()
     keep_freed_memory()
     try:
-        config = config_from_args(args)
+        config = config_from_args(args, world.size if world.launched else 0)
     except (ConfigError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        if world.main:
+            print(f"error: {exc}", file=sys.stderr)
+        return leave(world, EXIT_BAD_INPUT) if world.launched else EXIT_BAD_INPUT
+    if config.nproc > 1 and not world.launched:
+        return launch_ranks(argv, config)
+    code = train_here(args, config, world)
+    if world.launched:  # through a barrier and os._exit: see core/distributed.py
+        leave(world, code)
+    return code
 
-    control = Control()
+
+def train_here(args: argparse.Namespace, config: TrainConfig, world) -> int:
+    """Train in this process (under torchrun: as one rank of the run); messages and the summary from rank 0."""
+    import threading
+
+    from core.data import DatasetError
+    from core.distributed import EventLink, LaunchError, RankLost, watch_launcher
+    from core.loop import Control, DeviceError, run_training
+    from core.runs import RunWriteError
+
+    stop, pause = threading.Event(), threading.Event()
+    control = Control(stop, pause)
     # Ctrl-C, a `kill` and a closed terminal stop cleanly: the run keeps its history and gets its summary
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             signal.signal(sig, lambda *_: control.stop())
+    link = EventLink(args.events, stop, pause) if args.events and world.main else None  # rank 0 of a dashboard job
+    if world.launched:
+        watch_launcher(control.stop)
+    quiet = link is not None or not world.main
     progress = ProgressLine()
     end: dict = {}
     total_steps = 0
+
+    def error(text: str, code: int) -> int:
+        print(f"error: {text}" if world.main else f"rank {world.rank}: error: {text}", file=sys.stderr)
+        if link is not None:
+            link.send({"type": "end", "status": "failed", "message": text, "bad_input": code == EXIT_BAD_INPUT})
+        return code
+
     try:
-        for event in run_training(config, control, progress.dataset, runs_root=args.runs_dir):
+        for event in run_training(config, control, None if quiet else progress.dataset, runs_root=args.runs_dir):
+            if link is not None:
+                link.send(event)
             if event["type"] == "start":
                 total_steps = event["total_steps"]
-                print(f"training on {event['device']} ({event['threads']} thread(s)), {event['num_train']} images, "
-                      f"{event['parameters']:,} parameters -> {event['run_dir']}", file=sys.stderr)
-            progress.event(event, total_steps)
+                if not quiet:
+                    print(f"training on {event['device']} ({event['threads']} thread(s){ranks(event)}), "
+                          f"{event['num_train']} images, {event['parameters']:,} parameters -> {event['run_dir']}",
+                          file=sys.stderr)
+            if not quiet:
+                progress.event(event, total_steps)
             if event["type"] == "end":
                 end = event
+    except (ConfigError, DatasetError, DeviceError, LaunchError) as exc:
+        return error(str(exc), EXIT_BAD_INPUT)
+    except RunWriteError as exc:
+        return error(f"the run could not be saved: {exc}", EXIT_OTHER)
+    except RankLost as exc:
+        return error(str(exc), EXIT_OTHER)
+    except Exception as exc:  # noqa: BLE001 - the run directory has the details; the user gets one line
+        return error(f"training failed: {type(exc).__name__}: {exc}", EXIT_OTHER)
+
+    if not world.main or link is not None:  # a dashboard job's page says how it ended
+        return EXIT_CODES.get(end["status"], EXIT_OTHER)
+    return report(end, args.json)
+
+
+def ranks(event: dict) -> str:
+    size = event.get("world_size", 1)
+    return "" if size == 1 else (f" each, {size} processes (DDP) x batch {event['batch_size']} = "
+                                 f"global batch {event['global_batch_size']}")
+
+
+def launch_ranks(argv: list[str], config: TrainConfig) -> int:
+    """`--nproc N`: start the same command on N processes through torch.distributed's launcher API.
+
+    What a user can fix is said once, here, before any process starts: the device, the dataset (decoded into
+    its cache now, with progress), the memory.
+    """
+    from core.data import DatasetError
+    from core.distributed import LaunchError, backend, launch
+    from core.loop import DeviceError, load_checked, resolve_device
+
+    try:
+        device = resolve_device(config.device)
+        if device.type == "cuda":
+            import torch
+
+            if config.nproc > torch.cuda.device_count():
+                raise DeviceError(f"--nproc {config.nproc} needs a GPU each, and this machine has "
+                                  f"{torch.cuda.device_count()}")
+        load_checked(config, device, ProgressLine().dataset)
     except (ConfigError, DatasetError, DeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except RunWriteError as exc:
-        print(f"error: the run could not be saved: {exc}", file=sys.stderr)
+    print(f"starting {config.nproc} processes (DDP over {backend(device)}), batch {config.batch_size} each: "
+          f"global batch {config.global_batch_size}", file=sys.stderr)
+    try:
+        launch(argv, config.nproc)
+    except LaunchError as exc:
+        if exc.stopped:
+            return EXIT_STOPPED
+        if exc.code in (EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_STOPPED):
+            return exc.code  # rank 0 has said why
+        print(f"error: the data-parallel run failed: {exc}", file=sys.stderr)
         return EXIT_OTHER
-    except Exception as exc:  # noqa: BLE001 - the run directory has the details; the user gets one line
-        print(f"error: training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_OTHER
-
-    return report(end, args.json)
+    return EXIT_OK
 
 
 EXIT_CODES = {"finished": EXIT_OK, "diverged": EXIT_DIVERGED, "stopped": EXIT_STOPPED}
@@ -130,7 +215,9 @@ def report(end: dict, as_json: bool) -> int:
     if as_json:
         print(json.dumps({k: end.get(k) for k in ("status", "epochs_completed", "steps", "images_seen",
                                                   "train_seconds", "images_per_second", "test_accuracy",
-                                                  "per_class_accuracy", "final_running_loss", "device", "run_dir")}))
+                                                  "per_class_accuracy", "final_running_loss", "device", "run_dir",
+                                                  "world_size", "batch_size", "global_batch_size",
+                                                  "replica_difference")}))
     return EXIT_CODES.get(end["status"], EXIT_OTHER)
 
 
