@@ -24,6 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from multiprocessing.connection import Client, Listener
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -240,6 +241,8 @@ def launch(argv: list[str], nproc: int) -> None:
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
                           shutdown_timeout=5)
+    root = str(Path(__file__).resolve().parents[1])  # the ranks find core/ from wherever the server was started
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, [root, os.environ.get("PYTHONPATH")])))
     try:
         elastic_launch(config, sys.executable)("-u", "-m", "core.train", *argv)
     except ChildFailedError as exc:

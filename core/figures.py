@@ -335,6 +335,33 @@ def race_figure(curves: dict[str, Sequence[dict]]) -> go.Figure:
     return readable(fig)
 
 
+def scaling_label(row: dict) -> str:
+    """'2 processes (DDP)' / '1 process' / '1 process, 2 threads' (a CPU's cores in one process, no DDP)."""
+    if row["processes"] > 1:
+        unit = "GPUs" if row["device"] == "cuda" else "processes"
+        return f"{row['processes']} {unit} (DDP)"
+    return "1 GPU" if row["device"] == "cuda" else f"1 process, {row['threads']} thread{'s' * (row['threads'] > 1)}"
+
+
+def scaling_figure(rows: Sequence[dict]) -> go.Figure:
+    """Images/s by number of processes (or GPUs), a bar group per conv width; each data-parallel bar says its
+    efficiency: images/s over processes x one process's (100% = every process as fast as one alone)."""
+    fig = go.Figure()
+    labels = list(dict.fromkeys(scaling_label(r) for r in rows))
+    for i, width in enumerate(dict.fromkeys(r["width"] for r in rows)):
+        pts = {scaling_label(r): r for r in rows if r["width"] == width}
+        shown = [pts[x] for x in labels if x in pts]
+        fig.add_trace(go.Bar(x=[scaling_label(r) for r in shown], y=[r["images_per_second"] for r in shown],
+                             name=f"conv width {width}", marker_color=COLOURS[i % len(COLOURS)],
+                             text=[f"{r['efficiency']:.0%} efficient" if r["processes"] > 1 and r.get("efficiency")
+                                   else "" for r in shown],
+                             textposition="outside", textfont=dict(size=16)))
+    top = max([r["images_per_second"] for r in rows] + [1])
+    fig.update_layout(title="Scaling out: training images/s", barmode="group", yaxis_title="images / second",
+                      yaxis=dict(range=[0, top * 1.2], tickformat="~s"), **LAYOUT)
+    return readable(fig)
+
+
 # -- images ---------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=8)

@@ -104,6 +104,9 @@ def _run_job(task: dict, events, stop, pause) -> None:
         if task.get("kind") == "speed":
             _run_sweep(task["spec"], events, stop)
             return
+        if task.get("kind") == "scaling":
+            _run_scaling(task["spec"], task["data_dir"], events, stop)
+            return
         config = TrainConfig.from_dict(task["config"])
         fixed = env_int("CNN_DASHBOARD_WORKER_THREADS", 0, 1, 256)
         if config.threads == 0 and fixed:
@@ -155,6 +158,22 @@ def _run_sweep(spec: dict, events, stop) -> None:
     events.put({"type": "start", "total_steps": total, "wall": time.time()})
     done = 0
     for row in sweep(spec, stop=stop.is_set):
+        done += 1
+        events.put({"type": "speed_row", "index": done, **row})
+    status = "stopped" if done < total else "finished"
+    events.put({"type": "end", "status": status, "message": f"{done} of {total} measurements", "wall": time.time()})
+
+
+def _run_scaling(spec: dict, data_dir: str, events, stop) -> None:
+    from core.data import load_dataset
+    from core.speed import ScalingSpec, scaling
+
+    spec = ScalingSpec.from_dict(spec)
+    total = len(spec.combinations())
+    load_dataset("shapes", data_dir)  # made once here, not by each measurement
+    events.put({"type": "start", "total_steps": total, "wall": time.time()})
+    done = 0
+    for row in scaling(spec, data_dir, stop=stop.is_set):
         done += 1
         events.put({"type": "speed_row", "index": done, **row})
     status = "stopped" if done < total else "finished"
@@ -379,6 +398,19 @@ class SweepJob(Job):
         return {"kind": "speed", "spec": self.config.to_dict()}
 
 
+class ScalingJob(Job):
+    """Training on 1, 2, ... processes (core/speed.py's scaling): a row per measurement."""
+
+    kind = "speed"
+
+    def __init__(self, id: int, config: Any, queue: "JobManager", data_dir: str):
+        super().__init__(id, config, queue)
+        self.data_dir = data_dir
+
+    def task(self, runs_root: str) -> dict:
+        return {"kind": "scaling", "spec": self.config.to_dict(), "data_dir": self.data_dir}
+
+
 class JobManager:
     """Starts jobs, keeps at most `max_running` at once (the rest wait in order), tracks their events."""
 
@@ -408,6 +440,10 @@ class JobManager:
     def start_sweep(self, spec) -> SweepJob:
         """Queue a speed sweep (a core.speed.SweepSpec), as a job like any other."""
         return self._add(SweepJob(next(self._ids), spec, self))
+
+    def start_scaling(self, spec, data_dir: str) -> ScalingJob:
+        """Queue a scaling measurement (a core.speed.ScalingSpec) on the Shapes set in data_dir."""
+        return self._add(ScalingJob(next(self._ids), spec, self, data_dir))
 
     def _add(self, job: Job) -> Job:
         with self._lock:

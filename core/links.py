@@ -18,7 +18,7 @@ DATASET_CHOICES = (*DATASETS, "folder")
 PRESET_CHOICES = (*PRESETS, "custom")
 # every setting a link can hold, in the order the Train page shows them
 PARAMS = ("dataset", "folder", "preset", "epochs", "lr", "momentum", "batch_size", "conv_width", "conv2_width",
-          "schedule", "nesterov", "device", "seed")
+          "schedule", "nesterov", "device", "nproc", "seed")
 KNOBS = ("epochs", "lr", "momentum", "batch_size", "conv_width", "conv2_width", "schedule", "nesterov")
 LOCK, OTHER_PARAMS = "lock", ("job", "present")  # parameters of the page that are not settings
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -99,7 +99,8 @@ def _text(value: Any) -> str:
 def link_query(values: Mapping[str, Any], locked: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
     """Query parameters for these settings (PARAMS order; `folder` only with dataset=folder) and locks."""
     query = {name: _text(values[name]) for name in PARAMS
-             if name in values and (name != "folder" or values.get("dataset") == "folder")}
+             if name in values and (name != "folder" or values.get("dataset") == "folder")
+             and (name != "nproc" or values[name] != 1)}  # one process, as ever: not worth a word in a link
     if locked:
         query[LOCK] = "all" if set(PARAMS) <= set(locked) else ",".join(n for n in PARAMS if n in locked)
     return query

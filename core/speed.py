@@ -194,6 +194,86 @@ def sweep(spec: SweepSpec, stop: Callable[[], bool] = lambda: False) -> Iterator
         yield row
 
 
+# -- scaling out: the same training on 1, 2, ... processes (DDP, core/distributed.py) ----------------------
+
+@dataclass(frozen=True)
+class ScalingSpec:
+    """Images/s of real training (python -m core.train on Shapes, the data made on this machine) on each number
+    of processes, each with batch_size images a step and `threads` CPU threads (on CUDA one GPU each), for each
+    width. On a CPU it also measures one process with every core's threads: the same cores, no DDP."""
+
+    device: str = "cpu"
+    widths: tuple[int, ...] = (6, 64)
+    batch_size: int = 64
+    processes: tuple[int, ...] = (1, 2)
+    threads: int = 1
+    steps: int = 60
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "cuda"):
+            raise SpeedError("scaling runs on cpu (gloo) or cuda (nccl)")
+        if self.device not in available_devices():
+            raise SpeedError(f"device {self.device!r} is not available on this machine")
+        most = torch.cuda.device_count() if self.device == "cuda" else 64
+        if not self.processes or any(not isinstance(n, int) or not 1 <= n <= most for n in self.processes):
+            raise SpeedError(f"processes must be whole numbers from 1 to {most}")
+        for values, setting in ((self.widths, "conv_width"), ((self.batch_size,), "batch_size"),
+                                ((self.threads,), "threads")):
+            problem = next((p for p in map(lambda v: setting_problem(setting, v), values) if p), None)
+            if not values or problem:
+                raise SpeedError(problem or f"choose at least one {label(setting).lower()}")
+        if not isinstance(self.steps, int) or not 10 <= self.steps <= 10000:
+            raise SpeedError("steps must be a whole number from 10 to 10000")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ScalingSpec":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def combinations(self) -> list[tuple[int, int, int]]:
+        """(width, processes, threads each): the processes in order, and one process on every core last."""
+        cores = os.cpu_count() or 1
+        combos = [(w, n, self.threads) for w in self.widths for n in sorted(set(self.processes))]
+        if self.device == "cpu" and cores > self.threads:
+            combos += [(w, 1, cores) for w in self.widths]
+        return combos
+
+
+def scaling(spec: ScalingSpec, data_dir: str | os.PathLike,
+            stop: Callable[[], bool] = lambda: False) -> Iterator[dict]:
+    """Train spec.steps steps per combination (a run folder in a temporary directory, removed after); yield a
+    row each: images/s (training only: not the start, not the evaluation) and the scaling efficiency, images/s
+    divided by processes x one process's images/s (1.0 = perfect)."""
+    import subprocess
+    import tempfile
+
+    single: dict[int, float] = {}
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    for width, n, threads in spec.combinations():
+        if stop():
+            return
+        with tempfile.TemporaryDirectory(prefix="cnn-scaling-") as runs:
+            result = subprocess.run([sys.executable, "-m", "core.train", "--dataset", "shapes", "--data-dir",
+                                     str(data_dir), "--runs-dir", runs, "--device", spec.device, "--nproc", str(n),
+                                     "--threads", str(threads), "--batch-size", str(spec.batch_size), "--width",
+                                     str(width), "--lr", "0.01", "--epochs", "1000", "--max-steps", str(spec.steps),
+                                     "--json"], capture_output=True, text=True, cwd=root, env=env)
+        if result.returncode != 0:
+            raise SpeedError(f"{n} process(es) at width {width} failed: "
+                             f"{(result.stderr.strip().splitlines() or ['no message'])[-1]}")
+        end = json.loads(result.stdout.strip().splitlines()[-1])
+        rate = end["images_per_second"]
+        if n == 1 and threads == spec.threads:
+            single[width] = rate
+        base = single.get(width)
+        yield dict(device=spec.device, width=width, processes=n, threads=threads, batch_size=spec.batch_size,
+                   global_batch_size=end["global_batch_size"], images_per_second=rate,
+                   efficiency=rate / (n * base) if base and threads == spec.threads else None)
+
+
 KEEP_RESULTS = 50  # speed results kept on disk (the oldest go first)
 
 
@@ -218,7 +298,8 @@ def speed_results(root: str | os.PathLike) -> list[dict]:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and data.get("kind") in ("sweep", "race") and isinstance(data.get("saved"), float):
+        kind_ok = isinstance(data, dict) and data.get("kind") in ("sweep", "race", "scaling")
+        if kind_ok and isinstance(data.get("saved"), float):
             results.append({**data, "file": path.name})
     return results
 
@@ -245,8 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=_ints, default=(0,), help="CPU thread counts, e.g. 1,2 (0 = all cores)")
     p.add_argument("--steps", type=int, default=SweepSpec.steps, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=SweepSpec.warmup, help="untimed steps first")
+    p.add_argument("--processes", type=_ints, help="scaling instead: train on each number of processes (DDP), "
+                   "e.g. 1,2 (--batch-sizes: the first, per process; --threads: the first, per process)")
+    p.add_argument("--data-dir", default="data", help="where the Shapes set is made and cached (--processes)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     args = p.parse_args(argv)
+    if args.processes:
+        return scaling_main(args)
     try:
         spec = SweepSpec(devices=tuple(d.strip() for d in args.devices.split(",") if d.strip()),
                          widths=args.widths, batch_sizes=args.batch_sizes, threads=args.threads,
@@ -263,6 +349,25 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{row['device']:>6s} {str(row['threads'] or '-'):>7s} {row['batch_size']:5d} {row['width']:5d} "
                   f"{row['images_per_second']:10,.0f} {row['step_ms']:8.2f} {row['data_ms']:8.3f}", flush=True)
+    return 0
+
+
+def scaling_main(args: argparse.Namespace) -> int:
+    try:
+        spec = ScalingSpec(device=args.devices.split(",")[0].strip(), widths=args.widths,
+                           batch_size=args.batch_sizes[0], processes=args.processes, threads=args.threads[0] or 1,
+                           steps=max(10, args.steps))
+        for row in scaling(spec, args.data_dir):
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                efficiency = f"{row['efficiency']:.0%}" if row["efficiency"] is not None else "-"
+                print(f"width {row['width']:4d}: {row['processes']} process(es) x {row['threads']} thread(s), "
+                      f"global batch {row['global_batch_size']}: {row['images_per_second']:10,.0f} images/s, "
+                      f"efficiency {efficiency}", flush=True)
+    except SpeedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -64,13 +64,18 @@ if message := st.session_state.pop("runs_message", None):
 
 
 def speed_summary(result: dict) -> tuple[pd.DataFrame, str]:
-    """A kept sweep or race as a table and a line that says what it found."""
+    """A kept sweep, scaling measurement or race as a table and a line that says what it found."""
     when = time.strftime("%d %b %Y %H:%M", time.localtime(result["saved"]))
     if result["kind"] == "sweep":
         frame = pd.DataFrame(result["rows"])
         best = frame.loc[frame["images_per_second"].idxmax()]
         return frame, (f"Sweep, {when}: {len(frame)} points, fastest {best['images_per_second']:,.0f} images/s "
                        f"({best['device']}, width {best['width']}, batch {best['batch_size']})")
+    if result["kind"] == "scaling":
+        frame = pd.DataFrame(result["rows"])
+        best = frame.loc[frame["images_per_second"].idxmax()]
+        return frame, (f"Scaling, {when}: {len(frame)} points, fastest {best['images_per_second']:,.0f} images/s "
+                       f"({best['processes']} process(es) x {best['threads']} thread(s), width {best['width']})")
     frame = pd.DataFrame([{"racer": name, **point} for name, curve in result["curves"].items() for point in curve])
     return frame, f"Race, {when}: " + " · ".join(str(n) for n in result.get("notes", [])).replace("**", "")
 
@@ -81,7 +86,7 @@ def speed_section() -> None:
     if not results:
         return
     st.header("Speed results")
-    st.caption("Sweeps and races from the **Speed** page, newest first.")
+    st.caption("Sweeps, scaling measurements and races from the **Speed** page, newest first.")
     for i, result in enumerate(results[:10]):
         try:
             frame, label = speed_summary(result)

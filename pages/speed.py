@@ -5,15 +5,16 @@ import time
 
 import pandas as pd
 import streamlit as st
+import torch
 
 from core.config import DEVICE_LABELS, ConfigError, TrainConfig
 from core.data import default_dataset
-from core.figures import race_figure, speedup_figure, throughput_figure
+from core.figures import race_figure, scaling_figure, speedup_figure, throughput_figure
 from core.jobs import get_manager
 from core.loop import available_devices
 from core.memory import dataset_shape
 from core.model import ModelArgs
-from core.speed import BUSY_SHARE, SpeedError, SweepSpec, load_last, save_last
+from core.speed import BUSY_SHARE, ScalingSpec, SpeedError, SweepSpec, load_last, save_last
 from ui.app import require_app
 from ui.common import data_dir, runs_root
 
@@ -135,6 +136,76 @@ def sweep_view() -> None:
 
 
 sweep_view()
+
+
+# -- scaling out ----------------------------------------------------------------------------------------
+st.header("Scaling out: several processes or GPUs (DDP)")
+GPUS = torch.cuda.device_count()
+st.markdown(
+    "**Data parallelism**, PyTorch's DistributedDataParallel under torchrun: each process trains its own copy of "
+    "the network on its share of every batch, and after each backward pass the processes **average their "
+    "gradients**, so every copy takes the same step. That averaging is communication, and it **competes with "
+    "the computing**: the tutorial's tiny network computes so little per step that the talking takes a large "
+    "share, so it scales poorly; a wider network gives each process more work per step to hide it behind. "
+    "Each process takes the batch size below, so 2 processes take twice the images a step (the *global "
+    "batch*).")
+s1, s2, s3 = st.columns(3)
+scale_device = s1.selectbox("Scaling device", ["cpu"] + (["cuda"] if GPUS else []), key="scaling_device",
+                            format_func=lambda d: f"{GPUS} GPU(s), nccl" if d == "cuda" else f"CPU, {CORES} cores")
+most = GPUS if scale_device == "cuda" else max(2, CORES)
+ladder = tuple(sorted({*(2**i for i in range(most.bit_length()) if 2**i <= most), most}))  # 1, 2, 4, ... most
+scale_widths = s2.multiselect("Scaling conv widths", WIDTHS, default=[6, 64], key="scaling_widths")
+scale_batch = s3.select_slider("Batch size per process", BATCHES, value=64, key="scaling_batch")
+if st.button("Measure scaling", type="primary"):
+    try:
+        scale_spec = ScalingSpec(device=scale_device, widths=tuple(sorted(scale_widths)), batch_size=scale_batch,
+                                 processes=ladder, threads=1, steps=100)
+    except SpeedError as exc:
+        st.error(f"The measurement cannot run: {exc}.")
+    else:
+        st.session_state.scaling_job_id = get_manager().start_scaling(scale_spec, data_dir()).id
+
+
+SCALING_TABLE = {"width": "conv width", "processes": "processes", "threads": "CPU threads each",
+                 "global_batch_size": "global batch", "images_per_second": "images/s", "efficiency": "efficiency"}
+
+
+def scaling_results(rows: list[dict], saved: float | None = None) -> None:
+    if saved:
+        st.caption(f"The last measurement, {time.strftime('%d %b %H:%M', time.localtime(saved))}.")
+    st.plotly_chart(scaling_figure(rows), key="scaling_chart")
+    frame = pd.DataFrame(rows)
+    columns = [c for c in SCALING_TABLE if c in frame]
+    st.dataframe(frame[columns].rename(columns=SCALING_TABLE).style.format(
+        {"images/s": "{:,.0f}", "efficiency": "{:.0%}"}, na_rep="–"), hide_index=True)
+    st.caption("Each bar: 100 training steps of Shapes (python -m core.train --nproc N), timed without the start "
+               "and the evaluation. Efficiency: images/s ÷ (processes × one process's images/s); 100% would be "
+               "perfect scaling. On a CPU the last bar is one process using every core's threads, without DDP.")
+
+
+@st.fragment(run_every=0.5)
+def scaling_view() -> None:
+    job = session_job("scaling_job_id")
+    if job is None:
+        last = load_last(runs_root(), "scaling")
+        if last and last.get("rows"):
+            scaling_results(last["rows"], last.get("saved"))
+        else:
+            st.caption(f"Click **Measure scaling** to train on {', '.join(map(str, ladder))} processes in turn "
+                       "(each start takes a few seconds).")
+        return
+    snap = job.snapshot()
+    st.progress(snap.fraction_done, text=f"{len(snap.rows)} of {snap.start.get('total_steps', '?')} measured "
+                                         f"({snap.status})" + (f": {snap.message}" if snap.status == "failed" else ""))
+    if not snap.rows:
+        return
+    if not snap.active and st.session_state.get("scaling_saved") != job.id:
+        save_last(runs_root(), "scaling", {"rows": snap.rows})
+        st.session_state.scaling_saved = job.id
+    scaling_results(snap.rows)
+
+
+scaling_view()
 
 
 # -- estimate ---------------------------------------------------------------------------------------

@@ -49,12 +49,57 @@ def key(name: str) -> str:
     return f"train_{name}"
 
 
+# -- where it trains: a device, or several processes training data-parallel (DDP, core/distributed.py) ----------
+DDP = ":ddp"  # the Device control's option for the processes of a device: "cpu:ddp", "cuda:ddp"
+CPU_PROCESSES = 2  # on a CPU, data parallelism is taught on 2 processes of one thread each
+
+
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def placements() -> list[str]:
+    """The Device control's options: each device, 2 CPU processes, and every GPU (where there are 2 or more)."""
+    options = [*available_devices(), "cpu" + DDP]
+    return options + (["cuda" + DDP] if gpu_count() > 1 else [])
+
+
+def placement_text(option: str) -> str:
+    if option == "cpu" + DDP:
+        return f"{CPU_PROCESSES} processes (DDP, gloo)"
+    if option == "cuda" + DDP:
+        return f"{gpu_count()} GPUs (DDP)"
+    return DEVICE_LABELS.get(option, option)
+
+
+def placement(device: str, nproc: int) -> str:
+    return device + DDP if nproc > 1 and device + DDP in placements() else device
+
+
+def device_and_processes(option: str) -> tuple[str, int]:
+    """The Device control's option -> (device, processes)."""
+    if option == "cpu" + DDP:
+        return "cpu", CPU_PROCESSES
+    if option == "cuda" + DDP:
+        return "cuda", gpu_count()
+    return option, 1
+
+
+def link_values() -> dict:
+    """The settings as the controls hold them, in the link's terms (device and nproc apart)."""
+    values = {name: st.session_state.get(key(name)) for name in PARAMS}
+    values["device"], values["nproc"] = device_and_processes(values["device"])
+    return values
+
+
 def defaults() -> dict:
     """A new session's settings: the tutorial's, on CIFAR-10 where it can be had, else on Shapes."""
     devices = available_devices()
     dataset, _ = default_dataset(data_dir())
     return dict(dataset=dataset, folder="", preset="tutorial", **preset_values("tutorial"),
-                device=devices[1] if len(devices) > 1 else "cpu", seed=0)
+                device=devices[1] if len(devices) > 1 else "cpu", nproc=1, seed=0)
 
 
 def matching_preset(values: dict) -> str:
@@ -89,8 +134,13 @@ def apply_link() -> None:
     if values["device"] == "auto":
         values["device"] = defaults()["device"]
     values["preset"] = matching_preset(values)
+    option = placement(values["device"], values["nproc"])
+    if values["nproc"] != device_and_processes(option)[1]:
+        link.problems.append(f"nproc={values['nproc']} was changed: here {values['device']} trains on "
+                             f"{device_and_processes(option)[1]} process(es).")
     for name in PARAMS:
         st.session_state[key(name)] = values[name]
+    st.session_state[key("device")] = option
     st.session_state[key("locked")] = link.locked
     st.session_state[key("problems")] = link.problems
     if new_session and "dataset" not in link.values:
@@ -161,12 +211,19 @@ def controls() -> TrainConfig | None:
     with right:
         st.select_slider(LABELS["batch_size"], with_value(BATCH_SIZES, value("batch_size")), **widget("batch_size"),
                          help=widget_help("batch_size"))
+        nproc = device_and_processes(value("device"))[1]
+        if nproc > 1:
+            st.caption(f"Per process: {nproc} processes × {value('batch_size')} = **global batch "
+                       f"{nproc * value('batch_size')}** images a step; the gradients are averaged over them.")
         st.slider(LABELS["conv_width"], 1, max(256, value("conv_width")), **widget("conv_width"),
                   help=widget_help("conv_width"))
-        st.selectbox(LABELS["device"], devices, format_func=DEVICE_LABELS.get, **widget("device", knob=False))
+        st.selectbox(LABELS["device"], placements(), format_func=placement_text, **widget("device", knob=False),
+                     help="Where it trains. N processes (DDP): data parallelism, as torchrun runs it: each "
+                          "process trains a copy of the network on its share of every batch, and the gradients "
+                          "are averaged every step.")
         if len(devices) == 1 and not presenting():
-            st.caption("No GPU on this machine, so only the CPU is offered. See the Speed page for what a GPU "
-                       "would change.")
+            st.caption("No GPU on this machine: the CPU, or 2 CPU processes to see data parallelism. See the "
+                       "Speed page for what a GPU would change.")
         st.number_input(LABELS["seed"], 0, 2**31 - 1, step=1, **widget("seed", knob=False),
                         help=widget_help("seed"))
     with st.expander("More settings"):
@@ -176,7 +233,7 @@ def controls() -> TrainConfig | None:
         st.checkbox(LABELS["nesterov"], **widget("nesterov"),
                     help=widget_help("nesterov"))
 
-    write_link({name: st.session_state.get(key(name)) for name in PARAMS})
+    write_link(link_values())
     config, problem = settings_config()
     if problem:
         st.error(problem)
@@ -186,14 +243,15 @@ def controls() -> TrainConfig | None:
 def settings_config() -> tuple[TrainConfig | None, str]:
     """The config the Train controls describe now, or None and why it cannot train (here). Built from the
     widgets' state, so the Train button's callback starts exactly what the controls show at the click."""
-    values = {name: st.session_state.get(key(name)) for name in PARAMS}
+    values = link_values()
     name = values["dataset"] if values["dataset"] != "folder" else f"folder:{(values['folder'] or '').strip()}"
     try:
         config = TrainConfig(dataset=name, data_dir=data_dir(), epochs=values["epochs"], lr=float(values["lr"]),
                              momentum=float(values["momentum"]), nesterov=bool(values["nesterov"]),
                              schedule=values["schedule"], batch_size=values["batch_size"],
                              conv_width=values["conv_width"], conv2_width=values["conv2_width"],
-                             device=values["device"], seed=int(values["seed"]))
+                             device=values["device"], seed=int(values["seed"]), nproc=values["nproc"],
+                             threads=1 if values["nproc"] > 1 and values["device"] == "cpu" else 0)
     except ConfigError as exc:
         return None, f"These settings cannot train: {exc}."
     try:  # before the first step: a run that would not fit in this machine's memory
@@ -211,10 +269,10 @@ def share_box(config: TrainConfig | None) -> None:
         current = st.session_state.get(key("locked"), set())
         columns = st.columns(4)
         locks = {name for i, name in enumerate(PARAMS)
-                 if (name != "folder" or st.session_state.get(key("dataset")) == "folder")
+                 if (name != "folder" or st.session_state.get(key("dataset")) == "folder") and name != "nproc"
                  and columns[i % 4].checkbox(f"Lock {LABELS[name].lower()}", value=name in current,
                                              key=f"share_lock_{name}")}
-        values = {name: st.session_state.get(key(name)) for name in PARAMS}
+        values = link_values()
         st.code(f"{app_url()}/train?{urlencode(link_query(values, locks), safe=',/:')}", language=None)
 
 
@@ -354,8 +412,9 @@ def summary_line() -> str:
     get = lambda name: st.session_state.get(key(name))  # noqa: E731
     dataset = DATASET_TEXT.get(get("dataset"), "")
     preset = f"{PRESET_TEXT[get('preset')]} · " if get("preset") in PRESETS else ""
-    epochs = get("epochs")
-    return (f"{dataset} · {preset}lr {get('lr'):g} · momentum {get('momentum'):g} · batch {get('batch_size')} · "
+    epochs, nproc = get("epochs"), device_and_processes(get("device"))[1]
+    batch = f"batch {get('batch_size')}" + (f" × {nproc} processes" if nproc > 1 else "")
+    return (f"{dataset} · {preset}lr {get('lr'):g} · momentum {get('momentum'):g} · {batch} · "
             f"width {get('conv_width')} · {epochs} epoch{'s' if epochs != 1 else ''}")
 
 

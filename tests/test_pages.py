@@ -5,6 +5,7 @@ import os
 import time
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from core.config import TrainConfig
@@ -360,18 +361,24 @@ def test_pages_offer_and_explain_a_gpu_only_where_there_is_one(app_env, monkeypa
 
     # what the pages see on a machine with a GPU (CI has none; the real CUDA paths ran on a lent H100)
     monkeypatch.setattr(core.loop, "available_devices", lambda: ["cpu", gpu] if gpu else ["cpu"])
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if gpu == "cuda" else 0)  # a machine with 2 GPUs
     speed = page("speed").run()
     assert not speed.exception, speed.exception
     notes = " ".join(i.value for i in speed.info)
     assert ("has no GPU" in notes) == (gpu is None) and ("What a GPU changes" in notes) == (gpu is not None)
     assert ("CUDA graph" in notes) == (gpu == "cuda")  # only CUDA steps are recorded as graphs
     label = {"cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}.get(gpu)
-    racers = speed.selectbox[0].options
+    racers = next(s for s in speed.selectbox if s.label == "Racer A").options
     assert (label in racers) if label else all(r.startswith("CPU") for r in racers)
     train = page("train").run()
     assert not train.exception, train.exception
     options = [str(o) for o in train.selectbox(key="train_device").options]
-    assert len(options) == (2 if gpu else 1) and (label is None or label in options)
+    # data parallelism: 2 CPU processes everywhere, and every GPU where there are 2 or more
+    assert options == ["CPU", *([label] if label else []), "2 processes (DDP, gloo)",
+                       *(["2 GPUs (DDP)"] if gpu == "cuda" else [])]
+    scaling = next(s for s in speed.selectbox if s.label == "Scaling device").options
+    cpu = f"CPU, {os.cpu_count()} cores"
+    assert scaling == ([cpu, "2 GPU(s), nccl"] if gpu == "cuda" else [cpu])
 
 
 def test_the_epoch_estimate_counts_the_train_pages_dataset(app_env):

@@ -60,10 +60,15 @@ def time_left(snap: Snapshot) -> str:
 
 
 def threads_note(snap: Snapshot) -> str:
-    if snap.start.get("cuda_graph"):
+    start = snap.start
+    if start.get("world_size", 1) > 1:  # data-parallel: the batch size is per process
+        each = f", {start['threads']} thread each" if start["device"].startswith("cpu") else ""
+        return (f" · {start['world_size']} processes (DDP{each}) × batch {start['batch_size']} = global batch "
+                f"{start['global_batch_size']}")
+    if start.get("cuda_graph"):
         return " · GPU, each step one CUDA graph"
     threads = snap.last_loss.get("threads")
-    if not threads or not snap.start["device"].startswith("cpu"):
+    if not threads or not start["device"].startswith("cpu"):
         return ""
     return f" · {threads} CPU thread{'s' if threads > 1 else ''}"
 
