@@ -355,7 +355,7 @@ def scaling_figure(rows: Sequence[dict]) -> go.Figure:
                              name=f"conv width {width}", marker_color=COLOURS[i % len(COLOURS)],
                              text=[f"{r['efficiency']:.0%} efficient" if r["processes"] > 1 and r.get("efficiency")
                                    else "" for r in shown],
-                             textposition="outside", textfont=dict(size=16)))
+                             textposition="outside", textfont=dict(size=18, color=INK)))
     top = max([r["images_per_second"] for r in rows] + [1])
     fig.update_layout(title="Scaling out: training images/s", barmode="group", yaxis_title="images / second",
                       yaxis=dict(range=[0, top * 1.2], tickformat="~s"), **LAYOUT)

@@ -59,12 +59,20 @@ def time_left(snap: Snapshot) -> str:
     return f" · about {int(seconds // 60)}:{int(seconds % 60):02d} left"
 
 
+def processes_note(snap: Snapshot) -> str:
+    """A data-parallel run's processes and batches (the batch size is per process), else ""."""
+    start = snap.start
+    if not start or start.get("world_size", 1) == 1:
+        return ""
+    each = f", {start['threads']} thread each" if start["device"].startswith("cpu") else ""
+    return (f" · {start['world_size']} processes (DDP{each}) × batch {start['batch_size']} = global batch "
+            f"{start['global_batch_size']}")
+
+
 def threads_note(snap: Snapshot) -> str:
     start = snap.start
-    if start.get("world_size", 1) > 1:  # data-parallel: the batch size is per process
-        each = f", {start['threads']} thread each" if start["device"].startswith("cpu") else ""
-        return (f" · {start['world_size']} processes (DDP{each}) × batch {start['batch_size']} = global batch "
-                f"{start['global_batch_size']}")
+    if start.get("world_size", 1) > 1:
+        return processes_note(snap)
     if start.get("cuda_graph"):
         return " · GPU, each step one CUDA graph"
     threads = snap.last_loss.get("threads")
@@ -121,7 +129,8 @@ def total_images(snap: Snapshot) -> int | None:
     """Images the whole run will have seen at its end: the live loss chart's x axis."""
     if not snap.start:
         return None
-    return min(snap.start["num_train"] * snap.config.epochs, snap.start["total_steps"] * snap.config.batch_size)
+    per_step = snap.start.get("global_batch_size", snap.config.batch_size)  # every process's images
+    return min(snap.start["num_train"] * snap.config.epochs, snap.start["total_steps"] * per_step)
 
 
 # The page's buttons for each status (Pause or Resume, and whether they can be clicked): the page is drawn
@@ -135,6 +144,8 @@ def live_state(snap: Snapshot, seq: int = 0) -> dict:
     """Everything the live elements show, as plain JSON data."""
     bar, total = progress(snap), total_images(snap)
     icon, word, detail = status_parts(snap, steps=not snap.active)  # the progress bar has them while active
+    if not snap.active:
+        detail += processes_note(snap)
     return {"seq": seq, "status": snap.status, "phase": PHASES.get(snap.status, snap.status),
             # how soon the browser asks again: at once while it waits for the first loss point, then once a
             # second (each redraw takes CPU from training on a small machine: docs/benchmarks.md)
