@@ -142,7 +142,12 @@ def _run_ranks(config: TrainConfig, runs_root: str, events, stop, pause, progres
         failure = exc
     end = relay.wait_end(2.0)
     expected = end is not None and (failure is None or failure.code in (2, 3, 4))  # a run that ended its own way
-    if not expected:
+    if not expected and failure is not None and failure.stopped and stop.is_set():  # Stop, then ended by force
+        end = {"type": "end", "status": "stopped", "message": "stopped by the user", "run_dir": relay.run_dir,
+               "wall": time.time()}
+        if relay.run_dir:
+            RunWriter.write_summary(relay.run_dir, end)
+    elif not expected:
         end = {"type": "end", "status": "failed", "run_dir": relay.run_dir, "wall": time.time(),
                "message": f"the data-parallel run failed: {failure or 'rank 0 ended without a word'}"}
         if relay.run_dir:

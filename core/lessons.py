@@ -48,7 +48,7 @@ def lessons(dataset: str = "cifar10") -> list[Lesson]:
 def _train_link(dataset: str, label: str, locked: set[str], **changes) -> LessonLink:
     """A Train link that names every knob: the tutorial's settings with `changes`."""
     knobs = preset_values("tutorial")
-    preset = "tutorial" if all(knobs.get(k) == v for k, v in changes.items()) else "custom"
+    preset = "tutorial" if all(knobs.get(k, v) == v for k, v in changes.items()) else "custom"
     return LessonLink(label, "train", dict(dataset=dataset, preset=preset, **{**knobs, **changes}), frozenset(locked))
 
 
@@ -136,5 +136,21 @@ def _knobs(d: str) -> list[Lesson]:
             (LessonLink("Open the Speed page", "speed"),),
             "images/s against conv width for each device, and where the lines cross.",
             "At which width does the faster device win here? Why does a wider network favour the GPU?",
+        ),
+        Lesson(
+            "8. Several processes: data parallelism",
+            "The tutorial ends by pointing at more than one GPU. *Data parallelism* trains a copy of the network "
+            "in each process (or GPU): every step each copy takes its own share of the batch and computes its "
+            "gradients, then the copies **average their gradients** (PyTorch's DistributedDataParallel does it "
+            "during backward), so every copy takes the same step and they stay identical. The batch size is per "
+            "process: 2 processes at batch 16 take 32 images a step, the *global batch*. The averaging is "
+            "communication, and on a network this small it costs a large share of each step.",
+            (_train_link(d, "Train on 2 processes (DDP)", {"device", "nproc"}, device="cpu", nproc=2,
+                         batch_size=16, lr=0.01, epochs=1),
+             LessonLink("Measure the scaling on the Speed page", "speed")),
+            "the status line (2 processes × batch 16 = global batch 32) and Images/s; then, on the Speed page, "
+            "images/s and efficiency for 1 and 2 processes at widths 6 and 64.",
+            "Two processes of one thread each, or one process with two threads on the same cores: which trains "
+            "faster here, and why?",
         ),
     ]

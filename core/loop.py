@@ -377,7 +377,7 @@ class Loop:
         self.scheduler = make_scheduler(self.optimizer, config, self.total_steps)
         self.step_fn = make_step(self.model, nn.CrossEntropyLoss(), self.optimizer, self.normalize, device,
                                  min(config.batch_size, len(self.train_y)), self.train_x, self.train_y,
-                                 cuda_graph=cuda_graph and team.size == 1)
+                                 cuda_graph=cuda_graph and not team.distributed)  # DDP hooks are not graphed
         # a guess spread evenly over the classes has a loss of ln(classes); ten times that means the weights blew
         # up (the network is sure of wrong answers), even where the numbers stay finite
         self.exploded = 10 * math.log(max(2, dataset.num_classes))

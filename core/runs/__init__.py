@@ -229,6 +229,8 @@ def describe(info: RunInfo) -> str:
         return f"{info.name} (damaged)"
     preset, changed = differences(info.config)
     parts = [dataset_label(info.config.dataset), preset.capitalize(), *(knob_text(k, v) for k, v in changed.items())]
+    if info.config.nproc > 1:  # data-parallel: the batch is per process
+        parts.append(f"{info.config.nproc} processes (DDP)")
     if info.accuracy is not None:
         parts.append(f"{info.accuracy:.1%}")
     return " · ".join(parts)
