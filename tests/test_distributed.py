@@ -256,3 +256,64 @@ def test_the_replica_check_sees_weights_that_differ(tmp_path):
 
     tmp.spawn(_replicas, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
     assert [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)] == [[0.0, 0.5], [0.0, 0.5]]
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def test_ctrl_c_stops_every_rank_and_keeps_the_run(tmp_path, shapes_dir):
+    """Ctrl-C in a terminal reaches the launcher and every rank at once (one process group)."""
+    runs = tmp_path / "runs"
+    p = subprocess.Popen([sys.executable, "-m", "core.train", "--dataset", "shapes", "--data-dir", shapes_dir,
+                          "--runs-dir", str(runs), "--threads", "1", "--epochs", "100", "--batch-size", "8",
+                          "--nproc", "2"], cwd=ROOT, env=ENV, text=True, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        wait_for(lambda: any(e["type"] == "loss" for d in runs.glob("*") for e in events(d)), 120, "a loss point")
+        ranks = descendants(p.pid)
+        os.killpg(p.pid, signal.SIGINT)
+        err = p.communicate(timeout=30)[1]
+    finally:
+        p.kill()
+    assert p.returncode == 4, err[-2000:]
+    assert "Traceback" not in err
+    (run_dir,) = runs.iterdir()
+    saved = json.loads((run_dir / "summary.json").read_text())
+    assert saved["status"] == "stopped" and saved["world_size"] == 2
+    wait_for(lambda: not any(pid_alive(pid) for pid in ranks), 10, "every rank to end")
+
+
+SERVER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from core.config import TrainConfig
+from core.jobs import JobManager
+m = JobManager(max_running=1, runs_root={runs!r}, worker="process", keep_spare=False)
+m.start(TrainConfig(dataset="shapes", data_dir={data!r}, epochs=200, batch_size=8, nproc=2, threads=1, device="cpu"))
+time.sleep(600)
+"""
+
+
+def test_killing_the_server_ends_a_data_parallel_job_and_every_rank(tmp_path, shapes_dir):
+    """kill -9 of the server: its worker (the launcher) stops the ranks, and each rank watches its launcher too."""
+    runs = tmp_path / "runs"
+    server = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT), runs=str(runs), data=shapes_dir)],
+                              cwd=ROOT)
+    try:
+        wait_for(lambda: any(e["type"] == "loss" for d in runs.glob("2*") for e in events(d)), 120, "a loss point")
+        processes = descendants(server.pid)
+        assert len(processes) >= 3  # the worker and its two ranks
+        server.kill()
+        server.wait(10)
+        wait_for(lambda: not any(pid_alive(pid) for pid in processes), 20, "the worker and the ranks to end")
+    finally:
+        server.kill()
+    (run_dir,) = runs.glob("2*")
+    saved = json.loads((run_dir / "summary.json").read_text())
+    assert saved["status"] == "stopped", saved
