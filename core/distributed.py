@@ -31,9 +31,10 @@ import torch.distributed as dist
 import torch.nn as nn
 
 # A rank waits this long for the others in any one collective: rank 0 evaluating and checkpointing an epoch
-# (seconds) fits in it many times; a rank that hangs ends the run as failed instead of hanging it. A rank that
-# dies is noticed sooner: its sockets close, and the launcher sees its exit within a tenth of a second.
-COLLECTIVE_TIMEOUT = datetime.timedelta(seconds=120)
+# while the others wait fits in it (seconds; about a minute for a width-1024 network on one CPU thread); a rank
+# that hangs ends the run as failed instead of hanging it. A rank that dies is noticed far sooner: its sockets
+# close, and the launcher sees its exit within a tenth of a second.
+COLLECTIVE_TIMEOUT = datetime.timedelta(seconds=300)
 CHECK_SECONDS = 0.05  # how often rank 0 looks at Stop and Pause: ~20 times a second, as in one process
 
 

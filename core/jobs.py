@@ -142,14 +142,11 @@ def _run_ranks(config: TrainConfig, runs_root: str, events, stop, pause, progres
         failure = exc
     end = relay.wait_end(2.0)
     expected = end is not None and (failure is None or failure.code in (2, 3, 4))  # a run that ended its own way
-    if not expected and failure is not None and failure.stopped and stop.is_set():  # Stop, then ended by force
-        end = {"type": "end", "status": "stopped", "message": "stopped by the user", "run_dir": relay.run_dir,
-               "wall": time.time()}
-        if relay.run_dir:
-            RunWriter.write_summary(relay.run_dir, end)
-    elif not expected:
-        end = {"type": "end", "status": "failed", "run_dir": relay.run_dir, "wall": time.time(),
-               "message": f"the data-parallel run failed: {failure or 'rank 0 ended without a word'}"}
+    if not expected:
+        stopped = failure is not None and failure.stopped and stop.is_set()  # Stop, then ended by force
+        end = {"type": "end", "status": "stopped" if stopped else "failed", "run_dir": relay.run_dir,
+               "wall": time.time(), "message": "stopped by the user" if stopped else
+               f"the data-parallel run failed: {failure or 'rank 0 ended without a word'}"}
         if relay.run_dir:
             RunWriter.write_summary(relay.run_dir, end)
     events.put(end)
@@ -159,14 +156,7 @@ def _run_sweep(spec: dict, events, stop) -> None:
     from core.speed import SweepSpec, sweep
 
     spec = SweepSpec.from_dict(spec)
-    total = len(spec.combinations())
-    events.put({"type": "start", "total_steps": total, "wall": time.time()})
-    done = 0
-    for row in sweep(spec, stop=stop.is_set):
-        done += 1
-        events.put({"type": "speed_row", "index": done, **row})
-    status = "stopped" if done < total else "finished"
-    events.put({"type": "end", "status": status, "message": f"{done} of {total} measurements", "wall": time.time()})
+    _stream_rows(sweep(spec, stop=stop.is_set), len(spec.combinations()), events)
 
 
 def _run_scaling(spec: dict, data_dir: str, events, stop) -> None:
@@ -174,11 +164,15 @@ def _run_scaling(spec: dict, data_dir: str, events, stop) -> None:
     from core.speed import ScalingSpec, scaling
 
     spec = ScalingSpec.from_dict(spec)
-    total = len(spec.combinations())
     load_dataset("shapes", data_dir)  # made once here, not by each measurement
+    _stream_rows(scaling(spec, data_dir, stop=stop.is_set), len(spec.combinations()), events)
+
+
+def _stream_rows(rows, total: int, events) -> None:
+    """A measuring job's events: start, a row per measurement as it comes, and how many were made."""
     events.put({"type": "start", "total_steps": total, "wall": time.time()})
     done = 0
-    for row in scaling(spec, data_dir, stop=stop.is_set):
+    for row in rows:
         done += 1
         events.put({"type": "speed_row", "index": done, **row})
     status = "stopped" if done < total else "finished"

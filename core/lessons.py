@@ -42,7 +42,7 @@ class Lesson:
 
 def lessons(dataset: str = "cifar10") -> list[Lesson]:
     """The lessons in the tutorial's order, on `dataset` (cifar10, or shapes where CIFAR-10 cannot be had)."""
-    return [*_first_steps(dataset), *_knobs(dataset)]
+    return [*_first_steps(dataset), *_knobs(dataset), *_devices(dataset)]
 
 
 def _train_link(dataset: str, label: str, locked: set[str], **changes) -> LessonLink:
@@ -91,7 +91,7 @@ def _first_steps(d: str) -> list[Lesson]:
 
 
 def _knobs(d: str) -> list[Lesson]:
-    """What each knob does: learning rate, momentum, longer training, width and the device."""
+    """What each knob does: learning rate, momentum, longer training."""
     return [
         Lesson(
             "4. The learning rate",
@@ -127,6 +127,12 @@ def _knobs(d: str) -> list[Lesson]:
             "the gap between the train line and the test line, epoch by epoch.",
             "From which epoch on does more training stop helping on the test set?",
         ),
+    ]
+
+
+def _devices(d: str) -> list[Lesson]:
+    """Where it trains: a wider network on a GPU, then several processes (data parallelism)."""
+    return [
         Lesson(
             "7. Widen the network: CPU against GPU",
             "The tutorial's exercise: make the network wider and see whether a GPU helps. A tiny network does "

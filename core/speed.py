@@ -256,15 +256,25 @@ def scaling(spec: ScalingSpec, data_dir: str | os.PathLike,
         if stop():
             return
         with tempfile.TemporaryDirectory(prefix="cnn-scaling-") as runs:
-            result = subprocess.run([sys.executable, "-m", "core.train", "--dataset", "shapes", "--data-dir",
+            proc = subprocess.Popen([sys.executable, "-m", "core.train", "--dataset", "shapes", "--data-dir",
                                      str(data_dir), "--runs-dir", runs, "--device", spec.device, "--nproc", str(n),
                                      "--threads", str(threads), "--batch-size", str(spec.batch_size), "--width",
                                      str(width), "--lr", "0.01", "--epochs", "1000", "--max-steps", str(spec.steps),
-                                     "--json"], capture_output=True, text=True, cwd=root, env=env)
-        if result.returncode != 0:
+                                     "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+                                    env=env)
+            while True:
+                try:
+                    out, err = proc.communicate(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    if stop():  # SIGTERM: the run (and every rank) stops within a step
+                        proc.terminate()
+                        proc.communicate()
+                        return
+        if proc.returncode != 0:
             raise SpeedError(f"{n} process(es) at width {width} failed: "
-                             f"{(result.stderr.strip().splitlines() or ['no message'])[-1]}")
-        end = json.loads(result.stdout.strip().splitlines()[-1])
+                             f"{(err.strip().splitlines() or ['no message'])[-1]}")
+        end = json.loads(out.strip().splitlines()[-1])
         rate = end["images_per_second"]
         if n == 1 and threads == spec.threads:
             single[width] = rate

@@ -114,25 +114,32 @@ def sweep_results(rows: list[dict], saved: float | None = None) -> None:
     st.download_button("Download CSV", frame.to_csv(index=False), "speed-sweep.csv", "text/csv")
 
 
-@st.fragment(run_every=0.5)
-def sweep_view() -> None:
-    job = session_job("speed_job_id")
+def measurements(key: str, kind: str, draw, hint: str) -> None:
+    """A measuring job's progress and rows, drawn live while it runs and kept when it ends (the Runs page lists
+    them); with no job in this session, the last one kept on disk. key: the session's `<key>_job_id`."""
+    job = session_job(f"{key}_job_id")
     if job is None:
-        last = load_last(runs_root(), "sweep")
+        last = load_last(runs_root(), kind)
         if last and last.get("rows"):
-            sweep_results(last["rows"], last.get("saved"))
+            draw(last["rows"], last.get("saved"))
         else:
-            st.caption("Choose what to compare and click **Run sweep**. Points appear as they are measured.")
+            st.caption(hint)
         return
     snap = job.snapshot()
     st.progress(snap.fraction_done, text=f"{len(snap.rows)} of {snap.start.get('total_steps', '?')} measured "
                                          f"({snap.status})" + (f": {snap.message}" if snap.status == "failed" else ""))
     if not snap.rows:
         return
-    if not snap.active and st.session_state.get("speed_saved") != job.id:
-        save_last(runs_root(), "sweep", {"rows": snap.rows})
-        st.session_state.speed_saved = job.id
-    sweep_results(snap.rows)
+    if not snap.active and st.session_state.get(f"{key}_saved") != job.id:
+        save_last(runs_root(), kind, {"rows": snap.rows})
+        st.session_state[f"{key}_saved"] = job.id
+    draw(snap.rows)
+
+
+@st.fragment(run_every=0.5)
+def sweep_view() -> None:
+    measurements("speed", "sweep", sweep_results,
+                 "Choose what to compare and click **Run sweep**. Points appear as they are measured.")
 
 
 sweep_view()
@@ -185,24 +192,8 @@ def scaling_results(rows: list[dict], saved: float | None = None) -> None:
 
 @st.fragment(run_every=0.5)
 def scaling_view() -> None:
-    job = session_job("scaling_job_id")
-    if job is None:
-        last = load_last(runs_root(), "scaling")
-        if last and last.get("rows"):
-            scaling_results(last["rows"], last.get("saved"))
-        else:
-            st.caption(f"Click **Measure scaling** to train on {', '.join(map(str, ladder))} processes in turn "
-                       "(each start takes a few seconds).")
-        return
-    snap = job.snapshot()
-    st.progress(snap.fraction_done, text=f"{len(snap.rows)} of {snap.start.get('total_steps', '?')} measured "
-                                         f"({snap.status})" + (f": {snap.message}" if snap.status == "failed" else ""))
-    if not snap.rows:
-        return
-    if not snap.active and st.session_state.get("scaling_saved") != job.id:
-        save_last(runs_root(), "scaling", {"rows": snap.rows})
-        st.session_state.scaling_saved = job.id
-    scaling_results(snap.rows)
+    measurements("scaling", "scaling", scaling_results, f"Click **Measure scaling** to train on "
+                 f"{', '.join(map(str, ladder))} processes in turn (each start takes a few seconds).")
 
 
 scaling_view()

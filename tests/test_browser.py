@@ -74,15 +74,20 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def home_page(browser, server, width: int = 1400, height: int = 1000):
+    """A new browser context at this viewport, on the app's home page; yields the page, then closes."""
+    context = browser.new_context(viewport={"width": width, "height": height})
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     pg.goto(server)
     pg.get_by_role("heading", name="Train a CNN live").wait_for()
     yield pg
     context.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    yield from home_page(browser, server)
 
 
 CHART_POINTS = """title => {

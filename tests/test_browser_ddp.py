@@ -16,6 +16,7 @@ from tests.test_browser import (  # noqa: F401 - fixtures
     HAS_STATUS,
     browser,
     choose,
+    home_page,
     open_page,
     server,
     set_slider,
@@ -36,13 +37,7 @@ BARS = """title => {
 
 @pytest.fixture
 def projector(browser, server):  # noqa: F811
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    pg.goto(server)
-    pg.get_by_role("heading", name="Train a CNN live").wait_for()
-    yield pg
-    context.close()
+    yield from home_page(browser, server, 1280, 720)
 
 
 def runs_folder(server_url: str) -> Path:

@@ -115,3 +115,41 @@ def test_the_last_sweep_is_kept_for_a_reloaded_page(tmp_path):
     assert list_runs(tmp_path) == []  # not taken for a (damaged) run folder
     (tmp_path / ".speed" / "29991231-235959-race-1.json").write_bytes(b"\xff not json")  # the newest, damaged
     assert load_last(tmp_path, "race") is None
+
+
+def test_scaling_trains_on_each_number_of_processes_and_says_the_efficiency(shapes_dir):
+    """python -m core.speed --processes: a row per process count (and, on a CPU of several cores, one process
+    with every core's threads), each from a real `python -m core.train --nproc N` run."""
+    r = subprocess.run([sys.executable, "-m", "core.speed", "--processes", "1,2", "--widths", "6", "--batch-sizes",
+                        "16", "--steps", "20", "--data-dir", shapes_dir, "--json"], capture_output=True, text=True,
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(line) for line in r.stdout.strip().splitlines()]
+    cores = os.cpu_count()
+    assert [(row["processes"], row["threads"]) for row in rows] == [(1, 1), (2, 1)] + ([(1, cores)] if cores > 1
+                                                                                        else [])
+    one, two = rows[0], rows[1]
+    assert one["global_batch_size"] == 16 and two["global_batch_size"] == 32
+    assert one["efficiency"] == 1.0 and two["efficiency"] == pytest.approx(
+        two["images_per_second"] / (2 * one["images_per_second"]))
+    assert all(row["images_per_second"] > 0 for row in rows) and rows[-1]["efficiency"] in (None, 1.0)
+
+
+def test_bad_scaling_is_one_line_and_a_stopped_one_ends_early(shapes_dir):
+    from core.speed import ScalingSpec, scaling
+
+    for kw, message in ((dict(processes=(0,)), "processes must be whole numbers from 1"),
+                        (dict(device="mps"), r"scaling runs on cpu \(gloo\) or cuda \(nccl\)"),
+                        (dict(widths=(0,)), "conv width must be"), (dict(steps=5), "steps must be")):
+        with pytest.raises(SpeedError, match=message):
+            ScalingSpec(**kw)
+    r = subprocess.run([sys.executable, "-m", "core.speed", "--processes", "0"], capture_output=True, text=True,
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "processes must be" in r.stderr
+    # Stop during a measurement ends its processes at once (10,000 steps would take a minute or more)
+    import time
+
+    started = time.monotonic()
+    rows = list(scaling(ScalingSpec(widths=(6,), processes=(2,), steps=10_000), shapes_dir,
+                        stop=lambda: time.monotonic() - started > 4))
+    assert rows == [] and time.monotonic() - started < 20
