@@ -19,6 +19,7 @@ import math
 import os
 import shlex
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -233,17 +234,26 @@ def launch(argv: list[str], nproc: int) -> None:
     exit code 0; otherwise raises LaunchError naming the first rank that failed, with its exit code."""
     import logging
 
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
+    from torch.distributed.launcher.api import LaunchConfig
 
     # the launcher logs every non-zero exit at length; a stopped run (exit code 4) is not an error to a user
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
-                          shutdown_timeout=5)
     root = str(Path(__file__).resolve().parents[1])  # the ranks find core/ from wherever the server was started
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    # the launcher's own folders (a torchelastic_* folder per launch, left in /tmp otherwise) go when it ends
+    with tempfile.TemporaryDirectory(prefix="cnn-ddp-") as logs:
+        config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
+                              rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+                              monitor_interval=0.1, shutdown_timeout=5, logs_specs=DefaultLogsSpecs(log_dir=logs))
+        _launch(config, argv)
+
+
+def _launch(config, argv: list[str]) -> None:
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
+
     try:
         elastic_launch(config, sys.executable)("-u", "-m", "core.train", *argv)
     except ChildFailedError as exc:

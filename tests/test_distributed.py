@@ -21,10 +21,10 @@ from tests.conftest import ROOT
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def train(tmp_path, runs, *args, timeout=240):
+def train(tmp_path, runs, *args, timeout=240, env=None):
     return subprocess.run([sys.executable, "-m", "core.train", "--dataset", "shapes", "--data-dir",
                            str(tmp_path / "data"), "--runs-dir", str(runs), "--threads", "1", "--json", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=ENV)
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**ENV, **(env or {})})
 
 
 def summary(result) -> dict:
@@ -112,9 +112,11 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
 
 def test_the_same_seed_and_world_size_give_the_same_run_launch_after_launch(tmp_path):
     runs = []
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     for i in range(4):  # the teardown trap struck about 1 launch in 4 before leave() (core/distributed.py)
         s = summary(train(tmp_path, tmp_path / f"runs{i}", "--seed", "5", "--batch-size", "32", "--max-steps", "60",
-                          "--nproc", "2"))
+                          "--nproc", "2", env={"TMPDIR": str(temp)}))
         assert s["status"] == "finished" and s["steps"] == 60 and s["replica_difference"] == 0.0
         weights = torch.load(Path(s["run_dir"]) / "checkpoint.pt", weights_only=True)
         runs.append((losses(s["run_dir"]), s["test_accuracy"], weights))
@@ -124,6 +126,8 @@ def test_the_same_seed_and_world_size_give_the_same_run_launch_after_launch(tmp_
         state, other = first_weights["state_dict"], weights["state_dict"]
         assert state.keys() == other.keys() and all(torch.equal(state[k], other[k]) for k in state)
     assert "conv1.weight" in first_weights["state_dict"]  # the network's own names, not DDP's "module.conv1..."
+    # the launcher's folders (torchelastic_* in the temporary folder, one per launch) are not left behind
+    assert [p.name for p in temp.iterdir() if p.name.startswith(("torchelastic", "cnn-ddp"))] == []
 
 
 def test_killing_one_rank_ends_the_run_as_failed_within_30_s(tmp_path):
