@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from core.config import TrainConfig
@@ -201,6 +202,14 @@ def test_bad_data_parallel_settings_are_one_line_and_exit_2(tmp_path):
         r = train(tmp_path, tmp_path / "runs", "--nproc", "2", "--device", "cuda")
         assert r.returncode == 2 and "device 'cuda' is not available" in r.stderr
     assert not (tmp_path / "runs").exists()
+    # under torchrun the processes are torchrun's: a --nproc that says otherwise is refused (torchrun's own
+    # parser takes --nproc as its --nproc-per-node first; a rank started by the launcher API reads it)
+    from core.config import ConfigError
+    from core.train import build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args([]), processes=2).nproc == 2
+    with pytest.raises(ConfigError, match="--nproc 3 does not match the 2 processes torchrun started"):
+        config_from_args(build_parser().parse_args(["--nproc", "3"]), processes=2)
 
 
 def test_a_dashboard_job_on_two_processes_pauses_stops_and_fails_as_one(tmp_path, shapes_dir):
@@ -324,3 +333,17 @@ def test_killing_the_server_ends_a_data_parallel_job_and_every_rank(tmp_path, sh
     (run_dir,) = runs.glob("2*")
     saved = json.loads((run_dir / "summary.json").read_text())
     assert saved["status"] == "stopped", saved
+
+
+def test_torchrun_standalone_runs_the_same_command(tmp_path):
+    """The issue's own command line: torchrun --standalone --nproc-per-node 2 -m core.train ..."""
+    from core.data import load_dataset
+
+    load_dataset("shapes", tmp_path / "data")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+               "core.train", "--dataset", "shapes", "--data-dir", str(tmp_path / "data"), "--runs-dir",
+               str(tmp_path / "runs"), "--threads", "1", "--batch-size", "16", "--max-steps", "30", "--json"]
+    r = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=240)
+    s = summary(r)
+    assert (s["world_size"], s["global_batch_size"], s["steps"]) == (2, 32, 30)
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [Path(s["run_dir"]).name]
