@@ -70,6 +70,11 @@ def test_two_processes_chosen_on_the_train_page_train_one_run_data_parallel(proj
     assert (config["nproc"], config["threads"], config["epochs"], config["device"]) == (2, 1, 1, "cpu")
     assert summary["images_seen"] == 10_000 and summary["steps"] == 1250  # 10,000 images, 8 a step
 
+    # rank 0's checkpoint and predictions serve the Results page as any run's do
+    open_page(pg, "Results")
+    pg.get_by_text(f"Predictions after epoch 1: {summary['test_accuracy']:.1%}").wait_for()
+    assert pg.locator('[data-testid="stImage"] img').first.evaluate("img => img.naturalWidth") > 100
+
 
 def test_measure_scaling_draws_images_per_second_by_processes(projector):
     pg = projector
