@@ -119,7 +119,8 @@ st.dataframe(shown, hide_index=True, width="stretch", column_config={
 st.header("Compare runs")
 whole = [r.name for r in runs if r.config is not None]
 chosen = st.multiselect("Compare runs", whole, format_func=lambda n: f"{by_name[n].title} ({n})",
-                        max_selections=8, key="runs_compare", help="Two to eight runs.")
+                        max_selections=8, key="runs_compare", bind="query-params",
+                        help="Two to eight runs. The page's link keeps them: share it to show the same comparison.")
 if len(chosen) == 1:
     st.caption("Choose one more run to compare with.")
 elif len(chosen) >= 2:

@@ -54,6 +54,15 @@ def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, 
         assert "Learning rate" in text and "best test accuracy" in text
         assert not any(shared in text for shared in ("Momentum", "Batch size", "Epochs", "Conv width", "Seed"))
 
+        # the page's link keeps the comparison: a teacher shares it, a student opens the same two runs
+        shared = pg.url
+        assert all(os.path.basename(n) in shared for n in names)
+        student = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+        student.goto(shared)
+        student.wait_for_function(f"() => ({LEGEND})('Running loss') !== null", timeout=30_000)
+        assert sorted(n for n, _ in student.evaluate(LEGEND, "Running loss")) == ["lr 0.001", "lr 0.01"]
+        student.context.close()
+
         # share: the chosen run downloads as a zip, which another machine's Runs page takes in
         pg.get_by_role("combobox", name="Run", exact=True).click()
         pg.get_by_role("option", name=os.path.basename(names[1]), exact=False).click()
