@@ -103,13 +103,6 @@ class Normalizer:
         return torch.addcmul(self.shift, images.float(), self.scale)
 
 
-def shuffled_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                     generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch in random order: shuffle once (one gather), then every batch is a cheap slice."""
-    for x, y, _ in rank_batches(images, labels, batch_size, generator):
-        yield x, y
-
-
 def epoch_steps(images: int, batch_size: int, ranks: int = 1) -> int:
     """Optimizer steps in an epoch of `ranks` processes with `batch_size` images each a step (see rank_batches)."""
     full, rest = divmod(images, batch_size * ranks)
