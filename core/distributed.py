@@ -239,8 +239,7 @@ def launch(argv: list[str], nproc: int) -> None:
 
     # the launcher logs every non-zero exit at length; a stopped run (exit code 4) is not an error to a user
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    root = str(Path(__file__).resolve().parents[1])  # the ranks find core/ from wherever the server was started
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    os.environ["PYTHONPATH"] = python_path()  # the ranks find core/ from wherever the server was started
     # the launcher's own folders (a torchelastic_* folder per launch, left in /tmp otherwise) go when it ends
     with tempfile.TemporaryDirectory(prefix="cnn-ddp-") as logs:
         config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
@@ -265,6 +264,12 @@ def _launch(config, argv: list[str]) -> None:
     except SignalException as exc:
         raise LaunchError(f"the launcher was stopped by signal {exc.sigval.name}, and every rank with it",
                           stopped=True) from None
+
+
+def python_path() -> str:
+    """PYTHONPATH for a child `python -m core.train`: the project's folder first, whatever the working folder."""
+    root = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join(dict.fromkeys(filter(None, [root, os.environ.get("PYTHONPATH")])))
 
 
 def first_failure(failures: dict) -> tuple:

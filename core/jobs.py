@@ -128,10 +128,11 @@ def _run_ranks(config: TrainConfig, runs_root: str, events, stop, pause, progres
     through a RankRelay, Stop and Pause go down to it, and it tells every rank."""
     from core.config import command_line
     from core.distributed import LaunchError, RankRelay, launch, rank_argv
-    from core.loop import load_checked, resolve_device
+    from core.loop import check_launch
     from core.runs import RunWriter
+    from core.train import ENDED_BY_RANK_0
 
-    load_checked(config, resolve_device(config.device), progress)  # bad input, said before any process starts
+    check_launch(config, progress)  # bad input, said before any process starts
     events.put({"type": "progress", "message": f"starting {config.nproc} processes (DDP)", "fraction": 1.0})
     relay = RankRelay(events, stop, pause)
     relay.start()
@@ -141,7 +142,7 @@ def _run_ranks(config: TrainConfig, runs_root: str, events, stop, pause, progres
     except LaunchError as exc:
         failure = exc
     end = relay.wait_end(2.0)
-    expected = end is not None and (failure is None or failure.code in (2, 3, 4))  # a run that ended its own way
+    expected = end is not None and (failure is None or failure.code in ENDED_BY_RANK_0)
     if not expected:
         stopped = failure is not None and failure.stopped and stop.is_set()  # Stop, then ended by force
         end = {"type": "end", "status": "stopped" if stopped else "failed", "run_dir": relay.run_dir,

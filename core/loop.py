@@ -574,6 +574,18 @@ def load_checked(config: TrainConfig, device: torch.device, progress: Progress |
     return dataset
 
 
+def check_launch(config: TrainConfig, progress: Progress | None = None) -> torch.device:
+    """Before the processes of a data-parallel run start (the CLI's --nproc, a dashboard job): what a user can
+    fix, said once: the device (and a GPU for each process), the dataset (decoded into its cache now, so the
+    ranks only read it), the memory. Returns the device."""
+    device = resolve_device(config.device)
+    if device.type == "cuda" and config.nproc > torch.cuda.device_count():
+        raise DeviceError(f"--nproc {config.nproc} needs a GPU each, and this machine has "
+                          f"{torch.cuda.device_count()}")
+    load_checked(config, device, progress)
+    return device
+
+
 def run_training(config: TrainConfig, control: Control | None = None, progress: Progress | None = None,
                  runs_root: str | os.PathLike = DEFAULT_ROOT, dataset: Dataset | None = None) -> Iterator[dict]:
     """Load the data, train, and record everything in a new run directory; yields the events.

@@ -33,6 +33,15 @@ class SpeedError(ValueError):
     """Bad sweep settings; the message says which and why."""
 
 
+def check_settings(*pairs: tuple[tuple, str]) -> None:
+    """(values, setting name) pairs: at least one value each, every one within TrainConfig's bounds for that
+    setting; SpeedError with validation's own words otherwise."""
+    for values, setting in pairs:
+        problem = next((p for p in map(lambda v: setting_problem(setting, v), values) if p), None)
+        if not values or problem:
+            raise SpeedError(problem or f"choose at least one {label(setting).lower()}")
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """What a sweep measures: every device x thread count x batch size x width, of the network `model` (whose
@@ -55,11 +64,7 @@ class SweepSpec:
                 raise SpeedError(f"unknown device {d!r}: use cpu, cuda or mps")
             if d not in present:
                 raise SpeedError(f"device {d!r} is not available on this machine (available: {', '.join(present)})")
-        for values, setting in ((self.widths, "conv_width"), (self.batch_sizes, "batch_size"),
-                                (self.threads, "threads")):
-            problem = next((p for p in map(lambda v: setting_problem(setting, v), values) if p), None)
-            if not values or problem:
-                raise SpeedError(problem or f"choose at least one {label(setting).lower()}")
+        check_settings((self.widths, "conv_width"), (self.batch_sizes, "batch_size"), (self.threads, "threads"))
         if not isinstance(self.steps, int) or not 1 <= self.steps <= 10000:
             raise SpeedError("steps must be a whole number from 1 to 10000")
         if not isinstance(self.warmup, int) or not 0 <= self.warmup <= 1000:
@@ -217,11 +222,7 @@ class ScalingSpec:
         most = torch.cuda.device_count() if self.device == "cuda" else 64
         if not self.processes or any(not isinstance(n, int) or not 1 <= n <= most for n in self.processes):
             raise SpeedError(f"processes must be whole numbers from 1 to {most}")
-        for values, setting in ((self.widths, "conv_width"), ((self.batch_size,), "batch_size"),
-                                ((self.threads,), "threads")):
-            problem = next((p for p in map(lambda v: setting_problem(setting, v), values) if p), None)
-            if not values or problem:
-                raise SpeedError(problem or f"choose at least one {label(setting).lower()}")
+        check_settings((self.widths, "conv_width"), ((self.batch_size,), "batch_size"), ((self.threads,), "threads"))
         if not isinstance(self.steps, int) or not 10 <= self.steps <= 10000:
             raise SpeedError("steps must be a whole number from 10 to 10000")
 
@@ -249,9 +250,11 @@ def scaling(spec: ScalingSpec, data_dir: str | os.PathLike,
     import subprocess
     import tempfile
 
+    from core.distributed import python_path
+
     single: dict[int, float] = {}
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": python_path()}
     for width, n, threads in spec.combinations():
         if stop():
             return

@@ -17,6 +17,8 @@ import time
 from core.config import PRESETS, SETTINGS, ArgParser, ConfigError, TrainConfig, add_setting_flags
 
 EXIT_OK, EXIT_OTHER, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_STOPPED = 0, 1, 2, 3, 4
+# a data-parallel run whose ranks exit with one of these ended its own way, and rank 0 has said why
+ENDED_BY_RANK_0 = (EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_STOPPED)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,17 +173,10 @@ def launch_ranks(argv: list[str], config: TrainConfig) -> int:
     """
     from core.data import DatasetError
     from core.distributed import LaunchError, backend, launch
-    from core.loop import DeviceError, load_checked, resolve_device
+    from core.loop import DeviceError, check_launch
 
     try:
-        device = resolve_device(config.device)
-        if device.type == "cuda":
-            import torch
-
-            if config.nproc > torch.cuda.device_count():
-                raise DeviceError(f"--nproc {config.nproc} needs a GPU each, and this machine has "
-                                  f"{torch.cuda.device_count()}")
-        load_checked(config, device, ProgressLine().dataset)
+        device = check_launch(config, ProgressLine().dataset)
     except (ConfigError, DatasetError, DeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -192,7 +187,7 @@ def launch_ranks(argv: list[str], config: TrainConfig) -> int:
     except LaunchError as exc:
         if exc.stopped:
             return EXIT_STOPPED
-        if exc.code in (EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_STOPPED):
+        if exc.code in ENDED_BY_RANK_0:
             return exc.code  # rank 0 has said why
         print(f"error: the data-parallel run failed: {exc}", file=sys.stderr)
         return EXIT_OTHER
