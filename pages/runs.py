@@ -118,9 +118,28 @@ st.dataframe(shown, hide_index=True, width="stretch", column_config={
 # -- compare -----------------------------------------------------------------------------------------------------
 st.header("Compare runs")
 whole = [r.name for r in runs if r.config is not None]
+COMPARE, MOST = "compare", 8  # the URL names the compared runs by their folders: ?compare=NAME&compare=NAME
+
+
+def follow_link() -> None:
+    """A link opened (not the URL this page wrote itself) chooses the runs it names. By folder name, not by the
+    label the list shows (bind="query-params" would put that in the URL): a title edited later, or a new
+    accuracy, does not break a link a teacher has shared."""
+    linked = st.query_params.get_all(COMPARE)
+    if linked == st.session_state.get("runs_compare_link"):
+        return
+    here = [n for n in dict.fromkeys(linked) if n in whole]
+    st.session_state.runs_compare = here[:MOST]
+    if missing := len(dict.fromkeys(linked)) - len(here):
+        st.caption(f"{missing} run(s) named in the link are not on this server.")
+
+
+follow_link()
 chosen = st.multiselect("Compare runs", whole, format_func=lambda n: f"{by_name[n].title} ({n})",
-                        max_selections=8, key="runs_compare", bind="query-params",
+                        max_selections=MOST, key="runs_compare",
                         help="Two to eight runs. The page's link keeps them: share it to show the same comparison.")
+st.query_params[COMPARE] = chosen  # an empty list takes the parameter away
+st.session_state.runs_compare_link = chosen
 if len(chosen) == 1:
     st.caption("Choose one more run to compare with.")
 elif len(chosen) >= 2:

@@ -7,6 +7,7 @@ Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
 
 import json
 import os
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -54,13 +55,17 @@ def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, 
         assert "Learning rate" in text and "best test accuracy" in text
         assert not any(shared in text for shared in ("Momentum", "Batch size", "Epochs", "Conv width", "Seed"))
 
-        # the page's link keeps the comparison: a teacher shares it, a student opens the same two runs
-        shared = pg.url
-        assert all(os.path.basename(n) in shared for n in names)
+        # the page's link keeps the comparison, by the runs' folder names: a teacher shares it (or writes it by
+        # hand), a student opens the same two runs; a name that is not a run here is said, not a crash
+        shared = urllib.parse.urlsplit(pg.url)
+        assert urllib.parse.parse_qs(shared.query)["compare"] == [os.path.basename(n) for n in names]
         student = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
-        student.goto(shared)
-        student.wait_for_function(f"() => ({LEGEND})('Running loss') !== null", timeout=30_000)
-        assert sorted(n for n, _ in student.evaluate(LEGEND, "Running loss")) == ["lr 0.001", "lr 0.01"]
+        by_hand = "&".join(f"compare={os.path.basename(n)}" for n in names)
+        for link in (pg.url, f"{url}/runs?{by_hand}&compare=no-such-run"):
+            student.goto(link)
+            student.wait_for_function(f"() => ({LEGEND})('Running loss') !== null", timeout=30_000)
+            assert sorted(n for n, _ in student.evaluate(LEGEND, "Running loss")) == ["lr 0.001", "lr 0.01"]
+        student.get_by_text("1 run(s) named in the link are not on this server.").wait_for()
         student.context.close()
 
         # share: the chosen run downloads as a zip, which another machine's Runs page takes in
