@@ -16,6 +16,7 @@ DATASETS = ("cifar10", "mnist", "fashion-mnist", "shapes")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DEVICE_LABELS = {"auto": "Fastest present", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
 SCHEDULES = ("constant", "one-cycle")
+OPTIMIZERS = ("sgd", "adam", "rmsprop")  # the update rules the tutorial names; core/optimizers.py builds them
 
 
 class ConfigError(ValueError):
@@ -56,6 +57,9 @@ class TrainConfig:
                         lambda v: _is_number(v) and 0 < v <= 10)
     momentum: float = setting(0.9, "--momentum", "how much of the previous step SGD keeps: smooths the path downhill",
                               "Momentum", "at least 0 and below 1", lambda v: _is_number(v) and 0 <= v < 1)
+    optimizer: str = setting("sgd", "--optimizer", "the update rule: sgd (the tutorial's), adam or rmsprop; momentum "
+                             "and Nesterov apply to sgd, adam and rmsprop take their usual defaults", "Optimizer",
+                             choices=OPTIMIZERS)
     # Nesterov momentum: look ahead along the momentum before taking the gradient
     nesterov: bool = setting(False, "--nesterov", "Nesterov momentum: take the gradient a little ahead, where "
                              "momentum is carrying the weights", "Nesterov momentum", "true or false",
@@ -155,7 +159,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset_values(name: str) -> dict[str, Any]:
     """Every knob of a preset: what it sets, and the tutorial's constant schedule and plain momentum otherwise."""
-    return {"schedule": "constant", "nesterov": False, **PRESETS[name]}
+    return {"schedule": "constant", "nesterov": False, "optimizer": "sgd", **PRESETS[name]}
 
 
 def preset(name: str, **overrides: Any) -> TrainConfig:
@@ -185,6 +189,8 @@ def validate(c: TrainConfig) -> None:
         if meta["choices"] is not None:
             _check(value in meta["choices"], f"{name} must be one of {', '.join(meta['choices'])}, not {value!r}")
     _check(not c.nesterov or c.momentum > 0, "Nesterov momentum needs a momentum above 0")
+    _check(not c.nesterov or c.optimizer == "sgd", f"Nesterov momentum is SGD's; {c.optimizer} keeps running "
+           "averages of its own: choose sgd, or leave Nesterov off")
     _check(c.nproc == 1 or c.device != "mps", "data-parallel training (processes above 1) runs on CPUs (gloo) or "
            "CUDA GPUs (nccl), not on an Apple GPU")
 

@@ -17,9 +17,9 @@ from core.config import DATASETS, PRESETS, SETTINGS, ConfigError, TrainConfig, p
 DATASET_CHOICES = (*DATASETS, "folder")
 PRESET_CHOICES = (*PRESETS, "custom")
 # every setting a link can hold, in the order the Train page shows them
-PARAMS = ("dataset", "folder", "preset", "epochs", "lr", "momentum", "batch_size", "conv_width", "conv2_width",
-          "schedule", "nesterov", "device", "nproc", "seed")
-KNOBS = ("epochs", "lr", "momentum", "batch_size", "conv_width", "conv2_width", "schedule", "nesterov")
+PARAMS = ("dataset", "folder", "preset", "epochs", "optimizer", "lr", "momentum", "batch_size", "conv_width",
+          "conv2_width", "schedule", "nesterov", "device", "nproc", "seed")
+KNOBS = ("epochs", "optimizer", "lr", "momentum", "batch_size", "conv_width", "conv2_width", "schedule", "nesterov")
 LOCK, OTHER_PARAMS = "lock", ("job", "present")  # parameters of the page that are not settings
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 

@@ -23,12 +23,14 @@ import torch
 import torch.nn as nn
 import torch.optim as optim
 
+from core import optimizers
 from core.config import ConfigError, TrainConfig
 from core.data import Dataset, Normalizer, Progress, epoch_steps, load_dataset, rank_batches
 from core.distributed import RankLost, Team, World, join, lost_rank, rank_device, world_from_env
 from core.evaluate import infer, summarize
 from core.memory import check_fits
 from core.model import ModelArgs, Net, count_parameters
+from core.optimizers import Rule
 from core.runs import DEFAULT_ROOT, RunWriter
 
 TUTORIAL_ACCURACY = 0.54  # what the tutorial's own loop reaches after 2 epochs
@@ -181,13 +183,10 @@ def build_model(config: TrainConfig, dataset: Dataset) -> Net:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> optim.Optimizer:
-    # fused SGD updates all parameters in one kernel: fewer launches per step on CPU and CUDA
-    fused = device.type in ("cpu", "cuda")
-    # on a GPU the learning rate lives in GPU memory, so a step recorded as a CUDA graph reads the
-    # value a scheduler sets (fill_) instead of the number it was recorded with
-    lr = torch.tensor(float(config.lr), dtype=torch.float32, device=device) if device.type == "cuda" else config.lr
-    return optim.SGD(model.parameters(), lr=lr, momentum=config.momentum, nesterov=config.nesterov,
-                     fused=fused or None)
+    """The config's update rule (core/optimizers.py). SGD on a GPU keeps its learning rate in GPU memory, so a
+    step recorded as a CUDA graph reads the value a scheduler sets (fill_) instead of the one it was recorded with."""
+    return optimizers.build(model.parameters(), Rule.of(config), device,
+                            tensor_lr=device.type == "cuda" and config.optimizer == "sgd")
 
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -377,7 +376,8 @@ class Loop:
         self.scheduler = make_scheduler(self.optimizer, config, self.total_steps)
         self.step_fn = make_step(self.model, nn.CrossEntropyLoss(), self.optimizer, self.normalize, device,
                                  min(config.batch_size, len(self.train_y)), self.train_x, self.train_y,
-                                 cuda_graph=cuda_graph and not team.distributed)  # DDP hooks are not graphed
+                                 # DDP hooks are not graphed; nor are Adam's and RMSProp's step counters
+                                 cuda_graph=cuda_graph and not team.distributed and config.optimizer == "sgd")
         # a guess spread evenly over the classes has a loss of ln(classes); ten times that means the weights blew
         # up (the network is sure of wrong answers), even where the numbers stay finite
         self.exploded = 10 * math.log(max(2, dataset.num_classes))
@@ -473,8 +473,9 @@ class Loop:
     def divergence_message(self, value: float) -> str:
         what = f"exploded to {value:,.1f}" if math.isfinite(value) else "became infinite or NaN"
         c = self.config
+        rule = f"momentum {c.momentum:g}" if c.optimizer == "sgd" else c.optimizer
         return (f"the loss {what} at step {self.step}: the learning rate {c.lr:g} is too high for this network "
-                f"(with momentum {c.momentum:g}). Lower it, e.g. to {max(c.lr / 10, 0.0001):g}; the tutorial "
+                f"(with {rule}). Lower it, e.g. to {max(c.lr / 10, 0.0001):g}; the tutorial "
                 "uses 0.001.")
 
     def evaluate(self, epoch: int, epoch_tally: Tally) -> dict:

@@ -11,6 +11,7 @@ import streamlit as st
 import ui.live as live
 from core.config import (
     DEVICE_LABELS,
+    OPTIMIZERS,
     PRESETS,
     SCHEDULES,
     SETTINGS,
@@ -27,15 +28,24 @@ from core.jobs import get_manager
 from core.links import KNOBS, LOCK, OTHER_PARAMS, PARAMS, PRESET_CHOICES, link_query, nearest_preset, parse_link
 from core.loop import TUTORIAL_ACCURACY, available_devices, resolve_device
 from core.memory import check_fits, dataset_shape
+from core.optimizers import LABELS as OPTIMIZER_LABELS
 from ui.app import entered, require_app
-from ui.common import app_url, current_job, data_dir, job_active, presenting
+from ui.common import (
+    BATCH_SIZES,
+    LEARNING_RATES,
+    app_url,
+    current_job,
+    data_dir,
+    job_active,
+    plain,
+    presenting,
+    with_value,
+)
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
 DATASET_TEXT = DATASET_LABELS
 PRESET_TEXT = {"tutorial": "Tutorial", "fast": "Fast", "custom": "Custom"}
-LEARNING_RATES = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
-BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 SCHEDULE_TEXT = {"constant": "Constant (the tutorial)", "one-cycle": "One-cycle (warm up, then anneal)"}
 LABELS = {"folder": "Folder path", "preset": "Preset", **{n: label(n) for n in PARAMS if n in SETTINGS}}
 # The live charts take the screen's height below the status and metrics: 270 px on a 1280x720 projector (where
@@ -176,16 +186,23 @@ def use_shapes() -> None:
     st.session_state[key("dataset")] = "shapes"
 
 
-def with_value(options: list, value) -> list:
-    """A select slider's options, with the current value among them (a link or preset may hold any valid one)."""
-    return sorted(set(options) | {value})
-
-
 def widget(name: str, knob: bool = True) -> dict:
     """What every Train control takes: its key, kept across pages, disabled when the lesson locks it, and
     (a knob) making the settings Custom when moved by hand."""
     locked = name in st.session_state.get(key("locked"), set())
     return dict(key=key(name), persist_state=KEEP, disabled=locked, **({"on_change": to_custom} if knob else {}))
+
+
+def sgd_only(options: dict, sgd: bool) -> dict:
+    """Momentum and Nesterov are SGD's: with Adam or RMSProp their controls are shown disabled."""
+    return {**options, "disabled": options["disabled"] or not sgd}
+
+
+def choose_optimizer() -> None:
+    """Nesterov momentum is SGD's: another optimizer turns it off (and the settings become Custom)."""
+    if st.session_state[key("optimizer")] != "sgd":
+        st.session_state[key("nesterov")] = False
+    to_custom()
 
 
 def controls() -> TrainConfig | None:
@@ -206,8 +223,9 @@ def controls() -> TrainConfig | None:
                   help=widget_help("epochs"))
         st.select_slider(LABELS["lr"], with_value(LEARNING_RATES, value("lr")), **widget("lr"),
                          help=widget_help("lr"))
-        st.slider(LABELS["momentum"], 0.0, 0.99, step=0.01, **widget("momentum"),
-                  help=widget_help("momentum"))
+        sgd = value("optimizer") == "sgd"
+        st.slider(LABELS["momentum"], 0.0, 0.99, step=0.01, **sgd_only(widget("momentum"), sgd),
+                  help=widget_help("momentum") + ("" if sgd else " Adam and RMSProp do not use it."))
     with right:
         st.select_slider(LABELS["batch_size"], with_value(BATCH_SIZES, value("batch_size")), **widget("batch_size"),
                          help=widget_help("batch_size"))
@@ -227,11 +245,12 @@ def controls() -> TrainConfig | None:
         st.number_input(LABELS["seed"], 0, 2**31 - 1, step=1, **widget("seed", knob=False),
                         help=widget_help("seed"))
     with st.expander("More settings"):
+        st.selectbox(LABELS["optimizer"], list(OPTIMIZERS), format_func=OPTIMIZER_LABELS.get,
+                     **{**widget("optimizer"), "on_change": choose_optimizer}, help=widget_help("optimizer"))
         st.slider(LABELS["conv2_width"], 1, max(256, value("conv2_width")), **widget("conv2_width"),
                   help=widget_help("conv2_width"))
         st.selectbox(LABELS["schedule"], list(SCHEDULES), format_func=SCHEDULE_TEXT.get, **widget("schedule"))
-        st.checkbox(LABELS["nesterov"], **widget("nesterov"),
-                    help=widget_help("nesterov"))
+        st.checkbox(LABELS["nesterov"], **sgd_only(widget("nesterov"), sgd), help=widget_help("nesterov"))
 
     write_link(link_values())
     config, problem = settings_config()
@@ -248,6 +267,7 @@ def settings_config() -> tuple[TrainConfig | None, str]:
     try:
         config = TrainConfig(dataset=name, data_dir=data_dir(), epochs=values["epochs"], lr=float(values["lr"]),
                              momentum=float(values["momentum"]), nesterov=bool(values["nesterov"]),
+                             optimizer=values["optimizer"],
                              schedule=values["schedule"], batch_size=values["batch_size"],
                              conv_width=values["conv_width"], conv2_width=values["conv2_width"],
                              device=values["device"], seed=int(values["seed"]), nproc=values["nproc"],
@@ -414,7 +434,8 @@ def summary_line() -> str:
     preset = f"{PRESET_TEXT[get('preset')]} · " if get("preset") in PRESETS else ""
     epochs, nproc = get("epochs"), device_and_processes(get("device"))[1]
     batch = f"batch {get('batch_size')}" + (f" × {nproc} processes" if nproc > 1 else "")
-    return (f"{dataset} · {preset}lr {get('lr'):g} · momentum {get('momentum'):g} · {batch} · "
+    rule = f"momentum {get('momentum'):g}" if get("optimizer") == "sgd" else OPTIMIZER_LABELS[get("optimizer")]
+    return (f"{dataset} · {preset}lr {get('lr'):g} · {rule} · {batch} · "
             f"width {get('conv_width')} · {epochs} epoch{'s' if epochs != 1 else ''}")
 
 
@@ -430,7 +451,7 @@ if job is None and not presenting():
     st.caption("The tutorial's steps 3 and 4: a classification cross-entropy loss, SGD with momentum, "
                "and a loop over the data. Set the knobs, click Train, and watch the loss fall.")
 for problem in st.session_state.pop(key("problems"), []):
-    st.warning(f"From the link: {problem}")
+    st.warning(f"From the link: {plain(problem)}")
 if note := st.session_state.pop(key("dataset_note"), ""):
     st.info(note)
 locked = st.session_state.get(key("locked"), set())

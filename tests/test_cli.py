@@ -32,7 +32,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     for args, message in ((["--lr", "0"], "learning rate must be > 0"),
                           (["--dataset", f"folder:{tmp_path / 'nowhere'}"], "there is no folder"),
                           (["--batch-size", "four"], "invalid int value"),
-                          (["--preset", "turbo"], "invalid choice")):
+                          (["--preset", "turbo"], "invalid choice"),
+                          (["--optimizer", "bogus"], "invalid choice: 'bogus' (choose from 'sgd', 'adam', 'rmsprop')"),
+                          (["--optimizer", "adam", "--nesterov"], "Nesterov momentum is SGD's")):
         r = cli(tmp_path, *args)
         assert r.returncode == 2, (args, r.stderr)
         assert message in r.stderr and "Traceback" not in r.stderr
@@ -57,3 +59,15 @@ def test_python_m_core_train_runs_the_module_once(tmp_path):
     imported = [line for line in r.stderr.splitlines() if line.startswith("import time:")]
     assert not any(line.rstrip().endswith("| core.train") for line in imported)
     assert any(line.rstrip().endswith("| core.loop") for line in imported)  # the check can see imports at all
+
+
+def test_adam_trains_from_the_command_line_and_its_run_says_so(tmp_path):
+    r = cli(tmp_path, "--dataset", "shapes", "--optimizer", "adam", "--lr", "0.001", "--batch-size", "32",
+            "--max-steps", "40", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    config = json.loads(open(os.path.join(summary["run_dir"], "config.json")).read())
+    assert config["optimizer"] == "adam" and summary["final_running_loss"] < 2.3  # it learned
+    from core.runs import load_run
+
+    assert "optimizer adam" in load_run(summary["run_dir"]).title

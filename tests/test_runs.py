@@ -70,3 +70,13 @@ def test_a_crash_is_recorded_as_failed(tmp_path, small_shapes, monkeypatch):
         finished_run(tmp_path, small_shapes)
     (run,) = list_runs(tmp_path / "runs")
     assert run.status == "failed" and "simulated out of memory" in run.summary["message"]
+
+
+def test_runs_that_differ_by_optimizer_are_named_by_it(tmp_path):
+    from core.runs import RunInfo
+    from core.runs.compare import legend_names, settings_table
+
+    configs = [TrainConfig(dataset="shapes", epochs=1), TrainConfig(dataset="shapes", epochs=1, optimizer="adam")]
+    runs = [RunInfo(tmp_path / f"run{i}", config=c) for i, c in enumerate(configs)]
+    assert legend_names(runs) == ["optimizer sgd", "optimizer adam"]
+    assert [row["Optimizer"] for row in settings_table(runs)] == ["sgd", "adam"]

@@ -208,7 +208,8 @@ class RunInfo:
         return self.meta.get("title") or describe(self)
 
 
-KNOB_TEXT = {"epochs": "epochs", "lr": "lr", "momentum": "momentum", "batch_size": "batch", "conv_width": "width",
+KNOB_TEXT = {"epochs": "epochs", "optimizer": "optimizer", "lr": "lr", "momentum": "momentum", "batch_size": "batch",
+             "conv_width": "width",
              "conv2_width": "conv2 width", "schedule": "schedule", "nesterov": "Nesterov"}
 
 
