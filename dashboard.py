@@ -18,5 +18,7 @@ if __name__ == "__main__":  # a page view
     run_page(page)
 else:  # the server, as `streamlit run dashboard.py` (or `uvicorn dashboard:app`) starts it
     from ui.live import ROUTES
+    from ui.step_view import warm_up_in_background
 
     app = st.App("dashboard.py", routes=ROUTES)
+    warm_up_in_background()

@@ -429,3 +429,73 @@ def feature_map_images(maps: torch.Tensor) -> torch.Tensor:
     m = maps.detach().float().cpu()
     hi = m.amax(dim=(1, 2), keepdim=True).clamp(min=1e-8)
     return (m / hi * 255).round().to(torch.uint8).unsqueeze(1)
+
+
+# -- inside one step (the Step page) ---------------------------------------------------------------
+
+def scores_figure(classes: Sequence[str], scores: Sequence[float], probs: Sequence[float], true: int) -> go.Figure:
+    """One image's 10 scores (logits) and their softmax probabilities side by side, the true class in green."""
+    colours = [RIGHT if i == true else "#90a4ae" for i in range(len(classes))]
+    labels = [f"<b>{c}</b>" if i == true else c for i, c in enumerate(classes)]
+    bar = dict(type="bar", y=labels, orientation="h", marker={"color": colours}, showlegend=False)
+    fig = go.Figure([{**bar, "x": list(scores), "xaxis": "x", "texttemplate": "%{x:.2f}", "textposition": "auto",
+                      "hovertemplate": "%{y}: score %{x:.4f}<extra></extra>"},
+                     {**bar, "x": list(probs), "xaxis": "x2", "texttemplate": "%{x:.1%}", "textposition": "auto",
+                      "hovertemplate": "%{y}: p = %{x:.4f}<extra></extra>"}])
+    fig.update_layout(title="Scores (logits) and probabilities (softmax)", **LAYOUT, height=430,
+                      xaxis=dict(domain=[0, 0.47], title="score (logit)", zeroline=True),
+                      xaxis2=dict(domain=[0.53, 1], title="probability", range=[0, 1], tickformat=".0%"),
+                      yaxis=dict(autorange="reversed"))
+    return readable(fig)
+
+
+def layer_norms_figure(norms: dict[str, float]) -> go.Figure:
+    """Each layer's gradient size (the norm of its weights' and bias's gradients)."""
+    return _figure([dict(type="bar", x=list(norms), y=list(norms.values()), marker={"color": "#1565c0"},
+                         texttemplate="%{y:.3g}", textposition="outside",
+                         hovertemplate="%{x}: ‖g‖ = %{y:.4g}<extra></extra>")],
+                   title={"text": "Gradient size per layer, ‖g‖"}, height=380,
+                   yaxis={"title": {"text": "norm of the gradient"}, "rangemode": "tozero"})
+
+
+def score_gradients_figure(classes: Sequence[str], gradients: dict[str, Sequence[float]], true: int) -> go.Figure:
+    """d loss / d score for each class, one bar group per loss function: how hard each pushes each score."""
+    labels = [f"<b>{c}</b>" if i == true else c for i, c in enumerate(classes)]
+    colours = {"cross-entropy": "#1565c0", "mse": "#ef6c00"}
+    data = [dict(type="bar", x=labels, y=list(values), name=name, marker={"color": colours.get(name)},
+                 hovertemplate="%{x}: %{y:.4f}<extra>" + name + "</extra>") for name, values in gradients.items()]
+    return _figure(data, title={"text": "Gradient on each score: − pushes the score up, + pushes it down"},
+                   barmode="group", height=400, legend={"orientation": "h", "y": 1.12, "x": 0},
+                   yaxis={"title": {"text": "d loss / d score"}})
+
+
+def step_curve_figure(etas: Sequence[float], losses: Sequence[float], lr: float, before: float) -> go.Figure:
+    """The batch's loss at w − η·d for η on a log axis, the chosen learning rate marked: a small step barely moves
+    the loss, a large one overshoots. Points that blew up (inf or NaN) are left out and said in the title."""
+    finite = [(e, v) for e, v in zip(etas, losses) if math.isfinite(v)]
+    lost = len(etas) - len(finite)
+    title = "The batch's loss along this step, loss(w − η·d)" + (f" ({lost} η blew up: not drawn)" if lost else "")
+    shapes = [("y", before, f"before the step {before:.4g}", "gray", "dot", "bottom left")]
+    fig = _figure([dict(type="scatter", x=[e for e, _ in finite], y=[v for _, v in finite], mode="lines+markers",
+                        name="loss", marker={"size": 8}, line={"width": 3},
+                        hovertemplate="η = %{x:.3g}: loss %{y:.4f}<extra></extra>")], shapes,
+                  title={"text": title}, height=420, showlegend=False,
+                  xaxis={"title": {"text": "η, the step size (the learning rate is marked)"}, "type": "log",
+                         "exponentformat": "power"},
+                  yaxis={"title": {"text": "batch loss"}})
+    at = next((v for e, v in finite if abs(e - lr) <= 1e-9 * lr), None)
+    fig.add_vline(x=lr, line={"color": "#c62828", "width": 2, "dash": "dash"})
+    fig.add_annotation(x=math.log10(lr), y=1, yref="paper", text=f"lr = {lr:g}" + (f": {at:.4g}" if at else ""),
+                       showarrow=False, yanchor="bottom", font={"color": "#c62828", "size": 16})
+    return fig
+
+
+def signed_images(weights: torch.Tensor, largest: float | None = None) -> tuple[torch.Tensor, float]:
+    """Filters (out, in, k, k) as uint8 images on one colour scale shared by all of them: 0 is mid grey, ±largest
+    the brightest and darkest (each colour channel its own sign). Returns the images and the scale's ±value."""
+    w = weights.detach().float().cpu()
+    finite = w[torch.isfinite(w)]
+    top = largest if largest is not None else (float(finite.abs().max()) if finite.numel() else 1.0)
+    top = top if top > 0 else 1.0
+    pixels = (128 + 127 * (w.nan_to_num(0.0) / top).clamp(-1, 1)).round().to(torch.uint8)
+    return pixels, top

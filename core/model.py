@@ -49,7 +49,10 @@ class Net(nn.Module):
         self.fc3 = nn.Linear(84, args.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(F.relu(self.conv1(x)))
+        return self.after_pool1(self.pool(F.relu(self.conv1(x))))
+
+    def after_pool1(self, x: torch.Tensor) -> torch.Tensor:
+        """The layers after conv1 and its pooling (the Step page runs them alone, core/step.py)."""
         x = self.pool(F.relu(self.conv2(x)))
         x = torch.flatten(x, 1)  # flatten all dimensions except batch
         x = F.relu(self.fc1(x))

@@ -29,7 +29,7 @@ def command(at: AppTest) -> str:
     return at.code[0].value
 
 
-@pytest.mark.parametrize("name", ["home", "train", "results", "network", "data", "speed"])
+@pytest.mark.parametrize("name", ["home", "train", "step", "results", "network", "data", "speed"])
 def test_every_page_runs_without_a_run_or_a_job(app_env, name):
     at = page(name).run()
     assert not at.exception, at.exception
@@ -389,3 +389,107 @@ def test_the_epoch_estimate_counts_the_train_pages_dataset(app_env):
     at.selectbox(key="train_dataset").set_value("mnist").run()
     at.switch_page("pages/speed.py").run()
     assert any("60,000 training images" in m.value for m in at.markdown) and not at.exception
+
+
+def test_choosing_adam_on_the_train_page_trains_adam_and_holds_momentum_still(app_env):
+    at = page("train").run()
+    at.selectbox(key="train_optimizer").set_value("adam").run()
+    assert "--optimizer adam" in command(at) and at.radio(key="train_preset").value == "custom"
+    assert at.slider(key="train_momentum").disabled and at.checkbox(key="train_nesterov").disabled
+    assert at.query_params["optimizer"] == ["adam"] or at.query_params["optimizer"] == "adam"
+    next(b for b in at.button if b.label == "Train").click().run()
+    (job,) = app_env.jobs()
+    job.stop()
+    assert job.config.optimizer == "adam" and not job.config.nesterov
+    # the Fast preset's Nesterov is SGD's: choosing Adam after it turns Nesterov off, so the settings can train
+    at.radio(key="train_preset").set_value("fast").run()
+    assert at.checkbox(key="train_nesterov").value and at.selectbox(key="train_optimizer").value == "sgd"
+    at.selectbox(key="train_optimizer").set_value("rmsprop").run()
+    assert not at.checkbox(key="train_nesterov").value and "--optimizer rmsprop" in command(at)
+    assert not at.error and not at.exception
+
+
+def test_the_race_trains_with_the_optimizer_chosen_for_it(app_env):
+    at = page("speed").run()
+    next(s for s in at.selectbox if s.label == "Race optimizer").set_value("adam").run()
+    assert any("learning rate 0.001, Adam" in c.value for c in at.caption)
+    next(b for b in at.button if b.label == "Start the race").click().run()
+    jobs = app_env.jobs()
+    for job in jobs:
+        job.stop()
+    assert jobs and all(j.config.optimizer == "adam" and j.config.lr == 0.001 for j in jobs)
+
+
+def step_page(query: dict) -> AppTest:
+    at = page("step")
+    for name, value in query.items():
+        at.query_params[name] = value
+    return at.run()
+
+
+def step_number(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("**Step "))
+
+
+def test_the_step_page_takes_a_step_on_the_links_settings_and_again_on_a_click(app_env):
+    at = step_page(dict(dataset="shapes", lr="0.02", momentum="0.5", batch_size="8", seed="3", lock="lr"))
+    assert not at.exception, at.exception
+    assert step_number(at).startswith("**Step 1** on batch 1")
+    assert at.select_slider(key="step_lr").value == 0.02 and at.select_slider(key="step_lr").disabled
+    assert at.slider(key="step_momentum").value == 0.5 and not at.slider(key="step_momentum").disabled
+    assert any("largest difference" in m.value and "62,006 parameters" in m.value for m in at.markdown)
+    next(b for b in at.button if b.label == "Take the step").click().run()
+    assert step_number(at).startswith("**Step 2** on batch 1")
+    next(b for b in at.button if b.label == "Next batch").click().run()
+    assert step_number(at).startswith("**Step 3** on batch 2")
+    at.slider(key="step_conv_width").set_value(12).run()  # new settings: a new network, and its first step
+    assert step_number(at).startswith("**Step 1** on batch 1") and at.query_params["conv_width"] in ("12", ["12"])
+    stepper = at.session_state["step_stepper"]
+    assert stepper.model.conv1.out_channels == 12 and stepper.rule.lr == 0.02 and stepper.batch_size == 8
+    at.selectbox(key="step_optimizer").set_value("adam").run()
+    assert at.slider(key="step_momentum").disabled and at.session_state["step_stepper"].rule.optimizer == "adam"
+    assert not at.exception
+
+
+def test_the_step_page_drops_what_it_cannot_use_with_a_line_each(app_env):
+    at = step_page(dict(dataset="shapes", optimizer="bogus", momentum="0.995", batch_size="1024", run="nope",
+                        loss="hinge", conv_width="[x](http://evil.example)"))
+    assert not at.exception, at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    for line in ("optimizer=bogus was ignored: choose one of sgd, adam, rmsprop",
+                 "momentum=0.995 was ignored: this page takes momentum up to 0.99",
+                 "batch_size=1024 was ignored: this page takes up to 128", "run=nope was ignored",
+                 "loss=hinge was ignored"):
+        assert line in warnings.replace("\\", ""), line
+    assert "](http" not in warnings  # the link's text is escaped: never a link on the page
+    stepper = at.session_state["step_stepper"]
+    assert stepper.rule == stepper.rule.__class__("sgd", 0.01, 0.9)  # the page's defaults instead
+    assert stepper.batch_size == 4 and step_number(at).startswith("**Step 1**")
+
+
+def test_the_step_page_takes_a_runs_checkpoint_and_refuses_a_width_it_does_not_have(app_env):
+    from core.loop import run_training
+
+    config = TrainConfig(dataset="shapes", data_dir=os.environ["CNN_DASHBOARD_DATA"], epochs=1, batch_size=64,
+                         lr=0.05, conv_width=8)
+    run_dir = [e for e in run_training(config, runs_root=app_env.runs_root)][-1]["run_dir"]
+    name = os.path.basename(run_dir)
+    at = step_page(dict(run=name, lr="0.01"))
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    stepper = at.session_state["step_stepper"]
+    trained = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)["state_dict"]
+    assert torch.equal(stepper.last.before["conv1.weight"], trained["conv1.weight"])  # step 1 starts from it
+    assert stepper.model.conv1.out_channels == 8
+    # the cached checkpoint is not the one stepped on: another session starts from the trained weights again
+    again = step_page(dict(run=name, lr="0.01"))
+    assert torch.equal(again.session_state["step_stepper"].last.before["conv1.weight"], trained["conv1.weight"])
+    wrong = step_page(dict(run=name, conv_width="12"))
+    assert any("has widths 8/16, not conv_width=12: the fresh network is used" in w.value.replace("\\", "")
+               for w in wrong.warning)
+    assert wrong.session_state["step_stepper"].model.conv1.out_channels == 12
+    # a damaged checkpoint: one line, then the fresh network
+    with open(os.path.join(run_dir, "checkpoint.pt"), "wb") as f:
+        f.write(b"not a checkpoint")
+    damaged = step_page(dict(run=name))
+    assert not damaged.exception and any("damaged" in w.value for w in damaged.warning)
+    assert damaged.session_state["step_stepper"].model.conv1.out_channels == 6

@@ -26,6 +26,7 @@ def app_pages() -> list:
         st.Page(ROOT / "pages/home.py", title="Home", icon="🏠", default=True),
         st.Page(ROOT / "pages/lessons.py", title="Lessons", icon="🎓"),
         st.Page(ROOT / "pages/train.py", title="Train", icon="🏋️"),
+        st.Page(ROOT / "pages/step.py", title="Step", icon="🔬"),
         st.Page(ROOT / "pages/results.py", title="Results", icon="🎯"),
         st.Page(ROOT / "pages/runs.py", title="Runs", icon="🗂️"),
         st.Page(ROOT / "pages/network.py", title="Network", icon="🧩"),

@@ -45,6 +45,26 @@ def data_dir() -> str:
     return os.environ.get("CNN_DASHBOARD_DATA", "data")
 
 
+LEARNING_RATES = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
+BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()#+-.!|<>~$"})
+
+
+def plain(text: str) -> str:
+    """Text from outside (a link's values, a file's name) as Streamlit markdown shows it: as text, never a link,
+    an image or formatting: every punctuation mark markdown reads is escaped, and a zero-width space breaks what
+    it would take for a bare address."""
+    text = str(text)
+    for literal in ("://", "www.", "@"):  # markdown makes a bare address a link even with its marks escaped
+        text = text.replace(literal, literal[0] + "\u200b" + literal[1:])
+    return text.translate(_MARKDOWN)
+
+
+def with_value(options: list, value) -> list:
+    """A select slider's options, with the current value among them (a link or preset may hold any valid one)."""
+    return sorted(set(options) | {value})
+
+
 JOB_PARAM = "job"  # the page URL names the session's training job: a reload finds it again
 
 
