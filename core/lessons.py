@@ -6,6 +6,7 @@ by core/links.py like any other link: a lesson cannot hold a value the Train pag
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -21,7 +22,7 @@ class LessonLink:
     locked: frozenset = frozenset()
 
     def query(self) -> dict[str, str]:
-        if self.page == "train":
+        if self.page in ("train", "step"):  # the Train page's names, checked and locked alike
             return link_query(self.settings, self.locked)
         return {k: str(v) for k, v in self.settings.items()}
 
@@ -42,7 +43,8 @@ class Lesson:
 
 def lessons(dataset: str = "cifar10") -> list[Lesson]:
     """The lessons in the tutorial's order, on `dataset` (cifar10, or shapes where CIFAR-10 cannot be had)."""
-    return [*_first_steps(dataset), *_knobs(dataset), *_devices(dataset)]
+    tour = [*_first_steps(dataset), _inside_a_step(dataset), *_knobs(dataset), *_devices(dataset)]
+    return [dataclasses.replace(lesson, title=f"{i}. {lesson.title}") for i, lesson in enumerate(tour, 1)]
 
 
 def _train_link(dataset: str, label: str, locked: set[str], **changes) -> LessonLink:
@@ -56,7 +58,7 @@ def _first_steps(d: str) -> list[Lesson]:
     """The data, the network's shapes, and training as the tutorial does."""
     return [
         Lesson(
-            "1. The data",
+            "The data",
             "The network learns from labelled pictures: 50,000 small colour images in 10 classes for CIFAR-10, "
             "10,000 drawn shapes for the offline Shapes set. Each picture is 3 channels (red, green, blue) of "
             "32x32 pixels, each pixel a number from 0 to 255. The tutorial first scales these to 0..1 and "
@@ -67,7 +69,7 @@ def _first_steps(d: str) -> list[Lesson]:
             "A pixel has the value 191 (of 255). What is it after ToTensor, and after Normalize((0.5,), (0.5,))?",
         ),
         Lesson(
-            "2. The network's shapes",
+            "The network's shapes",
             "A 32x32 image goes through conv1 (5x5 filters: 32 - 5 + 1 = **28**), a 2x2 max-pool (**14**), "
             "conv2 (14 - 5 + 1 = **10**), another pool (**5**). conv2 has 16 output channels, so fc1 gets "
             "16 · 5 · 5 = **400** numbers. *Conv width* is how many filters conv1 has (the tutorial's 6).",
@@ -77,7 +79,7 @@ def _first_steps(d: str) -> list[Lesson]:
             "Doubling conv width from 6 to 12: which layers' parameters change, and which stay the same? Why?",
         ),
         Lesson(
-            "3. Train it the tutorial's way",
+            "Train it the tutorial's way",
             "The tutorial's loop: take 4 images, compute the cross-entropy loss of the network's guesses, "
             "backpropagate, and let SGD (learning rate 0.001, momentum 0.9) nudge every weight. It prints the "
             "*running loss*, the average loss of the last batches: watch it fall. A guess spread evenly over "
@@ -90,11 +92,29 @@ def _first_steps(d: str) -> list[Lesson]:
     ]
 
 
+def _inside_a_step(d: str) -> Lesson:
+    """What one step of the loop does to one weight, with the numbers in (the Step page)."""
+    return Lesson(
+        "Inside one step",
+        "Each step of the loop does four things: `optimizer.zero_grad()` clears the gradients (they add up "
+        "otherwise), the **forward** pass scores the batch's images and the loss says how wrong the scores are, "
+        "`loss.backward()` gives every weight its **gradient** g (how much the loss would rise if the weight rose "
+        "a little), and `optimizer.step()` moves every weight **against** its gradient. For SGD with momentum: "
+        "buf = μ·buf + g, then w_new = w − lr·buf. The Step page takes one step on one batch, shows each stage "
+        "with PyTorch's own numbers, and checks the rule written out against `optimizer.step()`.",
+        (LessonLink("Take one step with the tutorial's settings", "step",
+                    dict(dataset=d, lr=0.001, momentum=0.9, batch_size=4), frozenset({"lr"})),),
+        "the Update tab: w, g, buf and w_new of one weight; press Take the step and watch buf build up; then the "
+        "Effect tab: the batch's loss for a much smaller and a much larger step than the learning rate.",
+        "The gradient of this weight is −0.02 and lr is 0.001: which way does the weight move, and by how much?",
+    )
+
+
 def _knobs(d: str) -> list[Lesson]:
     """What each knob does: learning rate, momentum, longer training."""
     return [
         Lesson(
-            "4. The learning rate",
+            "The learning rate",
             "The learning rate is the size of SGD's step. Too high and the steps overshoot: the loss jumps "
             "up instead of down and *diverges* (the weights blow up), or every ReLU ends up outputting 0 "
             "and the network guesses one class. Too low and the weights barely move: after an epoch the "
@@ -107,7 +127,7 @@ def _knobs(d: str) -> list[Lesson]:
             "Which rate would you choose, and why not the largest one that does not diverge?",
         ),
         Lesson(
-            "5. Momentum",
+            "Momentum",
             "Momentum makes SGD keep part of its last step, like a ball rolling downhill: small, noisy "
             "gradients add up to steady progress. The tutorial uses 0.9 (keep 90% of the last step).",
             (_train_link(d, "Momentum 0", {"momentum", "lr", "epochs"}, momentum=0.0, epochs=1),
@@ -118,7 +138,23 @@ def _knobs(d: str) -> list[Lesson]:
             "With momentum 0, what would you have to change to learn as fast as with 0.9?",
         ),
         Lesson(
-            "6. Overfitting",
+            "Optimizers",
+            "The tutorial names other update rules than SGD. *Adam* keeps two running averages for every weight: "
+            "m, of its gradient (like momentum), and v, of its gradient squared, and moves each weight by "
+            "m / √v: about lr each step, whether its gradient is large or tiny. Train one epoch with each, then "
+            "compare them.",
+            (_train_link(d, "SGD without momentum (lr 0.01)", {"optimizer", "lr", "momentum", "epochs"}, lr=0.01,
+                         momentum=0.0, epochs=1),
+             _train_link(d, "SGD with momentum 0.9 (the tutorial)", {"optimizer", "lr", "momentum", "epochs"},
+                         epochs=1),
+             _train_link(d, "Adam (lr 0.001)", {"optimizer", "lr", "epochs"}, optimizer="adam", epochs=1),
+             LessonLink("Compare them on the Runs page", "runs")),
+            "the loss curves side by side on the Runs page (choose the three under Compare runs: the legend names "
+            "each by its optimizer), and each one's test accuracy.",
+            "Which one's loss falls soonest? Why would dividing by √v help a weight whose gradient is always tiny?",
+        ),
+        Lesson(
+            "Overfitting",
             "Trained for long enough, a network starts to *memorize* its training images instead of learning "
             "what a class looks like. Its accuracy on the training images keeps climbing while its accuracy "
             "on test images it has never seen stalls or falls. The accuracy chart shows both.",
@@ -134,7 +170,7 @@ def _devices(d: str) -> list[Lesson]:
     """Where it trains: a wider network on a GPU, then several processes (data parallelism)."""
     return [
         Lesson(
-            "7. Widen the network: CPU against GPU",
+            "Widen the network: CPU against GPU",
             "The tutorial's exercise: make the network wider and see whether a GPU helps. A tiny network does "
             "so little work per image that a GPU spends its time waiting; as conv width grows, the work "
             "grows and the GPU pulls ahead. On a machine without a GPU the Speed page compares thread counts "
@@ -144,7 +180,7 @@ def _devices(d: str) -> list[Lesson]:
             "At which width does the faster device win here? Why does a wider network favour the GPU?",
         ),
         Lesson(
-            "8. Several processes: data parallelism",
+            "Several processes: data parallelism",
             "The tutorial ends by pointing at more than one GPU. *Data parallelism* trains a copy of the network "
             "in each process (or GPU): every step each copy takes its own share of the batch and computes its "
             "gradients, then the copies **average their gradients** (PyTorch's DistributedDataParallel does it "

@@ -6,6 +6,7 @@ Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -85,12 +86,23 @@ def test_a_lesson_link_opens_its_page_set_up_and_trains_in_view(classroom, proje
     if link.page == "speed":
         pg.get_by_role("heading", name="Sweep: images per second by width").wait_for()
         return
-    if link.page == "runs":  # after the lesson's two trainings: both are there to compare
+    if link.page == "runs":  # after the lesson's trainings: they are there to compare, named by what they are
         pg.get_by_role("heading", name="Compare runs").wait_for()
         box = pg.get_by_role("combobox", name="Compare runs", exact=True)
         box.click()
         box.press("ArrowDown")
-        assert pg.get_by_role("option").filter(has_text="momentum 0 ").count() >= 1  # named by what they are
+        named = "optimizer adam" if title.endswith("Optimizers") else "momentum 0 "
+        assert pg.get_by_role("option").filter(has_text=named).count() >= 1
+        return
+    if link.page == "step":  # one step taken on the lesson's settings, the learning rate held
+        pg.get_by_text("Step 1 on batch 1").wait_for(timeout=60_000)
+        pg.get_by_role("tab", name="Update", exact=True).click()
+        rule = pg.locator(".step-rule[data-line=w_new] .symbols")
+        assert rule.inner_text() == "w_new = w − lr·buf"
+        assert pg.get_by_text(re.compile(r"lr = 0.001, μ = 0.9, step t = 1")).is_visible()
+        pg.get_by_text(re.compile("Settings: ")).click()
+        assert pg.get_by_role("slider", name="Learning rate").is_disabled()
+        assert pg.get_by_role("slider", name="Momentum").is_enabled()
         return
     # a Train link: the controls show its values, the lesson's locks and only those are disabled
     settings = parse_link(link.query()).values

@@ -47,18 +47,24 @@ def test_link_settings_make_the_round_trip_through_the_url():
 @pytest.mark.parametrize("dataset", ["cifar10", "shapes"])
 def test_every_lesson_link_is_usable_and_follows_the_tutorial(dataset):
     tour = lessons(dataset)
-    assert [lesson.title.split(". ")[1] for lesson in tour][:7] == [
-        "The data", "The network's shapes", "Train it the tutorial's way", "The learning rate", "Momentum",
-        "Overfitting", "Widen the network: CPU against GPU"]
+    assert [lesson.title for lesson in tour][:9] == [
+        "1. The data", "2. The network's shapes", "3. Train it the tutorial's way", "4. Inside one step",
+        "5. The learning rate", "6. Momentum", "7. Optimizers", "8. Overfitting",
+        "9. Widen the network: CPU against GPU"]
     for lesson in tour:
         assert lesson.text and lesson.look_at and lesson.question.endswith("?") and lesson.links
         for link in lesson.links:
-            assert link.page in ("train", "data", "network", "speed", "runs")
-            if link.page == "train":
+            assert link.page in ("train", "step", "data", "network", "speed", "runs")
+            if link.page in ("train", "step"):
                 parsed = parse_link(link.query())
                 assert parsed.problems == [] and parsed.values["dataset"] == dataset
                 assert parsed.locked == set(link.locked)
-    rates = [parse_link(link.query()).values["lr"] for link in tour[3].links]
+    step = parse_link(tour[3].links[0].query())  # the Step page, the learning rate held for the lesson's question
+    assert tour[3].links[0].page == "step" and step.locked == {"lr"} and step.values["lr"] == 0.001
+    rates = [parse_link(link.query()).values["lr"] for link in tour[4].links]
     assert max(rates) == 10 and min(rates) == 0.0001  # too high and too low
-    assert {parse_link(link.query()).values["momentum"] for link in tour[4].links if link.page == "train"} == {0.0, 0.9}
-    assert tour[4].links[-1].page == "runs"  # then compared, side by side
+    assert {parse_link(link.query()).values["momentum"] for link in tour[5].links if link.page == "train"} == {0.0, 0.9}
+    assert tour[5].links[-1].page == "runs"  # then compared, side by side
+    trained = [parse_link(link.query()).values for link in tour[6].links if link.page == "train"]
+    assert [(v["optimizer"], v["momentum"] if v["optimizer"] == "sgd" else None) for v in trained] == [
+        ("sgd", 0.0), ("sgd", 0.9), ("adam", None)] and tour[6].links[-1].page == "runs"
