@@ -16,7 +16,7 @@ import ui.step_view as view
 from core import runs as runs_mod
 from core.config import OPTIMIZERS, ConfigError, TrainConfig, label, widget_help
 from core.data import DATASET_LABELS, default_dataset
-from core.links import link_query, parse_link
+from core.links import OTHER_PARAMS, PARAMS, link_query, parse_link
 from core.loop import build_model
 from core.optimizers import LABELS as OPTIMIZER_LABELS
 from core.optimizers import Rule
@@ -71,15 +71,20 @@ def link_problems(query: dict, values: dict) -> list[str]:
 
 
 def apply_link() -> None:
-    """A link's settings, when the page is entered with them (a lesson, a URL typed or shared); else the session's."""
-    query = {k: v for k, v in st.query_params.to_dict().items() if k in (*NAMES, "run", "loss", "lock")}
+    """A link's settings, when the page is entered with them (a lesson, a URL typed or shared); else the session's.
+    A Train link's other settings (epochs, preset, ...) are not this page's and are passed over; a name that is no
+    setting at all gets a line."""
+    everything = st.query_params.to_dict()
+    query = {k: v for k, v in everything.items() if k in (*NAMES, "run", "loss", "lock")}
     fresh_session = key("seen") not in st.session_state
     if not fresh_session and (not entered() or query == st.session_state[key("seen")] or not query):
         return
     st.session_state[key("seen")] = query
     link = parse_link({k: v for k, v in query.items() if k not in ("run", "loss")})
     values = {**defaults(), **link.values}
-    problems = link.problems + link_problems(query, values)
+    unknown = [f"{name} is not a setting of this page and was ignored." for name in everything
+               if name not in (*PARAMS, *OTHER_PARAMS, "run", "loss", "lock", "stage")]
+    problems = link.problems + link_problems(query, values) + unknown
     values = {**defaults(), **values}  # what the page could not take: its default
     if values["optimizer"] != "sgd":
         values["nesterov"] = False  # SGD's alone

@@ -453,15 +453,16 @@ def test_the_step_page_takes_a_step_on_the_links_settings_and_again_on_a_click(a
 
 def test_the_step_page_drops_what_it_cannot_use_with_a_line_each(app_env):
     at = step_page(dict(dataset="shapes", optimizer="bogus", momentum="0.995", batch_size="1024", run="nope",
-                        loss="hinge", conv_width="[x](http://evil.example)"))
+                        loss="hinge", conv_width="[x](http://evil.example)", colour="red", epochs="3"))
     assert not at.exception, at.exception
     warnings = " ".join(w.value for w in at.warning)
     for line in ("optimizer=bogus was ignored: choose one of sgd, adam, rmsprop",
                  "momentum=0.995 was ignored: this page takes momentum up to 0.99",
                  "batch_size=1024 was ignored: this page takes up to 128", "run=nope was ignored",
-                 "loss=hinge was ignored"):
+                 "loss=hinge was ignored", "colour is not a setting of this page"):
         assert line in warnings.replace("\\", ""), line
     assert "](http" not in warnings  # the link's text is escaped: never a link on the page
+    assert "epochs" not in warnings  # a Train link's own settings are passed over quietly
     stepper = at.session_state["step_stepper"]
     assert stepper.rule == stepper.rule.__class__("sgd", 0.01, 0.9)  # the page's defaults instead
     assert stepper.batch_size == 4 and step_number(at).startswith("**Step 1**")
@@ -493,3 +494,14 @@ def test_the_step_page_takes_a_runs_checkpoint_and_refuses_a_width_it_does_not_h
     damaged = step_page(dict(run=name))
     assert not damaged.exception and any("damaged" in w.value for w in damaged.warning)
     assert damaged.session_state["step_stepper"].model.conv1.out_channels == 6
+
+
+@pytest.mark.parametrize("name, param", [("train", "lr"), ("network", "conv_width"), ("data", "dataset")])
+def test_a_links_values_are_shown_as_text_never_as_a_link_or_an_image(app_env, name, param):
+    at = page(name)
+    at.query_params[param] = "[x](http://evil.example) ![](http://x/y.png)"
+    at.run()
+    shown = [w.value for w in at.warning if "From the link" in w.value]
+    assert shown and not at.exception
+    # every bracket escaped, the addresses broken by a zero-width space: markdown makes neither a link nor an image
+    assert all("\\[x\\]\\(http:\u200b//evil\\.example\\)" in w and "!\\[" in w for w in shown), shown

@@ -213,7 +213,7 @@ def from_link(param: str, session_key: str, parse) -> None:
     try:
         st.session_state[session_key] = parse(text)
     except ValueError as exc:
-        st.warning(f"From the link: {param}={text} was ignored: {exc}.")
+        st.warning(f"From the link: {plain(f'{param}={text} was ignored: {exc}.')}")
 
 
 def keep_in_link(param: str, session_key: str, text: str) -> None:
