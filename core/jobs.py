@@ -51,6 +51,23 @@ def env_int(name: str, default: int, low: int, high: int) -> int:
     return default
 
 
+_said: set[str] = set()
+
+
+def env_path(name: str, default: str) -> str:
+    """A folder setting from the environment. Empty (or blank) is not a folder: it would make the folder the server
+    was started in the runs or data folder, so the default is used, with one line in the server's log."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    if text.strip() == "":
+        if name not in _said:
+            _said.add(name)
+            log(f"{name} is empty; using {default!r}")
+        return default
+    return text
+
+
 # -- the worker (runs in the child process or a thread) -----------------------------------
 
 def _die_with_parent(parent: int, tasks, events, stop) -> None:
@@ -340,16 +357,16 @@ class Job:
             self.worker.terminate()
 
     def pause(self) -> None:
-        if self.worker is not None and self.status in ("running", "starting"):
-            self.worker.pause_event.set()
-            with self._lock:
-                self.status = "paused"
+        with self._lock:
+            if self.worker is not None and self.status in ("running", "starting"):
+                self.worker.pause_event.set()
+                self._become_locked("paused")
 
     def resume(self) -> None:
-        if self.worker is not None and self.status == "paused":
-            self.worker.pause_event.clear()
-            with self._lock:
-                self.status = "running"
+        with self._lock:
+            if self.worker is not None and self.status == "paused":
+                self.worker.pause_event.clear()
+                self._become_locked("running")
 
     # -- state ---------------------------------------------------------------------------
     def version(self) -> tuple:
@@ -371,15 +388,26 @@ class Job:
             if event.get("run_dir"):
                 self.run_dir = event["run_dir"]
             if kind in ("start", "resumed") or (kind in ("loss", "speed_row") and self.status == "starting"):
-                self.status = "running"
+                self._become_locked("running")
             elif kind == "paused":
-                self.status = "paused"
+                self._become_locked("paused")
             elif kind == "end":
                 self._finish_locked(event["status"], event.get("message", ""))
 
+    def _become_locked(self, status: str) -> bool:
+        """The one place a job's status changes (its lock held). A job that has ended never becomes active again:
+        a Pause or Resume that loses the race with the worker's end event changes nothing, so the job cannot hold
+        its slot for good. Returns whether the status changed."""
+        if self.status not in ACTIVE:
+            return False
+        self.status = status
+        return True
+
     def _finish_locked(self, status: str, message: str) -> None:
-        self.status, self.message = status, message
-        log(f"job {self.id} {status} after {time.time() - self.created:.1f} s" + (f": {message}" if message else ""))
+        if self._become_locked(status):
+            self.message = message
+            log(f"job {self.id} {status} after {time.time() - self.created:.1f} s" + (f": {message}" if message
+                                                                                       else ""))
 
 
 class TrainJob(Job):
@@ -485,7 +513,9 @@ class JobManager:
             self._pending = [j for j in self._pending if j.status == "waiting"]
             while self._pending and len(self.running()) < self.max_running:
                 job = self._pending.pop(0)
-                job.status = "starting"
+                with job._lock:
+                    if not job._become_locked("starting"):  # stopped while it waited
+                        continue
                 job.worker = self._take_worker()
                 log(f"job {job.id} starting ({job.kind}; {len(self._pending)} waiting)")
                 job.worker.tasks.put(job.task(self.runs_root))
@@ -564,5 +594,5 @@ def get_manager() -> JobManager:
     global _manager
     with _manager_lock:
         if _manager is None:
-            _manager = JobManager(runs_root=os.environ.get("CNN_DASHBOARD_RUNS", "runs"))
+            _manager = JobManager(runs_root=env_path("CNN_DASHBOARD_RUNS", "runs"))
         return _manager

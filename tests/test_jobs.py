@@ -143,3 +143,25 @@ def test_a_worker_never_reruns_the_page_script_that_started_it(tmp_path, shapes_
     process = StartedWhileAPageBegins()
     jobs._start_without_main(process)
     assert sys.modules["__main__"] is process.set_by_page
+
+
+def test_pause_and_resume_racing_the_end_never_hold_the_slot(tmp_path, shapes_dir):
+    """Pause and Resume pressed over and over while a job ends (real process workers): the job ends ended, Stop
+    and Pause do nothing to it after, and the next job gets the slot. Five rounds, one job each."""
+    m = JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="process")
+    try:
+        for round_ in range(5):
+            job = m.start(cfg(shapes_dir, batch_size=32, max_steps=120, seed=round_))
+            wait_for(lambda job=job: job.status in ("running", "finished"), timeout=120)
+            while not job.history.end:
+                job.pause()
+                job.resume()
+            wait_for(lambda job=job: job.status not in ("running", "paused", "starting"), timeout=30)
+            job.pause()  # after the end: nothing changes
+            job.resume()
+            assert job.status == "finished", (round_, job.status)
+            assert not job.snapshot().active and job not in m.running()
+        last = m.start(cfg(shapes_dir, max_steps=5))
+        wait_for(lambda: last.status == "finished", timeout=120)  # the slot was free
+    finally:
+        m.shutdown()
