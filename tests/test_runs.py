@@ -80,3 +80,37 @@ def test_runs_that_differ_by_optimizer_are_named_by_it(tmp_path):
     runs = [RunInfo(tmp_path / f"run{i}", config=c) for i, c in enumerate(configs)]
     assert legend_names(runs) == ["optimizer sgd", "optimizer adam"]
     assert [row["Optimizer"] for row in settings_table(runs)] == ["sgd", "adam"]
+
+
+def test_only_run_folders_are_deleted(tmp_path):
+    from core.runs import delete_run
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "architecture.md").write_text("not a run")
+    with pytest.raises(RunError, match="not a run folder"):
+        delete_run(tmp_path, "docs")
+    assert (tmp_path / "docs" / "architecture.md").exists()
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "metrics.jsonl").write_text("")  # a run whose config.json was lost: still a run
+    delete_run(tmp_path, "half")
+    assert not (tmp_path / "half").exists()
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_folder_setting_is_the_default_not_the_servers_folder(monkeypatch, capsys, value):
+    import core.jobs
+    from core.jobs import env_path
+
+    monkeypatch.setattr(core.jobs, "_said", set())
+    monkeypatch.setenv("CNN_DASHBOARD_RUNS", value)
+    monkeypatch.setattr(core.jobs, "_manager", None)
+    monkeypatch.setattr(core.jobs, "JobManager", lambda runs_root: runs_root)  # no workers started for this
+    assert env_path("CNN_DASHBOARD_RUNS", "runs") == "runs"
+    assert core.jobs.get_manager() == "runs"  # the server's manager writes into runs/, not the project folder
+    monkeypatch.setenv("CNN_DASHBOARD_DATA", value)
+    from ui.common import data_dir
+
+    assert data_dir() == "data" and data_dir() == "data"
+    said = capsys.readouterr().err
+    assert said.count("CNN_DASHBOARD_RUNS is empty; using 'runs'") == 1
+    assert said.count("CNN_DASHBOARD_DATA is empty; using 'data'") == 1  # once, not on every page run

@@ -136,3 +136,39 @@ def test_speed_results_are_kept_and_listed_like_runs(app_env):
                for label in labels), labels
     assert any(label.startswith("Race, ") and "CPU, 1 thread: finished" in label for label in labels), labels
     assert not at.exception
+
+
+@pytest.mark.parametrize("status", [5, ["x"], None])
+def test_a_summary_with_a_bad_status_is_damaged_and_the_run_can_still_be_deleted(app_env, tmp_path, small_shapes,
+                                                                                 status):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    bad = train(app_env, tmp_path, small_shapes, 0.01)
+    good = app_env.runs_root + "/" + bad.name + "-copy"
+    shutil.copytree(bad, good)
+    summary = json.loads((bad / "summary.json").read_text())
+    (bad / "summary.json").write_text(json.dumps({**summary, "status": status}))
+    assert load_run(bad).status == "damaged" and load_run(good).status == "finished"
+    at = page("runs").run()
+    assert not at.exception and not [e.value for e in at.error if "could not be drawn" in e.value]
+    assert dict(zip(at.dataframe[0].value["Folder"], at.dataframe[0].value["Status"]))[bad.name] == "damaged"
+    at.selectbox(key="runs_one").set_value(bad.name).run()
+    at.checkbox(key=f"runs_sure_{bad.name}").check().run()
+    next(b for b in at.button if b.label == "Delete the run").click().run()
+    assert not bad.exists() and Path(good).exists()
+    listed = subprocess.run([sys.executable, "-m", "core.runs", "--runs-dir", app_env.runs_root, "list"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr
+
+
+def test_a_summary_with_a_number_that_is_not_one_is_damaged(tmp_path, app_env, small_shapes):
+    import json
+
+    made = train(app_env, tmp_path, small_shapes, 0.02)
+    summary = json.loads((made / "summary.json").read_text())
+    (made / "summary.json").write_text(json.dumps({**summary, "train_seconds": "soon"}))
+    assert load_run(made).status == "damaged" and "train_seconds is not a number" in load_run(made).error

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import streamlit as st
 
 from core import runs as runs_mod
-from core.jobs import Job, Snapshot, get_manager
+from core.jobs import Job, Snapshot, env_path, get_manager
 
 STATUS_WORDS = {
     "waiting": "waiting for a free slot",
@@ -42,7 +41,7 @@ def runs_root() -> str:
 
 
 def data_dir() -> str:
-    return os.environ.get("CNN_DASHBOARD_DATA", "data")
+    return env_path("CNN_DASHBOARD_DATA", "data")
 
 
 LEARNING_RATES = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]

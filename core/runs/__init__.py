@@ -277,6 +277,8 @@ def delete_run(root: str | os.PathLike, name: str) -> None:
     path = (root / name).resolve()
     if not name or "/" in name or "\\" in name or name.startswith(".") or path.parent != root or not path.is_dir():
         raise RunError(f"there is no run {name!r} in {root}")
+    if not any((path / f).exists() for f in ("config.json", "metrics.jsonl", "summary.json", RUNNING)):
+        raise RunError(f"{name} is not a run folder (it has none of a run's files), so it is not deleted")
     if is_running(path):
         raise RunError(f"{name} is still training: stop it first (its folder is kept while it runs)")
     shutil.rmtree(path)
@@ -317,6 +319,7 @@ def load_run(path: str | os.PathLike, with_events: bool = True) -> RunInfo:
             info.summary = json.loads(summary_path.read_text())
             if not isinstance(info.summary, dict) or "status" not in info.summary:
                 raise ValueError("no status")
+            check_summary(info.summary)
         except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
             info.summary = None
             info.error = f"summary.json is damaged ({exc})"
@@ -324,6 +327,25 @@ def load_run(path: str | os.PathLike, with_events: bool = True) -> RunInfo:
         info.history = History.of(read_events(info.path / "metrics.jsonl"))
     info.meta = read_meta(info.path)
     return info
+
+
+END_STATUSES = ("finished", "stopped", "diverged", "failed", "interrupted", "imported")  # "imported": a bare checkpoint
+SUMMARY_NUMBERS = ("test_accuracy", "images_per_second", "train_seconds", "epochs_completed", "steps",
+                   "images_seen", "final_running_loss")
+
+
+def check_summary(summary: dict) -> None:
+    """A summary's fields as every page and the command line read them, or ValueError naming the first bad one (an
+    uploaded or edited run can hold anything)."""
+    if summary["status"] not in END_STATUSES:
+        raise ValueError(f"status {str(summary['status'])[:40]!r} is not one of {', '.join(END_STATUSES)}")
+    for name in SUMMARY_NUMBERS:
+        value = summary.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{name} is not a number")
+    for name in ("device", "message"):
+        if not isinstance(summary.get(name, ""), (str, type(None))):
+            raise ValueError(f"{name} is not text")
 
 
 def list_runs(root: str | os.PathLike = DEFAULT_ROOT, with_events: bool = False) -> list[RunInfo]:
