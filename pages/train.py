@@ -45,6 +45,7 @@ from ui.common import (
 require_app()  # first: a page run without dashboard.py is run again through it
 
 DATASET_TEXT = DATASET_LABELS
+MAX_MOMENTUM = 0.99  # the Momentum control's top
 PRESET_TEXT = {"tutorial": "Tutorial", "fast": "Fast", "custom": "Custom"}
 SCHEDULE_TEXT = {"constant": "Constant (the tutorial)", "one-cycle": "One-cycle (warm up, then anneal)"}
 LABELS = {"folder": "Folder path", "preset": "Preset", **{n: label(n) for n in PARAMS if n in SETTINGS}}
@@ -137,6 +138,11 @@ def apply_link() -> None:
     if chosen in PRESETS:
         values.update(preset_values(chosen))
     values.update(link.values)
+    if values["momentum"] > MAX_MOMENTUM:  # valid for a run, beyond the slider: dropped like any other value
+        link.problems.append(f"momentum={values['momentum']:g} was ignored: the Momentum control goes up to "
+                             f"{MAX_MOMENTUM}.")
+        values["momentum"] = preset_values("tutorial")["momentum"] if chosen not in PRESETS else \
+            preset_values(chosen)["momentum"]
     if "device" in link.values and values["device"] not in ("auto", *available_devices()):
         link.problems.append(f"device={values['device']} was ignored: this machine has no "
                              f"{DEVICE_LABELS.get(values['device'], values['device'])}.")
@@ -224,7 +230,7 @@ def controls() -> TrainConfig | None:
         st.select_slider(LABELS["lr"], with_value(LEARNING_RATES, value("lr")), **widget("lr"),
                          help=widget_help("lr"))
         sgd = value("optimizer") == "sgd"
-        st.slider(LABELS["momentum"], 0.0, 0.99, step=0.01, **sgd_only(widget("momentum"), sgd),
+        st.slider(LABELS["momentum"], 0.0, MAX_MOMENTUM, step=0.01, **sgd_only(widget("momentum"), sgd),
                   help=widget_help("momentum") + ("" if sgd else " Adam and RMSProp do not use it."))
     with right:
         st.select_slider(LABELS["batch_size"], with_value(BATCH_SIZES, value("batch_size")), **widget("batch_size"),

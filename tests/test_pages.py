@@ -505,3 +505,13 @@ def test_a_links_values_are_shown_as_text_never_as_a_link_or_an_image(app_env, n
     assert shown and not at.exception
     # every bracket escaped, the addresses broken by a zero-width space: markdown makes neither a link nor an image
     assert all("\\[x\\]\\(http:\u200b//evil\\.example\\)" in w and "!\\[" in w for w in shown), shown
+
+
+def test_a_link_value_beyond_a_control_is_dropped_with_a_line_not_a_broken_page(app_env):
+    at = page("train")
+    at.query_params["momentum"] = "0.995"  # a valid momentum, above the slider's 0.99
+    at.query_params["lr"] = "0.02"
+    at.run()
+    assert not at.exception and not [e.value for e in at.error if "could not be drawn" in e.value]
+    assert any("momentum=0.995 was ignored" in w.value.replace("\\", "") for w in at.warning)  # (escaped: text)
+    assert at.slider(key="train_momentum").value == 0.9 and at.select_slider(key="train_lr").value == 0.02
