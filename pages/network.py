@@ -76,7 +76,7 @@ if run is None:
     st.stop()
 follow_running(run)
 model = model_for(run)
-data = dataset_for(run.config.dataset, run.config.data_dir)
+data = dataset_for(run.config.dataset)  # the server's own data folder, never one a run names
 if model is None or data is None:
     st.stop()
 st.markdown(f"This run (conv width {model.conv1.out_channels}, conv2 width {model.conv2.out_channels}) has "

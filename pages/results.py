@@ -18,7 +18,7 @@ if run is None:
     no_runs_yet()
     st.stop()
 follow_running(run)
-data = dataset_for(run.config.dataset, run.config.data_dir)
+data = dataset_for(run.config.dataset)  # the server's own data folder, never one a run names
 pred = predictions_for(run)
 if data is None or pred is None:
     if data is not None:

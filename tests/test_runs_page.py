@@ -172,3 +172,16 @@ def test_a_summary_with_a_number_that_is_not_one_is_damaged(tmp_path, app_env, s
     summary = json.loads((made / "summary.json").read_text())
     (made / "summary.json").write_text(json.dumps({**summary, "train_seconds": "soon"}))
     assert load_run(made).status == "damaged" and "train_seconds is not a number" in load_run(made).error
+
+
+@pytest.mark.parametrize("name", ["results", "network"])
+def test_a_runs_config_never_chooses_where_the_server_writes(app_env, tmp_path, small_shapes, name):
+    import json
+
+    made = train(app_env, tmp_path, small_shapes, 0.02)
+    config = json.loads((made / "config.json").read_text())
+    elsewhere = tmp_path / "somewhere" / "else"
+    (made / "config.json").write_text(json.dumps({**config, "data_dir": str(elsewhere)}))  # as an upload might say
+    at = page(name).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not (tmp_path / "somewhere").exists()  # the server's own data folder was used

@@ -253,12 +253,13 @@ def _dataset(name: str, directory: str):
     return load_dataset(name, directory)
 
 
-def dataset_for(name: str, directory: str | None = None):
-    """The dataset, or None with the reason shown (no network, missing folder, ...)."""
+def dataset_for(name: str):
+    """The dataset, from the server's own data folder, or None with the reason shown (no network, missing folder,
+    ...). Never from a folder a run's config.json names: an uploaded run would choose where the server writes."""
     from core.data import DatasetError
 
     try:
-        return _dataset(name, directory or data_dir())
+        return _dataset(name, data_dir())
     except DatasetError as exc:
         st.error(f"The dataset cannot be loaded: {exc}")
         return None
