@@ -328,9 +328,12 @@ def on_train() -> None:
 
 def stop_and_start() -> None:
     """The running job ends (keeping its history), and the settings the user asked for start."""
+    pending = st.session_state.get("confirm_config")
+    if pending is None:  # a click that came after another had already answered the question
+        return
     if (job := current_job()) is not None:
         job.stop()
-    start(st.session_state.confirm_config)
+    start(pending)
 
 
 def train_button(config: TrainConfig | None) -> None:

@@ -515,3 +515,19 @@ def test_a_link_value_beyond_a_control_is_dropped_with_a_line_not_a_broken_page(
     assert not at.exception and not [e.value for e in at.error if "could not be drawn" in e.value]
     assert any("momentum=0.995 was ignored" in w.value.replace("\\", "") for w in at.warning)  # (escaped: text)
     assert at.slider(key="train_momentum").value == 0.9 and at.select_slider(key="train_lr").value == 0.02
+
+
+def test_a_second_click_on_stop_and_train_after_the_first_answered_starts_nothing_more(app_env):
+    """Two quick clicks on "Stop it and train the new settings": the second comes after the first has started the
+    new job and cleared the question (it raised AttributeError in the server's log)."""
+    at = page("train").run()
+    job = start_long_job(at, app_env)
+    next(b for b in at.button if b.label == "Train").click().run()  # a second job: the page asks first
+    confirm = next(b for b in at.button if b.label == "Stop it and train the new settings")
+    confirm.click().run()
+    assert len(app_env.jobs()) == 2 and "confirm_config" not in at.session_state
+    confirm.click().run()  # the same button, clicked again before the page was drawn anew
+    assert not at.exception and len(app_env.jobs()) == 2
+    for j in app_env.jobs():
+        j.stop()
+    wait_for(lambda: not job.snapshot().active)
