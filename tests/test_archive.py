@@ -184,3 +184,64 @@ def test_the_command_line_lists_shows_exports_imports_and_deletes(run, tmp_path)
         r = cli(*args)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert cli("delete", run.name, "--yes").returncode == 0 and not run.exists()
+
+
+def _with_member_header(data: bytes, *, flag_bits: int | None = None, method: int | None = None) -> bytes:
+    """A run zip with its members' headers changed as a hostile tool might write them (local and central)."""
+    import struct
+
+    out = bytearray(data)
+    for signature, flag_at, method_at in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        at = out.find(signature)
+        while at != -1:
+            if flag_bits is not None:
+                struct.pack_into("<H", out, at + flag_at, flag_bits)
+            if method is not None:
+                struct.pack_into("<H", out, at + method_at, method)
+            at = out.find(signature, at + 4)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("change, message", [(dict(flag_bits=1), "is encrypted"),
+                                             (dict(method=99), "packed with a method this app does not read")])
+def test_an_encrypted_or_oddly_packed_zip_is_one_line_from_the_command_line(run, tmp_path, change, message):
+    hostile = tmp_path / "hostile.zip"
+    hostile.write_bytes(_with_member_header(export_bytes(run), **change))
+    before = {p.name for p in run.parent.iterdir()}
+    r = subprocess.run([sys.executable, "-m", "core.runs", "--runs-dir", str(run.parent), "import", str(hostile)],
+                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                       timeout=120)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert untouched(run.parent, before)
+
+
+def test_import_reads_only_a_regular_file_and_never_without_end(tmp_path):
+    fifo = tmp_path / "x.zip"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        r = subprocess.run([sys.executable, "-m", "core.runs", "--runs-dir", str(tmp_path / "runs"), "import",
+                            str(path)], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+        assert r.returncode == 2 and "is not a regular file" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_an_export_that_cannot_be_written_whole_leaves_no_file(run, tmp_path):
+    """A file-size limit stands in for a full disk: the zip is written whole or not at all."""
+    import resource
+
+    from core.runs.archive import export_run
+
+    target = tmp_path / "out" / "run.zip"
+    target.parent.mkdir()
+    size = len(export_bytes(run))
+    script = (f"import resource, sys; sys.path.insert(0, {str(ROOT)!r}); "
+              f"resource.setrlimit(resource.RLIMIT_FSIZE, ({size // 2}, {size // 2})); "
+              "import signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+              "from core.runs.archive import export_run; from core.runs import RunError\n"
+              f"try:\n    export_run({str(run.parent)!r}, {run.name!r}, {str(target)!r})\n"
+              "except RunError as exc:\n    print('refused:', exc)")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "refused:" in r.stdout and "is the disk full?" in r.stdout, (r.stdout, r.stderr)
+    assert list(target.parent.iterdir()) == []  # no truncated zip, no temporary file
+    assert export_run(run.parent, run.name, target) == target and zipfile.is_zipfile(target)
+    assert resource.getrlimit(resource.RLIMIT_FSIZE)  # (this process's own limit was never touched)

@@ -32,6 +32,8 @@ from core.runs import (
     MAX_CHECKPOINT_BYTES,
     META,
     RunError,
+    RunWriteError,
+    atomic_write_bytes,
     atomic_write_json,
     load_model,
     load_predictions,
@@ -87,7 +89,14 @@ def export_run(root: str | os.PathLike, name: str, target: str | os.PathLike) ->
     if not name or Path(name).name != name or not path.is_dir():
         raise RunError(f"there is no run {name!r} in {root}")
     target = Path(target)
-    target.write_bytes(export_bytes(path))
+    data = export_bytes(path)
+    if target.exists() and not target.is_file():  # a device or a pipe (/dev/stdout): written to, never replaced
+        target.write_bytes(data)
+        return target
+    try:  # whole or not at all: a full disk leaves no truncated zip behind
+        atomic_write_bytes(target, data)
+    except RunWriteError as exc:
+        raise RunError(str(exc)) from None
     return target
 
 
@@ -102,6 +111,10 @@ def _checked_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
         name = m.filename
         if stat.S_ISLNK(m.external_attr >> 16):
             raise ArchiveError(f"{name} is a link; a run holds plain files only")
+        if m.flag_bits & 0x1:
+            raise ArchiveError(f"{name} is encrypted; a run zip of this app never is")
+        if m.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ArchiveError(f"{name} is packed with a method this app does not read (method {m.compress_type})")
         if name not in FILES or "/" in name or "\\" in name or name in seen:
             raise ArchiveError(f"{name!r} is not a file of a run (a run holds {', '.join(FILES)}, not in folders)")
         seen.add(name)
@@ -189,7 +202,7 @@ def import_run(root: str | os.PathLike, source: str | os.PathLike | bytes) -> st
         return _settle(root, staging)
     except ArchiveError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
         raise ArchiveError(f"it is not a run zip or a checkpoint this app can read ({exc})") from None
     finally:
         if staging.exists():
@@ -206,10 +219,19 @@ def is_run_zip(data: bytes) -> bool:
 
 
 def _read_capped(path: Path) -> bytes:
+    """A regular file's bytes, at most a run's size: never a FIFO (which would wait for ever) or a device such as
+    /dev/zero (which never ends)."""
     try:
-        if path.stat().st_size > MAX_ARCHIVE_BYTES:
-            raise ArchiveError(f"{path.name} is {path.stat().st_size / 2**20:,.0f} MB, more than a run can be")
-        return path.read_bytes()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ArchiveError(f"{path} is not a regular file")
+        if info.st_size > MAX_ARCHIVE_BYTES:
+            raise ArchiveError(f"{path.name} is {info.st_size / 2**20:,.0f} MB, more than a run can be")
+        with open(path, "rb") as f:
+            data = f.read(MAX_ARCHIVE_BYTES + 1)  # a file that grows meanwhile is still read with a cap
+        if len(data) > MAX_ARCHIVE_BYTES:
+            raise ArchiveError(f"{path.name} is more than a run can be")
+        return data
     except OSError as exc:
         raise ArchiveError(f"{path} cannot be read ({exc.strerror or exc})") from None
 
