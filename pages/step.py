@@ -20,7 +20,7 @@ from core.links import OTHER_PARAMS, PARAMS, link_query, parse_link
 from core.loop import build_model
 from core.optimizers import LABELS as OPTIMIZER_LABELS
 from core.optimizers import Rule
-from core.step import LOSSES, Stepper
+from core.step import LOSSES, Stepper, number
 from ui.app import entered, require_app
 from ui.common import LEARNING_RATES, data_dir, dataset_for, model_for, plain, runs_root, with_value
 
@@ -234,14 +234,28 @@ def record(stepper: Stepper) -> None:
     weight_row(stepper)
 
 
+FIRST_WEIGHT = ("conv1.weight", (0, 0, 2, 2))  # the centre of conv1's first filter, on the red channel
+
+
+def chosen_weight(stepper: Stepper) -> tuple[str, tuple[int, ...]]:
+    """The weight the Update and History tabs follow: the one chosen, while this network has it; else conv1's."""
+    name, index = st.session_state.get(key("chosen")) or FIRST_WEIGHT
+    params = stepper.named_parameters()
+    if name not in params or len(index) != params[name].dim() or any(
+            not 0 <= i < n for i, n in zip(index, params[name].shape)):
+        return FIRST_WEIGHT
+    return name, index
+
+
 def weight_row(stepper: Stepper) -> None:
     """The chosen weight's numbers in the last step's history row (a weight just chosen starts there)."""
-    chosen = st.session_state.get(key("chosen"))
+    chosen = chosen_weight(stepper)
     rows = st.session_state.get(key("rows"), [])
-    if chosen and rows and stepper.last is not None:
+    if rows and stepper.last is not None:
         n = stepper.last.weight(*chosen)
         where = f"{chosen[0]}[{','.join(map(str, chosen[1]))}]"
-        rows[-1].update({"weight": where, **{k: n[k] for k in ("w", "g", "buf", "m", "v", "w_new") if k in n}})
+        rows[-1].update({"weight": where, **{k: number(n[k]) for k in ("w", "g", "buf", "m", "v", "w_new")
+                                             if k in n}})
 
 
 def weight_picker(stepper: Stepper) -> tuple[str, tuple[int, ...]]:
@@ -254,6 +268,9 @@ def weight_picker(stepper: Stepper) -> tuple[str, tuple[int, ...]]:
     shape = params[name].shape
     titles = {4: ("Output channel", "Input channel", "Row", "Column"), 2: ("Output", "Input"), 1: ("Output",)}
     defaults_at = {4: (0, 0, 2, 2), 2: (0, 0), 1: (0,)}
+    for i, size in enumerate(shape):  # a position kept from a wider network than this one: its last place
+        if st.session_state.get(key(f"{name}_{i}"), 0) > size - 1:
+            st.session_state[key(f"{name}_{i}")] = size - 1
     index = tuple(int(cols[i + 1].number_input(title, 0, size - 1, min(defaults_at[len(shape)][i], size - 1),
                                                key=key(f"{name}_{i}")))
                   for i, (title, size) in enumerate(zip(titles[len(shape)], shape)))

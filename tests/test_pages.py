@@ -531,3 +531,18 @@ def test_a_second_click_on_stop_and_train_after_the_first_answered_starts_nothin
     for j in app_env.jobs():
         j.stop()
     wait_for(lambda: not job.snapshot().active)
+
+
+def test_the_step_pages_history_keeps_the_weight_from_the_first_step_and_buf_builds_up(app_env):
+    at = step_page(dict(dataset="shapes", lr="0.01", momentum="0.9", stage="History"))
+    for _ in range(2):
+        next(b for b in at.button if b.label == "Take the step").click().run()
+    rows = at.dataframe[0].value
+    assert list(rows.index) == [1, 2, 3] and set(rows["weight"]) == {"conv1.weight[0,0,2,2]"}
+    buf, g, w, w_new = ([float(v) for v in rows[c]] for c in ("buf", "g", "w", "w_new"))
+    assert buf[0] == pytest.approx(g[0], rel=1e-5)
+    for t in (1, 2):  # buf = μ·buf + g, and each step starts where the last one ended
+        assert buf[t] == pytest.approx(0.9 * buf[t - 1] + g[t], rel=1e-4, abs=1e-9)
+        assert w[t] == w_new[t - 1]
+    assert list(rows["loss before"])[1:] == list(rows["loss after"])[:-1]  # the same batch, step after step
+    assert not at.exception

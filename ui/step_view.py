@@ -174,7 +174,7 @@ def history(rows: list[dict]) -> None:
     if not rows:
         st.info("Take a step to start the history.")
         return
-    frame = pd.DataFrame(rows).set_index("step")
+    frame = pd.DataFrame(rows).set_index("step").fillna("")
     st.dataframe(frame, width="stretch")
     st.caption("One row per step. With momentum, buf builds up step by step: each step keeps μ of the last one. "
                "The weight's columns start at the step it was chosen.")
