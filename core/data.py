@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import stat
 import tarfile
 import tempfile
 import time
@@ -410,11 +411,25 @@ def _decode(path: Path, size: tuple[int, int]) -> torch.Tensor:
     return image
 
 
+def _regular_file(path: Path):
+    """The file opened for reading, if it is a regular file. Opened without waiting and checked before a byte is
+    read: a FIFO named x.png would otherwise block the load (and a server thread) for ever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DatasetError(f"{path} is not a regular file (a pipe, a device or a socket); remove it.")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _decode_with_pil(path: Path) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with _regular_file(path) as f, Image.open(f) as img:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise DatasetError(f"{path} is {img.width}x{img.height} pixels, more than this app opens "
                                    f"({MAX_IMAGE_PIXELS:,}); shrink it or remove it.")

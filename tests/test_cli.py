@@ -71,3 +71,12 @@ def test_adam_trains_from_the_command_line_and_its_run_says_so(tmp_path):
     from core.runs import load_run
 
     assert "optimizer adam" in load_run(summary["run_dir"]).title
+
+
+def test_a_pipe_named_like_an_image_is_one_line_not_a_hang(tmp_path):
+    from tests.conftest import write_image_folder
+
+    folder = write_image_folder(tmp_path / "pics")
+    os.mkfifo(folder / "train" / "cats" / "x.png")  # nothing ever writes to it: reading it would wait for ever
+    r = cli(tmp_path, "--dataset", f"folder:{folder}", "--max-steps", "1", timeout=60)
+    assert r.returncode == 2 and "x.png is not a regular file" in r.stderr and "Traceback" not in r.stderr, r.stderr
