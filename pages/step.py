@@ -81,15 +81,16 @@ def apply_link() -> None:
         return
     st.session_state[key("seen")] = query
     link = parse_link({k: v for k, v in query.items() if k not in ("run", "loss")})
-    values = {**defaults(), **link.values}
+    base = defaults()  # one look at which dataset can be had
+    values = {**base, **link.values}
     unknown = [f"{name} is not a setting of this page and was ignored." for name in everything
                if name not in (*PARAMS, *OTHER_PARAMS, "run", "loss", "lock", "stage")]
     problems = link.problems + link_problems(query, values) + unknown
-    values = {**defaults(), **values}  # what the page could not take: its default
+    values = {**base, **values}  # what the page could not take: its default
     if values["optimizer"] != "sgd":
         values["nesterov"] = False  # SGD's alone
     if values["dataset"] == "folder" and not values["folder"]:
-        values["dataset"] = defaults()["dataset"]
+        values["dataset"] = base["dataset"]
     for name, value in values.items():
         st.session_state[key(name)] = value
     st.session_state[key("explicit")] = {n for n in ("conv_width", "conv2_width", "dataset") if n in link.values}
@@ -113,8 +114,9 @@ def write_link(values: dict) -> None:
     st.session_state[key("seen")] = {k: v for k, v in query.items()}
 
 
-def widget(name: str) -> dict:
-    return dict(key=key(name), disabled=name in st.session_state.get(key("locked"), set()))
+def widget(name: str, off: bool = False) -> dict:
+    """A control's key; disabled when the lesson locks it, or `off` (e.g. momentum for Adam)."""
+    return dict(key=key(name), disabled=off or name in st.session_state.get(key("locked"), set()))
 
 
 def off_sgd() -> None:
@@ -133,7 +135,7 @@ def controls(run_names: list[str]) -> dict:
                      help="A fresh network, as the Train page's first step has it, or a finished run's checkpoint.")
         trained = get("network") != FRESH
         st.selectbox(label("dataset"), list(DATASET_LABELS), format_func=DATASET_LABELS.get,
-                     **{**widget("dataset"), "disabled": widget("dataset")["disabled"] or trained})
+                     **widget("dataset", off=trained))
         if get("dataset") == "folder":
             st.text_input("Folder path", **widget("folder"), help="A folder with train/ and test/.")
     with b:
@@ -142,14 +144,14 @@ def controls(run_names: list[str]) -> dict:
         st.select_slider(label("lr"), with_value(LEARNING_RATES, get("lr")), **widget("lr"), help=widget_help("lr"))
     with c:
         sgd = get("optimizer") == "sgd"
-        st.slider(label("momentum"), 0.0, 0.99, step=0.01, **{**widget("momentum"), "disabled": not sgd or
-                  widget("momentum")["disabled"]}, help=widget_help("momentum"))
-        st.checkbox(label("nesterov"), **{**widget("nesterov"), "disabled": not sgd or widget("nesterov")["disabled"]},
+        st.slider(label("momentum"), 0.0, 0.99, step=0.01, **widget("momentum", off=not sgd),
+                  help=widget_help("momentum"))
+        st.checkbox(label("nesterov"), **widget("nesterov", off=not sgd),
                     help=widget_help("nesterov"))
         st.select_slider(label("batch_size"), with_value(BATCHES, get("batch_size")), **widget("batch_size"))
     with d:
-        st.slider(label("conv_width"), 1, MAX_WIDTH, **{**widget("conv_width"), "disabled": trained})
-        st.slider(label("conv2_width"), 1, MAX_WIDTH, **{**widget("conv2_width"), "disabled": trained})
+        st.slider(label("conv_width"), 1, MAX_WIDTH, **widget("conv_width", off=trained))
+        st.slider(label("conv2_width"), 1, MAX_WIDTH, **widget("conv2_width", off=trained))
         st.number_input(label("seed"), 0, 2**31 - 1, step=1, **widget("seed"))
     st.radio("Loss function", list(LOSSES), format_func=LOSSES.get, horizontal=True, key=key("loss"),
              help="Cross-entropy, as the tutorial trains; or MSE on one-hot targets, as one telling's nn.MSELoss.")
