@@ -8,8 +8,11 @@ this file as `__main__` for every page view, which draws the app's pages.
 import streamlit as st
 
 if __name__ == "__main__":  # a page view
+    from ui import garbage
     from ui.app import app_pages, run_page
     from ui.common import presentation_switch, sidebar_status
+
+    garbage.collect()  # what earlier page runs left (their tensors, images): at most every 2 s, milliseconds
 
     st.set_page_config(page_title="CNN training dashboard", page_icon="🧠", layout="wide")
     page = st.navigation(app_pages())
@@ -17,8 +20,9 @@ if __name__ == "__main__":  # a page view
     presentation_switch()
     run_page(page)
 else:  # the server, as `streamlit run dashboard.py` (or `uvicorn dashboard:app`) starts it
+    from ui import garbage
     from ui.live import ROUTES
     from ui.step_view import warm_up_in_background
 
     app = st.App("dashboard.py", routes=ROUTES)
-    warm_up_in_background()
+    warm_up_in_background().add_done_callback(lambda _: garbage.freeze_imports())

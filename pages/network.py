@@ -70,7 +70,7 @@ st.caption("A convolution's parameters: out × (in × 5 × 5 + 1 bias). Pooling 
 st.header("What the filters learned")
 st.caption("The table above is the network for the widths you choose on this page: a plan, nothing is trained. "
            "Below is a network that was trained, with the widths of its own run.")
-run = pick_run("network_run", "Trained run")
+run = pick_run("network_run", "Trained run", history=False)
 if run is None:
     st.info("Train a network first to see its learned filters and feature maps.")
     st.stop()

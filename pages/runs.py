@@ -1,5 +1,6 @@
 """Runs: every training run kept on disk, named by what it is; compare, rename, delete and share them."""
 
+import functools
 import time
 
 import pandas as pd
@@ -8,7 +9,7 @@ import streamlit as st
 from core.data import label as dataset_label
 from core.figures import compare_accuracy_figure, compare_loss_figure, compare_per_class_figure
 from core.runs import RunError, delete_run, list_runs, load_run, write_meta
-from core.runs.archive import ArchiveError, export_bytes, history_csv, import_run
+from core.runs.archive import ArchiveError, export_bytes, import_run, run_csv
 from core.runs.compare import legend_names, per_class, settings_table
 from core.speed import speed_results
 from ui.app import require_app
@@ -169,7 +170,7 @@ elif len(chosen) >= 2:
 # -- one run: title, note, download, delete -------------------------------------------------------------------
 st.header("One run")
 name = st.selectbox("Run", list(by_name), format_func=lambda n: f"{by_name[n].title} ({n})", key="runs_one")
-run = load_run(by_name[name].path)  # with its history, for the CSVs
+run = load_run(by_name[name].path, with_events=False)  # the files below are made on the click
 if run.error:
     st.error(f"This run is damaged: {run.error}. Delete it below.")
 else:
@@ -181,10 +182,13 @@ else:
             write_meta(run.path, title, note)
             st.rerun()
     d1, d2, d3 = st.columns(3)
-    d1.download_button("Download run (.zip)", export_bytes(run.path), f"{name}.zip", "application/zip")
-    d2.download_button("Loss history (.csv)", history_csv(run.history.losses, "loss"), f"{name}-loss.csv", "text/csv")
-    d3.download_button("Accuracy per epoch (.csv)", history_csv(run.history.epochs, "epoch"), f"{name}-epochs.csv",
+    # made on the click, not at each redraw: a large run's zip and history are not held by every session
+    d1.download_button("Download run (.zip)", functools.partial(export_bytes, run.path), f"{name}.zip",
+                       "application/zip")
+    d2.download_button("Loss history (.csv)", functools.partial(run_csv, run.path, "loss"), f"{name}-loss.csv",
                        "text/csv")
+    d3.download_button("Accuracy per epoch (.csv)", functools.partial(run_csv, run.path, "epoch"),
+                       f"{name}-epochs.csv", "text/csv")
 with st.expander("🗑️ Delete this run"):
     sure = st.checkbox(f"Yes, delete {run.title} ({name}): its history, checkpoint and predictions go for good",
                        key=f"runs_sure_{name}")

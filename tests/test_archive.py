@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -95,7 +96,8 @@ def packed_bomb() -> bytes:
 
 
 @pytest.mark.parametrize("case", ["escape", "absolute", "bomb", "pickle", "huge-model", "wrong-shapes", "not-a-run",
-                                  "link", "checkpoint-bomb", "bare-checkpoint-bomb"])
+                                  "link", "checkpoint-bomb", "bare-checkpoint-bomb", "long-history",
+                                  "large-predictions", "predictions-bomb"])
 def test_a_hostile_file_is_refused_with_one_line_and_nothing_is_written(case, run, tmp_path):
     root = tmp_path / "runs"
     files = run_files(run)
@@ -122,6 +124,14 @@ def test_a_hostile_file_is_refused_with_one_line_and_nothing_is_written(case, ru
         data, message = zip_of({**files, "checkpoint.pt": packed_bomb()}), "would unpack to more than 210 MB"
     elif case == "bare-checkpoint-bomb":
         data, message = packed_bomb(), "would unpack to more than 210 MB"
+    elif case == "long-history":  # 70,000 tiny lines: 0.2 MB, under the byte cap, over the point cap
+        data, message = zip_of({**files, "metrics.jsonl": b"{}\n" * 70_000}), "more than 60,000 points"
+    elif case == "large-predictions":  # 40 MB of probabilities: more than the loop ever saves
+        probs = torch.zeros(20_000, 1000, dtype=torch.half)
+        data = zip_of({**files, "predictions.pt": checkpoint_bytes({"epoch": 1, "probs": probs})})
+        message = "predictions.pt would be 38 MB unpacked, more than a run's (32 MB)"
+    elif case == "predictions-bomb":
+        data, message = zip_of({**files, "predictions.pt": packed_bomb()}), "would unpack to more than 34 MB"
     elif case == "not-a-run":
         data, message = b"GIF89a not a zip, not a checkpoint", "not a run zip or a checkpoint"
     else:  # a member that is a symbolic link
@@ -134,10 +144,18 @@ def test_a_hostile_file_is_refused_with_one_line_and_nothing_is_written(case, ru
             zf.writestr(link, "/etc/passwd")
         data, message = out.getvalue(), "is a link"
     before = {p.name for p in root.iterdir()}
-    with pytest.raises(ArchiveError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ArchiveError, match=re.escape(message)):
         import_run(root, data)
     assert untouched(root, before) and not escaped.exists() and not ran.exists()
     assert not (root.parent / "x").exists() and not Path("/x").exists()
+
+
+def test_an_import_keeps_the_history_and_not_its_spreadsheet_copy(run, tmp_path):
+    """metrics.csv is written on export for a spreadsheet; taken in, it would only take room (export makes it anew)."""
+    root = tmp_path / "in"
+    name = import_run(root, zip_of({**run_files(run), "metrics.csv": b"epoch,step\n" * 100_000}))
+    assert not (root / name / "metrics.csv").exists() and (root / name / "metrics.jsonl").exists()
+    assert load_run(root / name).history.losses == load_run(run).history.losses
 
 
 def test_a_bare_checkpoint_becomes_a_run_of_its_own(run, tmp_path):
@@ -245,3 +263,16 @@ def test_an_export_that_cannot_be_written_whole_leaves_no_file(run, tmp_path):
     assert list(target.parent.iterdir()) == []  # no truncated zip, no temporary file
     assert export_run(run.parent, run.name, target) == target and zipfile.is_zipfile(target)
     assert resource.getrlimit(resource.RLIMIT_FSIZE)  # (this process's own limit was never touched)
+
+
+def test_the_readme_states_the_caps_the_import_applies():
+    from core.runs import MAX_CHECKPOINT_BYTES, MAX_EVENTS, MAX_PREDICTION_BYTES
+    from core.runs.archive import MAX_ARCHIVE_BYTES, MAX_HISTORY_BYTES
+    from core.runs.cache import RUN_CACHE_BYTES
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for stated in (f"`checkpoint.pt` {MAX_CHECKPOINT_BYTES >> 20} MB",
+                   f"`predictions.pt` {MAX_PREDICTION_BYTES >> 20} MB",
+                   f"`metrics.jsonl` {MAX_HISTORY_BYTES >> 20} MB and {MAX_EVENTS:,} events",
+                   f"{MAX_ARCHIVE_BYTES >> 20} MB in all", f"within {RUN_CACHE_BYTES >> 20} MB"):
+        assert stated in readme

@@ -100,3 +100,28 @@ def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, 
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_uploads_of_the_largest_run_the_server_takes_do_not_pile_up_in_its_memory(browser, tmp_path):  # noqa: F811
+    """Three uploads of the largest run zip the import accepts (a width-1024 network at 64x64 pixels, predictions
+    and history at their caps), each opened on Results and Network, as a class might: the server stays under
+    1.5 GB (main took 0.8 GB to 2.1 GB in three, 4 GB in ten: docs/benchmarks.md has the ten-upload figure)."""
+    from benchmarks.bench_uploads import largest_run_zip, rss_mb, upload_and_view
+
+    archive = tmp_path / "largest-run.zip"
+    archive.write_bytes(largest_run_zip())
+    proc, url = start_server(tmp_path)
+    try:
+        pg = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+        pg.set_default_timeout(60_000)
+        sizes = []
+        for _ in range(3):
+            assert "is now run" in upload_and_view(pg, url, archive)
+            sizes.append(rss_mb(proc.pid))
+        pg.get_by_text("conv1 filters").first.wait_for()  # Network drew the width-1024 network: it was loaded
+        assert len([p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]) == 3
+        assert max(sizes) < 1536, f"the server's memory after each upload: {sizes} MB"
+        pg.context.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)

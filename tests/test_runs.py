@@ -114,3 +114,57 @@ def test_an_empty_folder_setting_is_the_default_not_the_servers_folder(monkeypat
     said = capsys.readouterr().err
     assert said.count("CNN_DASHBOARD_RUNS is empty; using 'runs'") == 1
     assert said.count("CNN_DASHBOARD_DATA is empty; using 'data'") == 1  # once, not on every page run
+
+
+def test_a_history_of_any_length_is_read_in_bounded_memory_and_spans_the_whole_run(tmp_path):
+    """Past MAX_EVENTS, every other loss point goes (again each time the list fills); every epoch, the start and
+    the end stay, and the points still reach from the first step to the last."""
+    from core.runs import MAX_EVENTS, read_events
+
+    lines = [{"type": "start", "classes": ["a", "b"]}]
+    for step in range(1, 200_001):
+        lines.append({"type": "loss", "epoch": 1 + step // 50_000, "step": step, "running_loss": 1.0})
+        if step % 50_000 == 0:
+            lines.append({"type": "epoch", "epoch": step // 50_000, "test_accuracy": 0.5})
+    lines.append({"type": "end", "status": "finished"})
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    events = read_events(path)
+    losses = [e["step"] for e in events if e["type"] == "loss"]
+    assert len(events) <= MAX_EVENTS and len(losses) > MAX_EVENTS // 4
+    assert events[0]["type"] == "start" and events[-1]["type"] == "end"
+    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2, 3, 4]
+    assert losses[0] <= 4 and losses[-1] >= 200_000 - 4 and losses == sorted(losses)
+    assert read_events(path, limit=10**6) == lines  # below the cap, every event as written
+
+
+def test_the_pages_cache_of_networks_is_bounded_in_bytes_not_entries(tmp_path, small_shapes):
+    """Networks and predictions are kept up to the stated bytes, least recently used going first; one larger than
+    the bound is given and not kept; a file that changes is loaded again."""
+    from core.runs.cache import FileCache, size_of
+
+    _, events = finished_run(tmp_path, small_shapes)
+    run = events[-1]["run_dir"]
+    one = size_of(load_model(run))
+    cache = FileCache(max_bytes=int(2.5 * one))
+    copies = []
+    for i in range(4):
+        copy = tmp_path / f"copy{i}"
+        copy.mkdir()
+        (copy / "checkpoint.pt").write_bytes((tmp_path / run / "checkpoint.pt").read_bytes())
+        copies.append(copy)
+        cache.get(load_model, copy, "checkpoint.pt")
+        assert cache.bytes <= cache.max_bytes
+    assert cache.bytes == 2 * one
+    loads = []
+
+    def counted(path):
+        loads.append(path)
+        return load_model(path)
+
+    first = cache.get(counted, copies[3], "checkpoint.pt")
+    assert cache.get(counted, copies[3], "checkpoint.pt") is first and len(loads) == 1
+    torch.save({**torch.load(copies[3] / "checkpoint.pt", weights_only=True), "epoch": 9}, copies[3] / "checkpoint.pt")
+    assert cache.get(counted, copies[3], "checkpoint.pt") is not first and len(loads) == 2  # changed: loaded anew
+    small = FileCache(max_bytes=one // 2)
+    assert isinstance(small.get(load_model, copies[0], "checkpoint.pt"), torch.nn.Module) and small.bytes == 0

@@ -167,8 +167,9 @@ def _sidebar_view(job: Job | None, was_active: bool, live: bool = True) -> None:
         st.rerun(scope="app")  # the job has ended: the page shows its results, and the timer stops
 
 
-def pick_run(key: str, label: str = "Run") -> runs_mod.RunInfo | None:
-    """A select box over the runs on disk, newest first, this session's current run chosen by default.
+def pick_run(key: str, label: str = "Run", history: bool = True) -> runs_mod.RunInfo | None:
+    """A select box over the runs on disk, newest first, this session's current run chosen by default; the run
+    with its history read when `history`.
 
     Damaged run directories are listed with what is wrong, and never crash the page.
     """
@@ -190,7 +191,7 @@ def pick_run(key: str, label: str = "Run") -> runs_mod.RunInfo | None:
         return f"{r.title} ({r.status}, {name})"
 
     name = st.selectbox(label, names, index=default, format_func=fmt, key=key)
-    run = runs_mod.load_run(Path(runs_root()) / name)
+    run = runs_mod.load_run(Path(runs_root()) / name, with_events=history)
     if run.error:
         st.error(f"Run {name} cannot be shown: {run.error}. Delete it or choose another run.")
         return None
@@ -272,15 +273,17 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-@st.cache_resource(max_entries=16)
-def _run_file(loader: str, run_path: str, mtime: float):
-    """runs.load_model or runs.load_predictions, cached until the file changes (its mtime is in the key)."""
-    return getattr(runs_mod, loader)(run_path)
+@st.cache_resource
+def _run_files():
+    """One byte-bounded cache of loaded checkpoints and predictions for all sessions (core/runs/cache.py)."""
+    from core.runs.cache import FileCache
+
+    return FileCache()
 
 
-def _from_run(run: runs_mod.RunInfo, filename: str, loader: str):
+def _from_run(run: runs_mod.RunInfo, filename: str, loader):
     try:
-        return _run_file(loader, str(run.path), _mtime(run.path / filename))
+        return _run_files().get(loader, run.path, filename)
     except runs_mod.RunError as exc:
         st.warning(str(exc))
         return None
@@ -288,12 +291,12 @@ def _from_run(run: runs_mod.RunInfo, filename: str, loader: str):
 
 def model_for(run: runs_mod.RunInfo):
     """The run's latest checkpoint as a network, or None with the reason shown."""
-    return _from_run(run, "checkpoint.pt", "load_model")
+    return _from_run(run, "checkpoint.pt", runs_mod.load_model)
 
 
 def predictions_for(run: runs_mod.RunInfo):
     """The run's latest test-set probabilities, or None (none yet, or damaged: the reason is shown)."""
-    return _from_run(run, "predictions.pt", "load_predictions")
+    return _from_run(run, "predictions.pt", runs_mod.load_predictions)
 
 
 def no_runs_yet() -> None:

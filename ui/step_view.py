@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import math
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 import streamlit as st
@@ -46,9 +46,9 @@ def compute(function, *args, **kwargs):
     return _TORCH.submit(function, *args, **kwargs).result()
 
 
-def warm_up_in_background() -> None:
+def warm_up_in_background() -> Future:
     """The server's start: the first step's one-time costs, paid before a student's first click."""
-    _TORCH.submit(warm_up)
+    return _TORCH.submit(warm_up)
 
 
 MAX_SHOWN = 16  # images of the batch drawn

@@ -284,9 +284,15 @@ def delete_run(root: str | os.PathLike, name: str) -> None:
     shutil.rmtree(path)
 
 
-def read_events(path: Path) -> list[dict]:
-    """Events from metrics.jsonl; a torn last line (a crash mid-write) is skipped."""
-    events = []
+def read_events(path: Path, limit: int | None = None) -> list[dict]:
+    """Events from metrics.jsonl; a torn last line (a crash mid-write) is skipped.
+
+    At most `limit` (MAX_EVENTS) are kept: past it, every other running-loss point is dropped, and again each time
+    the list fills, so a history of any length is read in bounded memory and still spans the whole run (the start,
+    every epoch's results and the end are always kept). A run of this app has about 50 points an epoch.
+    """
+    limit = MAX_EVENTS if limit is None else limit
+    events: list[dict] = []
     try:
         with open(path, encoding="utf-8", errors="replace") as f:  # random bytes become unreadable lines
             for line in f:
@@ -296,9 +302,23 @@ def read_events(path: Path) -> list[dict]:
                     continue
                 if isinstance(event, dict):
                     events.append(event)
+                    if len(events) > limit:
+                        events = _thinned(events)
     except FileNotFoundError:
         pass
     return events
+
+
+def _thinned(events: list[dict]) -> list[dict]:
+    """Every other running-loss point dropped; every other event kept (a history of only epochs is cut short)."""
+    kept, odd = [], False
+    for event in events:
+        if event.get("type") == "loss":
+            odd = not odd
+            if not odd:
+                continue
+        kept.append(event)
+    return kept if len(kept) < len(events) else kept[-len(events) // 2:]
 
 
 def load_run(path: str | os.PathLike, with_events: bool = True) -> RunInfo:
@@ -329,6 +349,8 @@ def load_run(path: str | os.PathLike, with_events: bool = True) -> RunInfo:
     return info
 
 
+MAX_EVENTS = 60_000  # the most events of a history a page holds: ~50 points an epoch for 1,000 epochs
+
 END_STATUSES = ("finished", "stopped", "diverged", "failed", "interrupted", "imported")  # "imported": a bare checkpoint
 SUMMARY_NUMBERS = ("test_accuracy", "images_per_second", "train_seconds", "epochs_completed", "steps",
                    "images_seen", "final_running_loss")
@@ -358,6 +380,7 @@ def list_runs(root: str | os.PathLike = DEFAULT_ROOT, with_events: bool = False)
 
 
 MAX_CHECKPOINT_BYTES = 200 * 1024 * 1024  # widths 1024/1024 at 64x64 pixels: about 110 MB
+MAX_PREDICTION_BYTES = 32 * 1024 * 1024  # half precision: 10,000 test images x 1,000 classes is 20 MB
 MODEL_BOUNDS = dict(in_channels=(1, 3), image_size=(16, 64), num_classes=(2, 1000), conv_width=(1, 1024),
                     conv2_width=(1, 1024))
 
@@ -374,7 +397,7 @@ def model_args(values: object) -> ModelArgs:
     return ModelArgs(**values)
 
 
-def load_weights(path: Path, device: str = "cpu") -> Any:
+def load_weights(path: Path, device: str = "cpu", limit: int = MAX_CHECKPOINT_BYTES) -> Any:
     """torch.load of a run's .pt file, weights only (no code is unpickled), after checking what it would unpack to:
     a .pt file is a zip, and a record packed from gigabytes of zeros would take them in memory."""
     import zipfile
@@ -382,8 +405,8 @@ def load_weights(path: Path, device: str = "cpu") -> Any:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             members = zf.infolist()
-            if len(members) > 10_000 or sum(m.file_size for m in members) > MAX_CHECKPOINT_BYTES:
-                raise ValueError(f"it would unpack to more than {MAX_CHECKPOINT_BYTES / 1e6:.0f} MB")
+            if len(members) > 10_000 or sum(m.file_size for m in members) > limit:
+                raise ValueError(f"it would unpack to more than {limit / 1e6:.0f} MB")
     return torch.load(path, map_location=device, weights_only=True)
 
 
@@ -409,10 +432,11 @@ def load_predictions(run_path: str | os.PathLike) -> dict | None:
     path = Path(run_path) / "predictions.pt"
     if not path.exists():
         return None
-    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
-        raise RunError(f"the predictions of {Path(run_path).name} are too large to be this app's")
+    if path.stat().st_size > MAX_PREDICTION_BYTES:
+        raise RunError(f"the predictions of {Path(run_path).name} are more than this app writes "
+                       f"({MAX_PREDICTION_BYTES / 2**20:.0f} MB)")
     try:
-        blob = load_weights(path)
+        blob = load_weights(path, limit=MAX_PREDICTION_BYTES)
         probs = blob["probs"]
         if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or not probs.is_floating_point():
             raise ValueError("they are not a table of class probabilities")

@@ -28,8 +28,11 @@ import zipfile
 from pathlib import Path
 
 from core.config import TrainConfig
+from core.history import History
 from core.runs import (
     MAX_CHECKPOINT_BYTES,
+    MAX_EVENTS,
+    MAX_PREDICTION_BYTES,
     META,
     RunError,
     RunWriteError,
@@ -41,12 +44,15 @@ from core.runs import (
     read_events,
 )
 
-MAX_ARCHIVE_BYTES = 2 * MAX_CHECKPOINT_BYTES + 50 * 2**20  # a checkpoint, predictions and a history
 MAX_MEMBERS = 16
-FILES = {  # the files a run zip may hold, and the most each may take unpacked
-    "config.json": 64 * 2**10, "summary.json": 1 * 2**20, "metrics.jsonl": 40 * 2**20, "metrics.csv": 40 * 2**20,
-    "checkpoint.pt": MAX_CHECKPOINT_BYTES, "predictions.pt": MAX_CHECKPOINT_BYTES, META: 64 * 2**10,
+MAX_HISTORY_BYTES = 16 * 2**20  # MAX_EVENTS running-loss points take about 10 MB as JSON lines
+FILES = {  # the files a run zip may hold, and the most each may take unpacked (README: "Runs from elsewhere")
+    "config.json": 64 * 2**10, "summary.json": 1 * 2**20, "metrics.jsonl": MAX_HISTORY_BYTES,
+    "metrics.csv": MAX_HISTORY_BYTES, "checkpoint.pt": MAX_CHECKPOINT_BYTES, "predictions.pt": MAX_PREDICTION_BYTES,
+    META: 64 * 2**10,
 }
+NOT_KEPT = ("metrics.csv",)  # written on export for a spreadsheet; the run's history is metrics.jsonl
+MAX_ARCHIVE_BYTES = sum(FILES.values())
 LOSS_COLUMNS = ("epoch", "step", "images_seen", "train_seconds", "running_loss", "images_per_second")
 EPOCH_COLUMNS = ("epoch", "test_accuracy", "train_accuracy", "train_loss", "seconds", "images_per_second")
 
@@ -67,6 +73,12 @@ def history_csv(events: list[dict], kind: str) -> str:
         if event.get("type") == kind:
             writer.writerow([event.get(c, "") for c in columns])
     return out.getvalue()
+
+
+def run_csv(run_path: str | os.PathLike, kind: str) -> str:
+    """history_csv of a run folder's own history (its valid events only)."""
+    history = History.of(read_events(Path(run_path) / "metrics.jsonl"))
+    return history_csv(history.losses if kind == "loss" else history.epochs, kind)
 
 
 def export_bytes(run_path: str | os.PathLike) -> bytes:
@@ -132,13 +144,19 @@ def _checked_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
 def _unpack(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], folder: Path) -> None:
     """Each member into `folder`, read with a cap: a header that lies about the size gains nothing."""
     for m in members:
+        if m.filename in NOT_KEPT:
+            continue
         limit = FILES[m.filename]
         with zf.open(m) as src, open(folder / m.filename, "wb") as dst:
-            copied = 0
+            copied = lines = 0
             while chunk := src.read(1 << 20):
                 copied += len(chunk)
                 if copied > limit:
                     raise ArchiveError(f"{m.filename} unpacks to more than its header says (a zip bomb?)")
+                lines += chunk.count(b"\n") if m.filename == "metrics.jsonl" else 0
+                if lines > MAX_EVENTS:
+                    raise ArchiveError(f"its history has more than {MAX_EVENTS:,} points, more than a run of this "
+                                       "app writes")
                 dst.write(chunk)
 
 
