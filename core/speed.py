@@ -33,6 +33,10 @@ class SpeedError(ValueError):
     """Bad sweep settings; the message says which and why."""
 
 
+class CannotKeep(OSError):
+    """A measurement could not be written to the runs folder; the message says where and why, in one line."""
+
+
 def check_settings(*pairs: tuple[tuple, str]) -> None:
     """(values, setting name) pairs: at least one value each, every one within TrainConfig's bounds for that
     setting; SpeedError with validation's own words otherwise."""
@@ -296,11 +300,15 @@ def save_last(root: str | os.PathLike, kind: str, data: dict) -> None:
     from core.runs import atomic_write_json
 
     folder = Path(root) / ".speed"  # hidden: not a run folder
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{os.getpid() % 10000}.json",
-                      {**data, "kind": kind, "saved": time.time()})
-    for old in sorted(folder.glob("2*.json"))[:-KEEP_RESULTS]:
-        old.unlink(missing_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{os.getpid() % 10000}.json",
+                          {**data, "kind": kind, "saved": time.time()})
+        for old in sorted(folder.glob("2*.json"))[:-KEEP_RESULTS]:
+            old.unlink(missing_ok=True)
+    except OSError as exc:  # a read-only or full runs folder: the result is still shown, just not kept
+        raise CannotKeep(f"the {kind} could not be kept in {folder} ({exc.strerror or exc}); it is shown until "
+                         "you leave the page") from None
 
 
 def speed_results(root: str | os.PathLike) -> list[dict]:

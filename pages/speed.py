@@ -15,7 +15,7 @@ from core.loop import available_devices
 from core.memory import dataset_shape
 from core.model import ModelArgs
 from core.optimizers import LABELS as OPTIMIZER_LABELS
-from core.speed import BUSY_SHARE, ScalingSpec, SpeedError, SweepSpec, load_last, save_last
+from core.speed import BUSY_SHARE, CannotKeep, ScalingSpec, SpeedError, SweepSpec, load_last, save_last
 from ui.app import require_app
 from ui.common import data_dir, runs_root
 
@@ -115,6 +115,16 @@ def sweep_results(rows: list[dict], saved: float | None = None) -> None:
     st.download_button("Download CSV", frame.to_csv(index=False), "speed-sweep.csv", "text/csv")
 
 
+def keep(kind: str, data: dict, key: str) -> None:
+    """Keep a finished measurement for the Runs page and the next visit; where the runs folder cannot be written
+    (read-only, full), the one line why is kept for the view to show under it, never a traceback."""
+    try:
+        save_last(runs_root(), kind, data)
+        st.session_state.pop(f"{key}_not_kept", None)
+    except CannotKeep as exc:
+        st.session_state[f"{key}_not_kept"] = f"{str(exc)[:1].upper()}{str(exc)[1:]}."
+
+
 def measurements(key: str, kind: str, draw, hint: str) -> None:
     """A measuring job's progress and rows, drawn live while it runs and kept when it ends (the Runs page lists
     them); with no job in this session, the last one kept on disk. key: the session's `<key>_job_id`."""
@@ -132,8 +142,10 @@ def measurements(key: str, kind: str, draw, hint: str) -> None:
     if not snap.rows:
         return
     if not snap.active and st.session_state.get(f"{key}_saved") != job.id:
-        save_last(runs_root(), kind, {"rows": snap.rows})
-        st.session_state[f"{key}_saved"] = job.id
+        st.session_state[f"{key}_saved"] = job.id  # tried once: a folder that cannot be written is said once
+        keep(kind, {"rows": snap.rows}, key)
+    if message := st.session_state.get(f"{key}_not_kept"):
+        st.warning(message)
     draw(snap.rows)
 
 
@@ -309,8 +321,10 @@ def race_view() -> None:
     st.plotly_chart(race_figure(curves), key="race_chart")
     ids = tuple(job.id for job in jobs.values())
     if all(not job.snapshot().active for job in jobs.values()) and st.session_state.get("race_saved") != ids:
-        save_last(runs_root(), "race", {"curves": curves, "notes": notes})
         st.session_state.race_saved = ids
+        keep("race", {"curves": curves, "notes": notes}, "race")
+    if message := st.session_state.get("race_not_kept"):
+        st.warning(message)
 
 
 race_view()

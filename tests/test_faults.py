@@ -187,6 +187,23 @@ def test_a_full_disk_ends_the_command_line_with_one_line(tmp_path, shapes_dir):
     assert "inline_container" not in r.stderr  # not torch's words
 
 
+def test_a_disk_full_before_the_first_byte_leaves_no_empty_run_folder(tmp_path, shapes_dir):
+    """Every write fails (RLIMIT_FSIZE 10 bytes): the run folder's .running marker cannot be written. The command
+    says so in one line and the runs folder holds no empty run (the Runs page listed it, damaged)."""
+    import resource
+
+    def full_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10, 10))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "core.train", "--dataset", "shapes", "--data-dir", shapes_dir,
+                        "--runs-dir", str(tmp_path / "runs"), "--epochs", "1", "--batch-size", "16"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT, env=env, preexec_fn=full_disk)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "is the disk full?" in r.stderr.strip().splitlines()[-1]
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_sighup_stop_the_command_line_like_ctrl_c(tmp_path, shapes_dir, sig):
     from core.runs import list_runs

@@ -546,3 +546,24 @@ def test_the_step_pages_history_keeps_the_weight_from_the_first_step_and_buf_bui
         assert w[t] == w_new[t - 1]
     assert list(rows["loss before"])[1:] == list(rows["loss after"])[:-1]  # the same batch, step after step
     assert not at.exception
+
+
+def test_a_race_that_cannot_be_kept_says_so_in_one_line_once(app_env):
+    """A runs folder that cannot be written (read-only, full; here its .speed is a file) once took the race view
+    to a traceback with the server's paths, drawn again every 0.5 s. The race is shown, with one line why it
+    is not kept, and the write is not tried again at every redraw."""
+    from pathlib import Path
+
+    Path(app_env.runs_root).mkdir(parents=True, exist_ok=True)
+    (Path(app_env.runs_root) / ".speed").write_text("not a folder")
+    at = page("speed").run()
+    next(b for b in at.button if b.label == "Start the race").click().run()
+    jobs = app_env.jobs()
+    wait_for(lambda: all(not j.snapshot().active for j in jobs), timeout=120)
+    for _ in range(3):
+        at.run()
+        assert not at.exception, at.exception
+    said = [w.value for w in at.warning if "could not be kept" in w.value]
+    assert said == [f"The race could not be kept in {app_env.runs_root}/.speed (File exists); it is shown until you "
+                    "leave the page."]
+    assert all(j.snapshot().status == "finished" for j in jobs) and at.get("plotly_chart")

@@ -94,11 +94,15 @@ class RunWriter:
         dataset = config.dataset.split(":")[0]
         self.path = self.root / (name or f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset}-{secrets.token_hex(2)}")
         self.path.mkdir()
-        atomic_write_json(self.path / RUNNING, {"pid": os.getpid(), "started": time.time()})
-        atomic_write_json(self.path / "config.json", config.to_dict())
-        # private like the run's other files (mkstemp makes those 600)
-        fd = os.open(self.path / "metrics.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._metrics = os.fdopen(fd, "a", encoding="utf-8")
+        try:
+            atomic_write_json(self.path / RUNNING, {"pid": os.getpid(), "started": time.time()})
+            atomic_write_json(self.path / "config.json", config.to_dict())
+            # private like the run's other files (mkstemp makes those 600)
+            fd = os.open(self.path / "metrics.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._metrics = os.fdopen(fd, "a", encoding="utf-8")
+        except OSError as exc:  # a full disk: no empty or half-made run folder is left in the list
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise exc if isinstance(exc, RunWriteError) else _cannot_write(self.path / "metrics.jsonl", exc) from None
 
     def event(self, event: dict) -> None:
         try:
