@@ -18,6 +18,8 @@ import datetime
 import math
 import os
 import shlex
+import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -212,18 +214,101 @@ def leave(world: World, code: int) -> None:
 
 
 def watch_launcher(on_gone) -> None:
-    """Call on_gone once when this rank's launcher (torchrun or a dashboard worker) is gone, then end the rank
-    ten seconds later if it has not ended: a rank never trains on as an orphan nobody reads."""
+    """Call on_gone once when this rank's launcher (torchrun or a dashboard worker) is gone, and take away the
+    launcher's temporary folder, which it can no longer remove; then end the rank ten seconds later if it has not
+    ended: a rank never trains on as an orphan nobody reads."""
     parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
         on_gone()
+        folder = os.environ.get(TEMP_FOLDER)
+        if folder and Path(folder).name.startswith("cnn-ddp-") and Path(folder).parent == Path(tempfile.gettempdir()):
+            shutil.rmtree(folder, ignore_errors=True)
         time.sleep(10)
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="watch-launcher").start()
+
+
+# -- heartbeats: a rank that stops answering is noticed in a minute, not at the 5-minute collective timeout ----
+
+HEARTBEAT_SECONDS = 5.0
+# a rank with no heartbeat for this long is ended (SIGSTOP, a debugger, a hang in C); the variable is for tests
+SILENT_SECONDS = float(os.environ.get("CNN_DDP_SILENT_SECONDS") or 60)
+TEMP_FOLDER = "CNN_DDP_TEMP"  # the launcher's temporary folder, told to its ranks: heartbeats go there
+
+
+def heartbeat(rank: int) -> None:
+    """In a rank: a file of the launcher's folder, written every HEARTBEAT_SECONDS with this process's id."""
+    folder = os.environ.get(TEMP_FOLDER)
+    if not folder:
+        return  # under torchrun itself: there the collective timeout is the watch
+    path = Path(folder) / f"heartbeat-{rank}"
+
+    def beat() -> None:
+        while True:
+            try:
+                path.write_text(str(os.getpid()))
+            except OSError:
+                return  # the folder went with the launcher
+            time.sleep(HEARTBEAT_SECONDS)
+
+    threading.Thread(target=beat, daemon=True, name="heartbeat").start()
+
+
+class Heartbeats:
+    """In the launcher: a rank whose heartbeat is older than SILENT_SECONDS is ended (SIGKILL; the others then
+    fail for want of it, and rank 0 writes the summary), and `silent` says which and why."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+        self.silent: str | None = None
+        self._done = threading.Event()
+
+    def __enter__(self) -> "Heartbeats":
+        threading.Thread(target=self._watch, daemon=True, name="heartbeats").start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        while not self._done.wait(HEARTBEAT_SECONDS / 5):
+            for path in self.folder.glob("heartbeat-*"):
+                try:
+                    age, pid = time.time() - path.stat().st_mtime, int(path.read_text())
+                except (OSError, ValueError):
+                    continue
+                if age > SILENT_SECONDS and _is_child(pid):
+                    self.silent = (f"rank {path.name.removeprefix('heartbeat-')} gave no sign of life for "
+                                   f"{age:.0f} s (stopped or hung), so it was ended")
+                    os.kill(pid, signal.SIGKILL)
+                    return
+
+
+def _is_child(pid: int) -> bool:
+    """Whether pid is a process this one started (a heartbeat file never gets another process killed)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid()
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def end_unended(run_dir: str | os.PathLike, failure: "LaunchError") -> None:
+    """The summary rank 0 could not write (it was killed, or ended by force when the launcher was stopped), with
+    the true reason; a run that rank 0 ended itself keeps its own."""
+    from core.runs import RunWriter
+
+    status = "interrupted" if failure.stopped else "failed"
+    message = str(failure) if failure.stopped else f"the data-parallel run failed: {failure}"
+    try:
+        RunWriter.write_summary(run_dir, {"type": "end", "status": status, "message": message,
+                                          "run_dir": str(run_dir), "wall": time.time()})
+    except OSError:
+        pass  # a full disk: the run is listed as interrupted, from its .running marker
 
 
 # -- launching ---------------------------------------------------------------------------------
@@ -241,11 +326,19 @@ def launch(argv: list[str], nproc: int) -> None:
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     os.environ["PYTHONPATH"] = python_path()  # the ranks find core/ from wherever the server was started
     # the launcher's own folders (a torchelastic_* folder per launch, left in /tmp otherwise) go when it ends
-    with tempfile.TemporaryDirectory(prefix="cnn-ddp-") as logs:
+    with tempfile.TemporaryDirectory(prefix="cnn-ddp-") as logs, Heartbeats(logs) as heartbeats:
         config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
                               rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
                               monitor_interval=0.1, shutdown_timeout=5, logs_specs=DefaultLogsSpecs(log_dir=logs))
-        _launch(config, argv)
+        os.environ[TEMP_FOLDER] = logs  # the ranks' heartbeats, and whoever cleans up after a killed launcher
+        try:
+            _launch(config, argv)
+        except LaunchError as exc:
+            if heartbeats.silent:
+                raise LaunchError(heartbeats.silent, exc.code) from None
+            raise
+        finally:
+            os.environ.pop(TEMP_FOLDER, None)
 
 
 def _launch(config, argv: list[str]) -> None:

@@ -21,6 +21,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from core.config import TrainConfig
@@ -146,16 +147,17 @@ def _run_ranks(config: TrainConfig, runs_root: str, events, stop, pause, progres
     from core.config import command_line
     from core.distributed import LaunchError, RankRelay, launch, rank_argv
     from core.loop import check_launch
-    from core.runs import RunWriter
+    from core.runs import RunWriter, run_name
     from core.train import ENDED_BY_RANK_0
 
     check_launch(config, progress)  # bad input, said before any process starts
     events.put({"type": "progress", "message": f"starting {config.nproc} processes (DDP)", "fraction": 1.0})
     relay = RankRelay(events, stop, pause)
     relay.start()
-    failure = None
+    failure, name = None, run_name(config.dataset)  # rank 0 makes the folder; named here, so it can be ended here
     try:
-        launch(rank_argv(command_line(config)) + ["--runs-dir", runs_root, "--events", relay.where], config.nproc)
+        launch(rank_argv(command_line(config)) + ["--runs-dir", runs_root, "--events", relay.where,
+                                                  "--run-name", name], config.nproc)
     except LaunchError as exc:
         failure = exc
     end = relay.wait_end(2.0)
@@ -165,8 +167,10 @@ def _run_ranks(config: TrainConfig, runs_root: str, events, stop, pause, progres
         end = {"type": "end", "status": "stopped" if stopped else "failed", "run_dir": relay.run_dir,
                "wall": time.time(), "message": "stopped by the user" if stopped else
                f"the data-parallel run failed: {failure or 'rank 0 ended without a word'}"}
-        if relay.run_dir:
-            RunWriter.write_summary(relay.run_dir, end)
+        run_dir = relay.run_dir or str(Path(runs_root) / name)  # rank 0 may have died before its first event
+        end["run_dir"] = run_dir if Path(run_dir).is_dir() else None
+        if end["run_dir"]:
+            RunWriter.write_summary(run_dir, end)
     events.put(end)
 
 

@@ -51,8 +51,12 @@ class Control:
     def __init__(self, stop_event=None, pause_event=None):
         self._stop = stop_event if stop_event is not None else threading.Event()
         self._pause = pause_event if pause_event is not None else threading.Event()
+        self.reason: tuple[str, str] | None = None  # (status, message) of a stop that is not the user's
 
-    def stop(self) -> None:
+    def stop(self, message: str | None = None, status: str = "stopped") -> None:
+        """Stop at the next step; the run ends with `status` and `message` (by default: stopped by the user)."""
+        if message and self.reason is None:
+            self.reason = (status, message)
         self._stop.set()
 
     def pause(self) -> None:
@@ -418,7 +422,7 @@ class Loop:
                                                        self.order, self.team.rank, self.team.size):
             if self.team.controls_due(self.step):  # ~20 times a second
                 yield from self.obey_controls(epoch_tally)
-                if self.status == "stopped":
+                if self.status != "finished":  # stopped: by the user, or interrupted (its launcher gone)
                     return
             loss = self.step_fn(images, labels)
             if self.scheduler is not None:
@@ -449,7 +453,7 @@ class Loop:
             self.clock.restart()
             self.team.restart_clock(self.step)
         if stop:
-            self.status, self.message = "stopped", STOP_MESSAGE
+            self.status, self.message = self.control.reason or ("stopped", STOP_MESSAGE)
 
     def log_point(self, epoch: int, interval: Tally, epoch_tally: Tally) -> Iterator[dict]:
         """The interval's running loss as an event, then a new interval; a loss that blew up ends the run."""
@@ -561,9 +565,10 @@ def no_learning_hint(config: TrainConfig, accuracy: float, num_classes: int) -> 
             f"epochs, or raise the learning rate (now {config.lr:g}).")
 
 
-def check_fits_dataset(config: TrainConfig, device: torch.device, dataset: Dataset) -> None:
-    """Bad input (memory too small for the network and batch) before the first step, and before a run folder."""
-    check_fits(config, str(device), channels=dataset.channels, image_size=dataset.image_size,
+def check_fits_dataset(config: TrainConfig, device: torch.device, dataset: Dataset, processes: int = 1) -> None:
+    """Bad input (memory too small for the network and batch) before the first step, and before a run folder;
+    `processes` of them on this machine's memory, when a launcher checks a CPU data-parallel run."""
+    check_fits(config, str(device), processes, channels=dataset.channels, image_size=dataset.image_size,
                num_classes=dataset.num_classes, num_train=len(dataset.train_labels),
                num_test=len(dataset.test_labels))
 
@@ -583,12 +588,14 @@ def check_launch(config: TrainConfig, progress: Progress | None = None) -> torch
     if device.type == "cuda" and config.nproc > torch.cuda.device_count():
         raise DeviceError(f"--nproc {config.nproc} needs a GPU each, and this machine has "
                           f"{torch.cuda.device_count()}")
-    load_checked(config, device, progress)
+    dataset = load_dataset(config.dataset, config.data_dir, progress)
+    check_fits_dataset(config, device, dataset, config.nproc if device.type == "cpu" else 1)  # every rank's share
     return device
 
 
 def run_training(config: TrainConfig, control: Control | None = None, progress: Progress | None = None,
-                 runs_root: str | os.PathLike = DEFAULT_ROOT, dataset: Dataset | None = None) -> Iterator[dict]:
+                 runs_root: str | os.PathLike = DEFAULT_ROOT, dataset: Dataset | None = None,
+                 run_name: str | None = None) -> Iterator[dict]:
     """Load the data, train, and record everything in a new run directory; yields the events.
 
     Under torchrun every rank calls this: each joins the process group and trains its share; rank 0 alone
@@ -614,7 +621,7 @@ def run_training(config: TrainConfig, control: Control | None = None, progress: 
                 raise RankLost() from exc
             raise
         return
-    writer = RunWriter(runs_root, config)
+    writer = RunWriter(runs_root, config, run_name)  # a launcher names it, to end it where rank 0 could not
     try:
         for event in train(config, dataset, control, on_epoch_end=writer.checkpoint, team=team):
             event["run_dir"] = str(writer.path)

@@ -37,8 +37,9 @@ def estimate_bytes(config: TrainConfig, channels: int = 3, image_size: int = 32,
     return int(activations + weights + data + evaluation)
 
 
-def available_bytes(device: str = "cpu") -> int | None:
-    """Memory free for a run on `device` (None where it cannot be told)."""
+def available_bytes(device: str = "cpu", cgroup: str = "/sys/fs/cgroup") -> int | None:
+    """Memory free for a run on `device` (None where it cannot be told): on a CPU the machine's, or less where
+    this process's cgroup (a container, a systemd slice) allows less."""
     if device.startswith("cuda"):
         import torch
 
@@ -46,6 +47,14 @@ def available_bytes(device: str = "cpu") -> int | None:
             free, _ = torch.cuda.mem_get_info()
             return int(free)
         return None
+    machine = _machine_available()
+    allowed = _cgroup_available(cgroup)
+    if machine is None or allowed is None:
+        return machine if allowed is None else allowed
+    return min(machine, allowed)
+
+
+def _machine_available() -> int | None:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -57,6 +66,20 @@ def available_bytes(device: str = "cpu") -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _cgroup_available(root: str) -> int | None:
+    """What this process's cgroup still allows: v2's memory.max less memory.current, or v1's limit less usage;
+    None where there is no limit or no cgroup to read."""
+    for limit_file, used_file in (("memory.max", "memory.current"),
+                                  ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit = open(os.path.join(root, limit_file)).read().strip()
+            used = int(open(os.path.join(root, used_file)).read().strip())
+        except (OSError, ValueError):
+            continue
+        return max(0, int(limit) - used) if limit.isdigit() else None  # "max": no limit
+    return None
 
 
 # (channels, image size, classes, training images, test images) of the named datasets, for an estimate
@@ -74,12 +97,18 @@ def gigabytes(n: int) -> str:
     return f"{n / 2**30:.1f} GB"
 
 
-def check_fits(config: TrainConfig, device: str, **shape) -> None:
-    """ConfigError, with the estimate and the free memory, when the run cannot fit (`shape`: see estimate)."""
-    need = estimate_bytes(config, **shape)
+PROCESS_BYTES = 400 * 2**20  # a process of its own (Python, torch, gloo) before it holds any data
+
+
+def check_fits(config: TrainConfig, device: str, processes: int = 1, **shape) -> None:
+    """ConfigError, with the estimate and the free memory, when the run cannot fit (`shape`: see estimate).
+    `processes`: a data-parallel run about to start on this machine's CPU, each process with its own copy."""
+    one = estimate_bytes(config, **shape)
+    need = one if processes == 1 else processes * (one + PROCESS_BYTES)
     free = available_bytes(device)
     if free is not None and need > free:
-        raise ConfigError(f"this run needs about {gigabytes(need)} of memory at its peak (batch "
+        each = "" if processes == 1 else f"{processes} processes x {gigabytes(one + PROCESS_BYTES)}, "
+        raise ConfigError(f"this run needs about {gigabytes(need)} of memory at its peak ({each}batch "
                           f"{config.batch_size}, conv widths {config.conv_width}/{config.conv2_width}), more than "
                           f"the {gigabytes(free)} free on this machine's {device.split(':')[0].upper()}: lower the "
-                          "batch size or the widths")
+                          f"{'processes, the ' if processes > 1 else ''}batch size or the widths")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import time
+from pathlib import Path
 
 from core.config import PRESETS, SETTINGS, ArgParser, ConfigError, TrainConfig, add_setting_flags
 
@@ -29,7 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs", help="where run directories are written (default: runs)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     p.add_argument("--events", help=argparse.SUPPRESS)  # rank 0 of a dashboard job: where its worker listens
+    p.add_argument("--run-name", type=folder_name, help=argparse.SUPPRESS)  # a launcher's name for the run folder
     return p
+
+
+def folder_name(text: str) -> str:
+    """A run folder's name as a launcher gives it to its ranks: one plain name, never a path."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run folder name")
+    return text
 
 
 def config_from_args(args: argparse.Namespace, processes: int = 0) -> TrainConfig:
@@ -95,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
         return leave(world, EXIT_BAD_INPUT) if world.launched else EXIT_BAD_INPUT
     if config.nproc > 1 and not world.launched:
-        return launch_ranks(argv, config)
+        return launch_ranks(argv, config, args)
     code = train_here(args, config, world)
     if world.launched:  # through a barrier and os._exit: see core/distributed.py
         leave(world, code)
@@ -107,7 +117,7 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world) -> int:
     import threading
 
     from core.data import DatasetError
-    from core.distributed import EventLink, LaunchError, RankLost, watch_launcher
+    from core.distributed import EventLink, LaunchError, RankLost, heartbeat, watch_launcher
     from core.loop import Control, DeviceError, run_training
     from core.runs import RunWriteError
 
@@ -119,7 +129,10 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world) -> int:
             signal.signal(sig, lambda *_: control.stop())
     link = EventLink(args.events, stop, pause) if args.events and world.main else None  # rank 0 of a dashboard job
     if world.launched:
-        watch_launcher(control.stop)
+        watch_launcher(lambda: control.stop("its launcher (torchrun, or the command or dashboard worker that started "
+                                            "it) was killed, and every process of this run stopped with it",
+                                            "interrupted"))
+        heartbeat(world.rank)
     quiet = link is not None or not world.main
     progress = ProgressLine()
     end: dict = {}
@@ -132,7 +145,8 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world) -> int:
         return code
 
     try:
-        for event in run_training(config, control, None if quiet else progress.dataset, runs_root=args.runs_dir):
+        for event in run_training(config, control, None if quiet else progress.dataset, runs_root=args.runs_dir,
+                                  run_name=args.run_name):
             if link is not None:
                 link.send(event)
             if event["type"] == "start":
@@ -165,15 +179,16 @@ def ranks(event: dict) -> str:
                                  f"global batch {event['global_batch_size']}")
 
 
-def launch_ranks(argv: list[str], config: TrainConfig) -> int:
+def launch_ranks(argv: list[str], config: TrainConfig, args: argparse.Namespace) -> int:
     """`--nproc N`: start the same command on N processes through torch.distributed's launcher API.
 
     What a user can fix is said once, here, before any process starts: the device, the dataset (decoded into
     its cache now, with progress), the memory.
     """
     from core.data import DatasetError
-    from core.distributed import LaunchError, backend, launch
+    from core.distributed import LaunchError, backend, end_unended, launch
     from core.loop import DeviceError, check_launch
+    from core.runs import run_name
 
     try:
         device = check_launch(config, ProgressLine().dataset)
@@ -182,9 +197,11 @@ def launch_ranks(argv: list[str], config: TrainConfig) -> int:
         return EXIT_BAD_INPUT
     print(f"starting {config.nproc} processes (DDP over {backend(device)}), batch {config.batch_size} each: "
           f"global batch {config.global_batch_size}", file=sys.stderr)
+    name = run_name(config.dataset)
     try:
-        launch(argv, config.nproc)
+        launch([*argv, "--run-name", name], config.nproc)
     except LaunchError as exc:
+        end_unended(Path(args.runs_dir) / name, exc)
         if exc.stopped:
             return EXIT_STOPPED
         if exc.code in ENDED_BY_RANK_0:

@@ -281,7 +281,8 @@ def settings_config() -> tuple[TrainConfig | None, str]:
     except ConfigError as exc:
         return None, f"These settings cannot train: {exc}."
     try:  # before the first step: a run that would not fit in this machine's memory
-        check_fits(config, str(resolve_device(config.device)), **dataset_shape(config.dataset))
+        device = str(resolve_device(config.device))
+        check_fits(config, device, config.nproc if device == "cpu" else 1, **dataset_shape(config.dataset))
     except ConfigError as exc:
         return None, f"These settings cannot train here: {exc}."
     return config, ""

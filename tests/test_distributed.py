@@ -347,3 +347,125 @@ def test_torchrun_standalone_runs_the_same_command(tmp_path):
     s = summary(r)
     assert (s["world_size"], s["global_batch_size"], s["steps"]) == (2, 32, 30)
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [Path(s["run_dir"]).name]
+
+
+def start_ddp(tmp_path, runs, env=None) -> subprocess.Popen:
+    """`python -m core.train --nproc 2` on a long Shapes run, its temporary folders under tmp_path/tmp, its output
+    in files (a pipe nobody reads once the launcher is gone would block rank 0's progress line, and its summary)."""
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "core.train", "--dataset", "shapes", "--data-dir",
+                             str(tmp_path / "data"), "--runs-dir", str(runs), "--threads", "1", "--epochs", "200",
+                             "--batch-size", "8", "--nproc", "2"], cwd=ROOT, text=True,
+                            env={**ENV, "TMPDIR": str(tmp_path / "tmp"), **(env or {})},
+                            stdout=open(tmp_path / "out.txt", "w"), stderr=open(tmp_path / "err.txt", "w"))
+
+
+def training_ranks(p, runs) -> dict[int, int]:
+    wait_for(lambda: any(e["type"] == "loss" for d in runs.glob("*") for e in events(d)), 120, "a loss point")
+    ranks = {rank_of(pid): pid for pid in children(p.pid)}
+    assert set(ranks) == {0, 1}
+    return ranks
+
+
+def ended(runs) -> dict:
+    (run_dir,) = runs.iterdir()
+    assert not (run_dir / ".running").exists()
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_killing_rank_0_leaves_a_summary_that_says_so(tmp_path):
+    """Rank 0 writes the run folder; killed, it cannot say how the run ended. The launcher named the folder, so
+    it writes the summary: failed, rank 0 killed; no .running marker is left (main left both undone)."""
+    runs = tmp_path / "runs"
+    p = start_ddp(tmp_path, runs)
+    try:
+        ranks = training_ranks(p, runs)
+        os.kill(ranks[0], signal.SIGKILL)
+        p.wait(timeout=30)
+    finally:
+        p.kill()
+    err = (tmp_path / "err.txt").read_text()
+    assert p.returncode == 1 and "rank 0 was killed by signal 9 (SIGKILL)" in err and "Traceback" not in err
+    saved = ended(runs)
+    assert saved["status"] == "failed" and "rank 0 was killed by signal 9" in saved["message"]
+    assert not any(pid_alive(pid) for pid in ranks.values()) and not list((tmp_path / "tmp").glob("cnn-ddp-*"))
+
+
+def test_killing_the_launcher_ends_the_run_as_interrupted_and_leaves_no_temporary_folder(tmp_path):
+    runs = tmp_path / "runs"
+    p = start_ddp(tmp_path, runs)
+    try:
+        ranks = training_ranks(p, runs)
+        assert list((tmp_path / "tmp").glob("cnn-ddp-*"))
+        p.kill()
+        p.wait(timeout=10)
+        gone = time.monotonic()
+        wait_for(lambda: not any(pid_alive(pid) for pid in ranks.values()), 30, "the ranks to end")
+        assert time.monotonic() - gone < 15
+    finally:
+        p.kill()
+    saved = ended(runs)
+    assert saved["status"] == "interrupted" and "launcher" in saved["message"] and "was killed" in saved["message"]
+    assert not list((tmp_path / "tmp").glob("cnn-ddp-*"))
+
+
+def test_a_rank_that_stops_answering_is_noticed_by_its_heartbeat_not_the_5_minute_timeout(tmp_path):
+    """SIGSTOP of rank 1: silent for the whole collective timeout (300 s) on main. Its heartbeat stops; past the
+    silence allowed (60 s; 8 s here) the launcher ends it, and the run is failed, saying which rank and why."""
+    runs = tmp_path / "runs"
+    p = start_ddp(tmp_path, runs, env={"CNN_DDP_SILENT_SECONDS": "8"})
+    try:
+        ranks = training_ranks(p, runs)
+        os.kill(ranks[1], signal.SIGSTOP)
+        stopped = time.monotonic()
+        p.wait(timeout=60)
+        waited = time.monotonic() - stopped
+        err = (tmp_path / "err.txt").read_text()
+    finally:
+        p.kill()
+        for pid in ranks.values():
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert p.returncode == 1 and 8 - 5 <= waited < 30, (waited, err[-2000:])  # its last beat: up to 5 s before
+    assert "rank 1 gave no sign of life for" in err and "Traceback" not in err
+    saved = ended(runs)
+    assert saved["status"] == "failed" and "stopped answering" in saved["message"]
+    assert not any(pid_alive(pid) for pid in ranks.values()) and not list((tmp_path / "tmp").glob("cnn-ddp-*"))
+
+
+def test_a_data_parallel_run_is_checked_for_the_memory_of_all_its_processes(tmp_path):
+    """--nproc N holds N copies (data, network, torch itself): main checked one, and --nproc 16 in a 6 GB cgroup
+    was killed for memory after its check passed. Here N is just too many for this machine's free memory."""
+    from core.memory import PROCESS_BYTES, available_bytes, dataset_shape, estimate_bytes
+
+    config = TrainConfig(dataset="shapes", batch_size=512, conv_width=64, conv2_width=64)  # ~2 GB a process
+    one = estimate_bytes(config, **dataset_shape("shapes")) + PROCESS_BYTES
+    if one > available_bytes():
+        pytest.skip("not even one such process fits here")
+    nproc = int(1.5 * available_bytes() / one) + 1  # a margin: the free memory moves while the test runs
+    if nproc > 64:
+        pytest.skip(f"this machine has room for 64 such processes ({available_bytes() / 2**30:.0f} GB free)")
+    started = time.monotonic()
+    r = train(tmp_path, tmp_path / "runs", "--nproc", str(nproc), "--batch-size", "512", "--width", "64",
+              "--conv2-width", "64", timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert f"{nproc} processes x" in r.stderr and "lower the processes" in r.stderr
+    assert "starting" not in r.stderr and not (tmp_path / "runs").exists() and time.monotonic() - started < 60
+
+
+def test_the_memory_free_is_what_the_cgroup_allows_where_it_allows_less(tmp_path):
+    from core.memory import available_bytes
+
+    machine = available_bytes(cgroup=str(tmp_path / "none"))
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "memory.max").write_text(f"{6 * 2**30}\n")
+    (v2 / "memory.current").write_text(f"{2**30}\n")
+    assert available_bytes(cgroup=str(v2)) == min(machine, 5 * 2**30)
+    (v2 / "memory.max").write_text("max\n")
+    assert available_bytes(cgroup=str(v2)) == machine
+    v1 = tmp_path / "v1" / "memory"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text(f"{3 * 2**30}")
+    (v1 / "memory.usage_in_bytes").write_text(f"{2**30}")
+    assert available_bytes(cgroup=str(tmp_path / "v1")) == min(machine, 2 * 2**30)

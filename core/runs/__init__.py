@@ -82,6 +82,11 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
             os.unlink(tmp)
 
 
+def run_name(dataset: str) -> str:
+    """A new run folder's name: when it started, on what, and 4 hex digits (20261202-171537-shapes-9124)."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset.split(':')[0]}-{secrets.token_hex(2)}"
+
+
 RUNNING = ".running"  # in a run folder while a process writes it: {"pid": ...}; gone once its summary is written
 
 
@@ -91,8 +96,7 @@ class RunWriter:
     def __init__(self, root: str | os.PathLike, config: TrainConfig, name: str | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        dataset = config.dataset.split(":")[0]
-        self.path = self.root / (name or f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset}-{secrets.token_hex(2)}")
+        self.path = self.root / (name or run_name(config.dataset))
         self.path.mkdir()
         try:
             atomic_write_json(self.path / RUNNING, {"pid": os.getpid(), "started": time.time()})

@@ -42,6 +42,7 @@ from core.runs import (
     load_predictions,
     load_weights,
     read_events,
+    run_name,
 )
 
 MAX_MEMBERS = 16
@@ -185,17 +186,13 @@ def _check_run(folder: Path) -> None:
         raise ArchiveError("its predictions do not match its network's classes")
 
 
-def _new_folder(root: Path, dataset: str) -> Path:
-    return root / f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset.split(':')[0]}-{secrets.token_hex(2)}"
-
-
 def _settle(root: Path, staging: Path) -> str:
     """Give a checked run its place under root; the name it got."""
     config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
     if not (staging / "summary.json").exists():
         atomic_write_json(staging / "summary.json", {"type": "end", "status": "imported", "wall": time.time(),
                                                      "message": "imported without a summary"})
-    target = _new_folder(root, str(config.get("dataset", "run")))
+    target = root / run_name(str(config.get("dataset", "run")))
     os.replace(staging, target)
     return target.name
 
