@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -90,3 +91,78 @@ def app_env(tmp_path, monkeypatch):
     monkeypatch.setattr(core.jobs, "_manager", manager)
     yield manager
     manager.shutdown()
+
+
+# -- after the suite: the fault probes counted, and nothing left behind ---------------------------------------
+
+LEFT_BEHIND = ("cnn-ddp-*", "torchelastic_*")  # what a launcher or its ranks would leave in the temp folder
+_RUN = {"fault": {}, "temp_before": set()}
+
+
+def _temp_folders() -> set[str]:
+    import tempfile
+
+    return {p.name for pattern in LEFT_BEHIND for p in Path(tempfile.gettempdir()).glob(pattern)}
+
+
+def _descendants(pid: int) -> list[int]:
+    """Living processes under pid (children, their children, ...), zombies not counted."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+    except OSError:
+        return "(gone)"
+
+
+def pytest_sessionstart(session):
+    _RUN["temp_before"] = _temp_folders()
+
+
+def pytest_runtest_logreport(report):
+    if "fault" in report.keywords and (report.when == "call" or report.outcome != "passed"):
+        _RUN["fault"][report.nodeid] = report.outcome
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No process, non-daemon thread or temporary folder of the app's may outlive the suite: a leak fails it."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + 15  # a process told to stop by a test's last line may take a moment
+    while len(_descendants(os.getpid())) > 1 and time.monotonic() < deadline:  # (the resource tracker stays)
+        time.sleep(0.2)
+    leaks = [f"process {pid}: {command}" for pid in _descendants(os.getpid())
+             if "multiprocessing.resource_tracker" not in (command := _command(pid))]  # Python's, ends with it
+    leaks += [f"thread {t.name}" for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+    leaks += [f"temporary folder {name}" for name in sorted(_temp_folders() - _RUN["temp_before"])]
+    _RUN["leaks"] = leaks
+    if leaks and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    outcomes = list(_RUN["fault"].values())
+    terminalreporter.write_line(f"fault probes (hostile input, killed or stopped processes, full disks): "
+                                f"{outcomes.count('passed')} passed, {outcomes.count('failed')} failed, "
+                                f"{outcomes.count('skipped')} skipped")
+    leaks = _RUN.get("leaks")
+    if leaks is not None:  # (the summary comes after sessionfinish)
+        terminalreporter.write_line("left behind after the suite: " + ("; ".join(leaks) if leaks else
+                                    "no process, no non-daemon thread, no temporary folder"))

@@ -98,6 +98,7 @@ def packed_bomb() -> bytes:
 @pytest.mark.parametrize("case", ["escape", "absolute", "bomb", "pickle", "huge-model", "wrong-shapes", "not-a-run",
                                   "link", "checkpoint-bomb", "bare-checkpoint-bomb", "long-history",
                                   "large-predictions", "predictions-bomb"])
+@pytest.mark.fault
 def test_a_hostile_file_is_refused_with_one_line_and_nothing_is_written(case, run, tmp_path):
     root = tmp_path / "runs"
     files = run_files(run)
@@ -150,6 +151,7 @@ def test_a_hostile_file_is_refused_with_one_line_and_nothing_is_written(case, ru
     assert not (root.parent / "x").exists() and not Path("/x").exists()
 
 
+@pytest.mark.fault
 def test_an_import_keeps_the_history_and_not_its_spreadsheet_copy(run, tmp_path):
     """metrics.csv is written on export for a spreadsheet; taken in, it would only take room (export makes it anew)."""
     root = tmp_path / "in"
@@ -222,6 +224,7 @@ def _with_member_header(data: bytes, *, flag_bits: int | None = None, method: in
 
 @pytest.mark.parametrize("change, message", [(dict(flag_bits=1), "is encrypted"),
                                              (dict(method=99), "packed with a method this app does not read")])
+@pytest.mark.fault
 def test_an_encrypted_or_oddly_packed_zip_is_one_line_from_the_command_line(run, tmp_path, change, message):
     hostile = tmp_path / "hostile.zip"
     hostile.write_bytes(_with_member_header(export_bytes(run), **change))
@@ -233,6 +236,7 @@ def test_an_encrypted_or_oddly_packed_zip_is_one_line_from_the_command_line(run,
     assert untouched(run.parent, before)
 
 
+@pytest.mark.fault
 def test_import_reads_only_a_regular_file_and_never_without_end(tmp_path):
     fifo = tmp_path / "x.zip"
     os.mkfifo(fifo)
@@ -243,6 +247,7 @@ def test_import_reads_only_a_regular_file_and_never_without_end(tmp_path):
         assert r.returncode == 2 and "is not a regular file" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.fault
 def test_an_export_that_cannot_be_written_whole_leaves_no_file(run, tmp_path):
     """A file-size limit stands in for a full disk: the zip is written whole or not at all."""
     import resource

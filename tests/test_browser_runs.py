@@ -102,6 +102,7 @@ def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, 
         proc.wait(10)
 
 
+@pytest.mark.fault
 def test_uploads_of_the_largest_run_the_server_takes_do_not_pile_up_in_its_memory(browser, tmp_path):  # noqa: F811
     """Three uploads of the largest run zip the import accepts (a width-1024 network at 64x64 pixels, predictions
     and history at their caps), each opened on Results and Network, as a class might: the server stays under

@@ -131,6 +131,7 @@ def test_the_same_seed_and_world_size_give_the_same_run_launch_after_launch(tmp_
     assert [p.name for p in temp.iterdir() if p.name.startswith(("torchelastic", "cnn-ddp"))] == []
 
 
+@pytest.mark.fault
 def test_killing_one_rank_ends_the_run_as_failed_within_30_s(tmp_path):
     runs = tmp_path / "runs"
     p = subprocess.Popen([sys.executable, "-m", "core.train", "--dataset", "shapes", "--data-dir",
@@ -373,6 +374,7 @@ def ended(runs) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
+@pytest.mark.fault
 def test_killing_rank_0_leaves_a_summary_that_says_so(tmp_path):
     """Rank 0 writes the run folder; killed, it cannot say how the run ended. The launcher named the folder, so
     it writes the summary: failed, rank 0 killed; no .running marker is left (main left both undone)."""
@@ -391,6 +393,7 @@ def test_killing_rank_0_leaves_a_summary_that_says_so(tmp_path):
     assert not any(pid_alive(pid) for pid in ranks.values()) and not list((tmp_path / "tmp").glob("cnn-ddp-*"))
 
 
+@pytest.mark.fault
 def test_killing_the_launcher_ends_the_run_as_interrupted_and_leaves_no_temporary_folder(tmp_path):
     runs = tmp_path / "runs"
     p = start_ddp(tmp_path, runs)
@@ -409,6 +412,7 @@ def test_killing_the_launcher_ends_the_run_as_interrupted_and_leaves_no_temporar
     assert not list((tmp_path / "tmp").glob("cnn-ddp-*"))
 
 
+@pytest.mark.fault
 def test_a_rank_that_stops_answering_is_noticed_by_its_heartbeat_not_the_5_minute_timeout(tmp_path):
     """SIGSTOP of rank 1: silent for the whole collective timeout (300 s) on main. Its heartbeat stops; past the
     silence allowed (60 s; 8 s here) the launcher ends it, and the run is failed, saying which rank and why."""
@@ -433,6 +437,7 @@ def test_a_rank_that_stops_answering_is_noticed_by_its_heartbeat_not_the_5_minut
     assert not any(pid_alive(pid) for pid in ranks.values()) and not list((tmp_path / "tmp").glob("cnn-ddp-*"))
 
 
+@pytest.mark.fault
 def test_a_data_parallel_run_is_checked_for_the_memory_of_all_its_processes(tmp_path):
     """--nproc N holds N copies (data, network, torch itself): main checked one, and --nproc 16 in a 6 GB cgroup
     was killed for memory after its check passed. Here N is just too many for this machine's free memory."""
@@ -453,6 +458,7 @@ def test_a_data_parallel_run_is_checked_for_the_memory_of_all_its_processes(tmp_
     assert "starting" not in r.stderr and not (tmp_path / "runs").exists() and time.monotonic() - started < 60
 
 
+@pytest.mark.fault
 def test_the_memory_free_is_what_the_cgroup_allows_where_it_allows_less(tmp_path):
     from core.memory import available_bytes
 
@@ -469,3 +475,26 @@ def test_the_memory_free_is_what_the_cgroup_allows_where_it_allows_less(tmp_path
     (v1 / "memory.limit_in_bytes").write_text(f"{3 * 2**30}")
     (v1 / "memory.usage_in_bytes").write_text(f"{2**30}")
     assert available_bytes(cgroup=str(tmp_path / "v1")) == min(machine, 2 * 2**30)
+
+
+@pytest.mark.fault
+def test_stopping_the_launcher_while_a_rank_hangs_still_leaves_a_summary(tmp_path):
+    """SIGSTOP of rank 1, then SIGTERM of the launcher: rank 0 cannot finish its Stop (rank 1 does not answer), so
+    the launcher ends both by force after 5 s. Main wrote no summary; the launcher now writes it: interrupted."""
+    runs = tmp_path / "runs"
+    p = start_ddp(tmp_path, runs)
+    try:
+        ranks = training_ranks(p, runs)
+        os.kill(ranks[1], signal.SIGSTOP)
+        time.sleep(1)
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+    finally:
+        p.kill()
+        for pid in ranks.values():
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert p.returncode == 4, (tmp_path / "err.txt").read_text()[-2000:]  # stopped, as Ctrl-C
+    saved = ended(runs)
+    assert saved["status"] == "interrupted" and "SIGTERM" in saved["message"]
+    assert not any(pid_alive(pid) for pid in ranks.values()) and not list((tmp_path / "tmp").glob("cnn-ddp-*"))

@@ -26,6 +26,8 @@ from tests.conftest import ROOT, write_image_folder
 from tests.test_cli import cli
 from tests.test_jobs import cfg, wait_for
 
+pytestmark = pytest.mark.fault  # every test here is a fault probe (counted at the end of the run: conftest.py)
+
 
 def flipped_png(seed: int) -> bytes:
     """A valid PNG of noise with one byte of its compressed image data flipped (a bad CRC, broken zlib)."""

@@ -145,6 +145,7 @@ def test_a_worker_never_reruns_the_page_script_that_started_it(tmp_path, shapes_
     assert sys.modules["__main__"] is process.set_by_page
 
 
+@pytest.mark.fault
 def test_pause_and_resume_racing_the_end_never_hold_the_slot(tmp_path, shapes_dir):
     """Pause and Resume pressed over and over while a job ends (real process workers): the job ends ended, Stop
     and Pause do nothing to it after, and the next job gets the slot. Five rounds, one job each."""

@@ -496,6 +496,7 @@ def test_the_step_page_takes_a_runs_checkpoint_and_refuses_a_width_it_does_not_h
     assert damaged.session_state["step_stepper"].model.conv1.out_channels == 6
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("name, param", [("train", "lr"), ("network", "conv_width"), ("data", "dataset")])
 def test_a_links_values_are_shown_as_text_never_as_a_link_or_an_image(app_env, name, param):
     at = page(name)
@@ -507,6 +508,7 @@ def test_a_links_values_are_shown_as_text_never_as_a_link_or_an_image(app_env, n
     assert all("\\[x\\]\\(http:\u200b//evil\\.example\\)" in w and "!\\[" in w for w in shown), shown
 
 
+@pytest.mark.fault
 def test_a_link_value_beyond_a_control_is_dropped_with_a_line_not_a_broken_page(app_env):
     at = page("train")
     at.query_params["momentum"] = "0.995"  # a valid momentum, above the slider's 0.99
@@ -517,6 +519,7 @@ def test_a_link_value_beyond_a_control_is_dropped_with_a_line_not_a_broken_page(
     assert at.slider(key="train_momentum").value == 0.9 and at.select_slider(key="train_lr").value == 0.02
 
 
+@pytest.mark.fault
 def test_a_second_click_on_stop_and_train_after_the_first_answered_starts_nothing_more(app_env):
     """Two quick clicks on "Stop it and train the new settings": the second comes after the first has started the
     new job and cleared the question (it raised AttributeError in the server's log)."""
@@ -548,6 +551,7 @@ def test_the_step_pages_history_keeps_the_weight_from_the_first_step_and_buf_bui
     assert not at.exception
 
 
+@pytest.mark.fault
 def test_a_race_that_cannot_be_kept_says_so_in_one_line_once(app_env):
     """A runs folder that cannot be written (read-only, full; here its .speed is a file) once took the race view
     to a traceback with the server's paths, drawn again every 0.5 s. The race is shown, with one line why it

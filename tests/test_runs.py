@@ -82,6 +82,7 @@ def test_runs_that_differ_by_optimizer_are_named_by_it(tmp_path):
     assert [row["Optimizer"] for row in settings_table(runs)] == ["sgd", "adam"]
 
 
+@pytest.mark.fault
 def test_only_run_folders_are_deleted(tmp_path):
     from core.runs import delete_run
 
@@ -96,6 +97,7 @@ def test_only_run_folders_are_deleted(tmp_path):
     assert not (tmp_path / "half").exists()
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("value", ["", "   "])
 def test_an_empty_folder_setting_is_the_default_not_the_servers_folder(monkeypatch, capsys, value):
     import core.jobs
@@ -116,6 +118,7 @@ def test_an_empty_folder_setting_is_the_default_not_the_servers_folder(monkeypat
     assert said.count("CNN_DASHBOARD_DATA is empty; using 'data'") == 1  # once, not on every page run
 
 
+@pytest.mark.fault
 def test_a_history_of_any_length_is_read_in_bounded_memory_and_spans_the_whole_run(tmp_path):
     """Past MAX_EVENTS, every other loss point goes (again each time the list fills); every epoch, the start and
     the end stay, and the points still reach from the first step to the last."""
@@ -138,6 +141,7 @@ def test_a_history_of_any_length_is_read_in_bounded_memory_and_spans_the_whole_r
     assert read_events(path, limit=10**6) == lines  # below the cap, every event as written
 
 
+@pytest.mark.fault
 def test_the_pages_cache_of_networks_is_bounded_in_bytes_not_entries(tmp_path, small_shapes):
     """Networks and predictions are kept up to the stated bytes, least recently used going first; one larger than
     the bound is given and not kept; a file that changes is loaded again."""

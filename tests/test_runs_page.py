@@ -138,6 +138,7 @@ def test_speed_results_are_kept_and_listed_like_runs(app_env):
     assert not at.exception
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("status", [5, ["x"], None])
 def test_a_summary_with_a_bad_status_is_damaged_and_the_run_can_still_be_deleted(app_env, tmp_path, small_shapes,
                                                                                  status):
@@ -165,6 +166,7 @@ def test_a_summary_with_a_bad_status_is_damaged_and_the_run_can_still_be_deleted
     assert listed.returncode == 0 and "Traceback" not in listed.stderr
 
 
+@pytest.mark.fault
 def test_a_summary_with_a_number_that_is_not_one_is_damaged(tmp_path, app_env, small_shapes):
     import json
 
@@ -174,6 +176,7 @@ def test_a_summary_with_a_number_that_is_not_one_is_damaged(tmp_path, app_env, s
     assert load_run(made).status == "damaged" and "train_seconds is not a number" in load_run(made).error
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("name", ["results", "network"])
 def test_a_runs_config_never_chooses_where_the_server_writes(app_env, tmp_path, small_shapes, name):
     import json
