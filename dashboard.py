@@ -14,7 +14,7 @@ if __name__ == "__main__":  # a page view
 
     garbage.collect()  # what earlier page runs left (their tensors, images): at most every 2 s, milliseconds
 
-    st.set_page_config(page_title="CNN training dashboard", page_icon="🧠", layout="wide")
+    st.set_page_config(page_title="CNN training dashboard", page_icon=":material/neurology:", layout="wide")
     page = st.navigation(app_pages())
     sidebar_status(live=page.title != "Train")  # the Train page shows the job live itself
     presentation_switch()

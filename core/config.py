@@ -31,17 +31,40 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def whole(low: int, high: int, optional: bool = False):
+@dataclass(frozen=True)
+class Range:
+    """A setting's bounds as data, and the check they make: validation, the page's controls, the links' parser
+    and the checkpoint bounds all read these numbers. `open_low`/`open_high`: the bound itself is outside."""
+
+    low: float
+    high: float
+    whole: bool = True
+    optional: bool = False
+    open_low: bool = False
+    open_high: bool = False
+
+    def __call__(self, v: Any) -> bool:
+        if self.optional and v is None:
+            return True
+        if not (_is_int(v) if self.whole else _is_number(v)):
+            return False
+        above = v > self.low if self.open_low else v >= self.low
+        below = v < self.high if self.open_high else v <= self.high
+        return above and below
+
+
+def whole(low: int, high: int, optional: bool = False) -> Range:
     """A whole number from low to high (or None, where optional)."""
-    return lambda v: (optional and v is None) or (_is_int(v) and low <= v <= high)
+    return Range(low, high, optional=optional)
 
 
 def setting(default: Any, flag: str | None, help: str, label: str = "", must: str = "", check=None,
-            choices: tuple | None = None, widget_help: str = ""):
+            choices: tuple | None = None, widget_help: str = "", page: tuple | None = None):
     """A TrainConfig field and everything said about it in one place: its command-line flag and help, its label
-    on the page (and in messages), and the check its value must pass (`must` says it in words)."""
+    on the page (and in messages), and the check its value must pass (`must` says it in words; a Range carries
+    its bounds as data). `page`: the Train page control's narrower range (epochs 1-30 of the 1-1000 allowed)."""
     return field(default=default, metadata=dict(flag=flag, help=help, label=label, must=must, check=check,
-                                                choices=choices, widget_help=widget_help or help))
+                                                choices=choices, widget_help=widget_help or help, page=page))
 
 
 @dataclass(frozen=True)
@@ -51,12 +74,13 @@ class TrainConfig:
     data_dir: str = setting("data", "--data-dir", "where datasets are downloaded and cached (default: data)",
                             "Data directory", "a non-empty path", lambda v: isinstance(v, str) and v.strip() != "")
     epochs: int = setting(2, "--epochs", "how many times the network sees every training image", "Epochs",
-                          "a whole number from 1 to 1000", whole(1, 1000))
+                          "a whole number from 1 to 1000", whole(1, 1000), page=(1, 30))
     lr: float = setting(0.001, "--lr", "learning rate: how big a step the optimizer takes; too big and the loss "
                         "explodes (diverges)", "Learning rate", "> 0 and at most 10",
-                        lambda v: _is_number(v) and 0 < v <= 10)
+                        Range(0, 10, whole=False, open_low=True))
     momentum: float = setting(0.9, "--momentum", "how much of the previous step SGD keeps: smooths the path downhill",
-                              "Momentum", "at least 0 and below 1", lambda v: _is_number(v) and 0 <= v < 1)
+                              "Momentum", "at least 0 and below 1", Range(0, 1, whole=False, open_high=True),
+                              page=(0.0, 0.99))
     optimizer: str = setting("sgd", "--optimizer", "the update rule: sgd (the tutorial's), adam or rmsprop; momentum "
                              "and Nesterov apply to sgd, adam and rmsprop take their usual defaults", "Optimizer",
                              choices=OPTIMIZERS)
@@ -71,9 +95,9 @@ class TrainConfig:
                               "a whole number from 1 to 4096", whole(1, 4096))
     conv_width: int = setting(6, "--width", "output channels of conv1 = input channels of conv2 (the tutorial uses 6; "
                               "its exercise widens it)", "Conv width", "a whole number from 1 to 1024",
-                              whole(1, 1024))
+                              whole(1, 1024), page=(1, 256))
     conv2_width: int = setting(16, "--conv2-width", "output channels of conv2 (the tutorial uses 16)", "Conv2 width",
-                               "a whole number from 1 to 1024", whole(1, 1024))
+                               "a whole number from 1 to 1024", whole(1, 1024), page=(1, 256))
     device: str = setting("auto", "--device", "auto (the fastest present), cpu, cuda or mps", "Device",
                           choices=DEVICES)
     nproc: int = setting(1, "--nproc", "processes training data-parallel (DDP, through torchrun's launcher); each "
@@ -138,6 +162,22 @@ def setting_problem(name: str, value: Any) -> str | None:
     if meta["check"] is not None and not meta["check"](value):
         return f"{meta['label'].lower()} must be {meta['must']}, not {value!r}"
     return None
+
+
+def bounds(name: str) -> tuple:
+    """(low, high) a setting may take, e.g. (1, 1024) for conv_width."""
+    check = SETTINGS[name].metadata["check"]
+    return check.low, check.high
+
+
+def page_range(name: str, value: Any = None) -> tuple:
+    """(low, high) of the setting's control on a page: its page range where it has a narrower one, stretched to
+    take `value` where that is beyond it and still allowed (a link's epochs=50 on a 1-30 slider)."""
+    meta = SETTINGS[name].metadata
+    low, high = meta["page"] or bounds(name)
+    if value is not None and meta["check"](value) and value > high and meta["check"].whole:
+        high = value
+    return low, high
 
 
 def widget_help(name: str) -> str:

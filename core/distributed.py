@@ -186,7 +186,7 @@ class Team:
         dist.all_reduce(worst, op=dist.ReduceOp.MAX)
         return float(worst.item())
 
-    def wait_for(self, fn):
+    def rank_0_first(self, fn):
         """Run fn on rank 0 first (e.g. decoding a dataset into its cache), then on the others."""
         if not self.distributed:
             return fn()

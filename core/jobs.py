@@ -71,16 +71,16 @@ def env_path(name: str, default: str) -> str:
 
 # -- the worker (runs in the child process or a thread) -----------------------------------
 
-def _die_with_parent(parent: int, tasks, events, stop) -> None:
+SERVER_GONE = "the dashboard's server stopped, and its training jobs with it"
+
+
+def _die_with_parent(parent: int, tasks, events, control) -> None:
     """In a worker process: when the server is gone (killed, say), stop training (the run keeps its history
     and is marked stopped) and exit, instead of training on to the end as an orphan nobody reads."""
-    import core.loop
-
     while os.getppid() == parent:
         time.sleep(0.5)
-    core.loop.STOP_MESSAGE = "the dashboard's server stopped, and its training jobs with it"
     events.cancel_join_thread()  # nobody reads the events any more: exiting must not wait to send them
-    stop.set()  # a training job stops within a step and writes its summary, then the process ends
+    control.stop(SERVER_GONE)  # a training job stops within a step and writes its summary, then the process ends
     tasks.put(None)  # a spare, still waiting for its task, ends at once
     time.sleep(8)  # whatever is still busy (decoding a dataset, say) ends here
     os._exit(1)
@@ -88,25 +88,28 @@ def _die_with_parent(parent: int, tasks, events, stop) -> None:
 
 def _worker_main(tasks, events, stop, pause) -> None:
     """Wait for one job, run it, report every event; exceptions become a `failed` end event."""
+    import core.device
     import core.loop  # the slow imports and first-step set-up happen while the worker is still a spare
 
+    control = core.loop.Control(stop, pause)  # Stop and Pause from the server; Stop with a reason from the watch
     parent = mp.parent_process()
     if parent is not None:  # a process of its own (a thread worker must not change the server's malloc)
         # the server's pid as it spawned this process: os.getppid() here, after the seconds of importing torch,
         # would be init's already if the server died meanwhile, and the worker would wait for it forever
-        threading.Thread(target=_die_with_parent, args=(parent.pid, tasks, events, stop), daemon=True).start()
-        core.loop.keep_freed_memory()
+        threading.Thread(target=_die_with_parent, args=(parent.pid, tasks, events, control), daemon=True).start()
+        core.device.keep_freed_memory()
     core.loop.warm_up()
     task = tasks.get()  # a spare waits here (None: dismissed; its server gone: _die_with_parent ends it)
     if task is None:
         return
-    _run_job(task, events, stop, pause)
+    _run_job(task, events, control)
 
 
-def _run_job(task: dict, events, stop, pause) -> None:
+def _run_job(task: dict, events, control) -> None:
     from core.config import ConfigError
     from core.data import DatasetError
-    from core.loop import Control, DeviceError, run_training
+    from core.device import DeviceError
+    from core.loop import run_training
 
     last_progress = [0.0]
 
@@ -118,8 +121,9 @@ def _run_job(task: dict, events, stop, pause) -> None:
 
     from core.speed import SpeedError
 
+    stop, pause = control.events
     try:
-        if task.get("kind") == "speed":
+        if task.get("kind") == "sweep":
             _run_sweep(task["spec"], events, stop)
             return
         if task.get("kind") == "scaling":
@@ -132,7 +136,7 @@ def _run_job(task: dict, events, stop, pause) -> None:
         if config.nproc > 1:
             _run_ranks(config, task["runs_root"], events, stop, pause, progress)
             return
-        for event in run_training(config, Control(stop, pause), progress, runs_root=task["runs_root"]):
+        for event in run_training(config, control, progress, runs_root=task["runs_root"]):
             events.put(event)
     except (ConfigError, DatasetError, DeviceError, SpeedError) as exc:
         events.put({"type": "end", "status": "failed", "message": str(exc), "bad_input": True})
@@ -424,16 +428,16 @@ class TrainJob(Job):
 class SweepJob(Job):
     """A speed sweep (core/speed.py): a row per measurement, no run folder."""
 
-    kind = "speed"
+    kind = "sweep"
 
     def task(self, runs_root: str) -> dict:
-        return {"kind": "speed", "spec": self.config.to_dict()}
+        return {"kind": "sweep", "spec": self.config.to_dict()}
 
 
 class ScalingJob(Job):
     """Training on 1, 2, ... processes (core/speed.py's scaling): a row per measurement."""
 
-    kind = "speed"
+    kind = "scaling"
 
     def __init__(self, id: int, config: Any, queue: "JobManager", data_dir: str):
         super().__init__(id, config, queue)
@@ -458,6 +462,7 @@ class JobManager:
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._spare: _Worker | None = None
+        self._closed = False  # shut down: no spare is warmed any more
         from core.runs import mark_interrupted
 
         for name in mark_interrupted(runs_root):  # runs a stopped server (or a killed CLI) left unfinished
@@ -504,6 +509,8 @@ class JobManager:
             return self._pending.index(job) + 1 if job in self._pending else 0
 
     def shutdown(self) -> None:
+        with self._lock:
+            self._closed = True  # a job that ends after this does not warm a new spare (one was left running)
         for job in self.jobs():
             job.stop()
         with self._lock:
@@ -539,7 +546,7 @@ class JobManager:
 
     def _warm_spare(self) -> None:
         with self._lock:
-            if self._spare is None or not self._spare.alive():
+            if not self._closed and (self._spare is None or not self._spare.alive()):
                 self._spare = _Worker(self.worker_kind)
 
     def _follow(self, job: Job) -> None:

@@ -9,37 +9,35 @@ log and the run directory. Run it headless with `python -m core.train --help`.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import math
 import os
-import sys
 import threading
 import time
 from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
-import torch.optim as optim
 
-from core import optimizers
 from core.config import ConfigError, TrainConfig
 from core.data import Dataset, Normalizer, Progress, epoch_steps, load_dataset, rank_batches
+from core.device import (
+    DeviceError,
+    choose_threads,
+    cpu_kernels,
+    cuda_kernels,
+    inference_kernels,
+    resolve_device,
+)
 from core.distributed import RankLost, Team, World, join, lost_rank, rank_device, world_from_env
 from core.evaluate import infer, summarize
 from core.memory import check_fits
 from core.model import ModelArgs, Net, count_parameters
-from core.optimizers import Rule
 from core.runs import DEFAULT_ROOT, RunWriter
+from core.train_step import CudaGraphStep, make_optimizer, make_scheduler, make_step
 
 TUTORIAL_ACCURACY = 0.54  # what the tutorial's own loop reaches after 2 epochs
-STOP_MESSAGE = "stopped by the user"  # a dashboard worker whose server went away says so instead
+STOP_MESSAGE = "stopped by the user"  # a stop with a reason of its own (Control.stop) says that instead
 TRAIN_SAMPLE = 2000  # training images measured at each epoch end: train accuracy beside test accuracy
-
-
-class DeviceError(ValueError):
-    """The chosen device does not exist on this machine."""
 
 
 class Control:
@@ -66,99 +64,17 @@ class Control:
         self._pause.clear()
 
     @property
+    def events(self) -> tuple:
+        """(stop, pause): the events themselves, for what hears Stop and Pause by other means (a DDP job's ranks)."""
+        return self._stop, self._pause
+
+    @property
     def stopped(self) -> bool:
         return self._stop.is_set()
 
     @property
     def paused(self) -> bool:
         return self._pause.is_set()
-
-
-# -- devices and threads ----------------------------------------------------------
-
-def available_devices() -> list[str]:
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks the fastest device present; asking for an absent one is a clear error."""
-    present = available_devices()
-    if name == "auto":
-        return torch.device(present[1] if len(present) > 1 else "cpu")
-    if name not in present:
-        raise DeviceError(f"device {name!r} is not available on this machine (available: {', '.join(present)}); "
-                          "choose one of those or 'auto'")
-    return torch.device(name)
-
-
-def choose_threads(config: TrainConfig, device: torch.device, processes: int = 1) -> int:
-    """CPU threads: tiny batches run faster on one thread (less synchronization than work); see benchmarks/.
-    Processes training side by side on one machine (DDP) share its cores."""
-    if config.threads:
-        return config.threads
-    if device.type != "cpu":
-        return 1
-    return 1 if config.batch_size <= 8 else max(1, (os.cpu_count() or 1) // processes)
-
-
-mkldnn_default = torch.backends.mkldnn.enabled
-
-
-@contextlib.contextmanager
-def cpu_kernels(device: torch.device, batch_size: int):
-    """At batch sizes up to 4, PyTorch's plain convolution kernels beat oneDNN's on a CPU (measured: ~1.3x
-    at the tutorial's batch 4, see benchmarks/); from batch 8 up oneDNN wins, by 3x at batch 32."""
-    with _mkldnn(torch.backends.mkldnn.enabled and not (device.type == "cpu" and batch_size <= 4)):
-        yield
-
-
-def cuda_kernels(device: torch.device):
-    """On a CUDA GPU, cuDNN's deterministic convolution kernels: the same seed gives the same run there too
-    (some of the faster ones add up in a different order each time)."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True)
-
-
-@contextlib.contextmanager
-def _mkldnn(enabled: bool):
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = enabled
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
-
-
-# glibc mallopt() parameters
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-MALLOC_SETTINGS = {M_MMAP_THRESHOLD: 32 << 20, M_TRIM_THRESHOLD: 1 << 30, M_TOP_PAD: 64 << 20}
-MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep the memory a training step frees, for the next step to reuse.
-
-    By default glibc hands big freed blocks back to the OS and takes fresh pages on the next step: at
-    batch 64 on CIFAR-10 that is 170,000-800,000 page faults an epoch, 0.6-3 s of kernel time, and how
-    many depends on what the process did before (the dashboard's worker got more than the CLI). With
-    fixed thresholds it is ~40,000, alike in every process (docs/benchmarks.md). Call it once, at the
-    start of a process that trains. Returns whether it applied; a no-op off glibc, or when the user
-    set glibc's MALLOC_* variables.
-    """
-    if not sys.platform.startswith("linux") or any(name in os.environ for name in MALLOC_ENV):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return all(mallopt(param, value) == 1 for param, value in MALLOC_SETTINGS.items())
 
 
 # -- the loop ---------------------------------------------------------------------------
@@ -184,119 +100,6 @@ def build_model(config: TrainConfig, dataset: Dataset) -> Net:
     return Net(ModelArgs(in_channels=dataset.channels, image_size=dataset.image_size,
                          num_classes=dataset.num_classes, conv_width=config.conv_width,
                          conv2_width=config.conv2_width))
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> optim.Optimizer:
-    """The config's update rule (core/optimizers.py). SGD on a GPU keeps its learning rate in GPU memory, so a
-    step recorded as a CUDA graph reads the value a scheduler sets (fill_) instead of the one it was recorded with."""
-    return optimizers.build(model.parameters(), Rule.of(config), device,
-                            tensor_lr=device.type == "cuda" and config.optimizer == "sgd")
-
-
-Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _eager_step(model: nn.Module, criterion: nn.Module, optimizer: optim.Optimizer, normalize: Normalizer,
-                x: torch.Tensor, y: torch.Tensor, set_to_none: bool = True) -> torch.Tensor:
-    """The tutorial's four lines: zero the gradients, forward and loss, backward, update."""
-    optimizer.zero_grad(set_to_none=set_to_none)
-    loss = criterion(model(normalize(x)), y)
-    loss.backward()
-    optimizer.step()
-    return loss
-
-
-def make_step(model: nn.Module, criterion: nn.Module, optimizer: optim.Optimizer, normalize: Normalizer,
-              device: torch.device, batch_size: int, images: torch.Tensor, labels: torch.Tensor,
-              cuda_graph: bool = True) -> Step:
-    """One optimizer step, `step(images, labels) -> loss` (a tensor on the device; reading it is up to the caller).
-
-    On a CUDA GPU the step is recorded once as a CUDA graph and replayed (see CudaGraphStep); anywhere
-    else, or with cuda_graph=False, it is the tutorial's four lines.
-    """
-    def eager(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return _eager_step(model, criterion, optimizer, normalize, x, y)
-
-    if device.type == "cuda" and cuda_graph:
-        try:
-            return CudaGraphStep(model, criterion, optimizer, normalize, batch_size, images, labels)
-        except RuntimeError as exc:  # a GPU or driver that cannot record graphs: train step by step
-            print(f"note: could not record the training step as a CUDA graph ({exc}); "
-                  "training step by step instead", file=sys.stderr)
-            optimizer.zero_grad(set_to_none=True)
-    return eager
-
-
-class CudaGraphStep:
-    """A training step recorded once as a CUDA graph, then replayed: one launch instead of ~60.
-
-    The tutorial's network is so small that on a GPU each step is mostly the CPU launching kernels
-    (forward, loss, backward and update: dozens of launches of a few microseconds each, most of them
-    doing almost no work). A CUDA graph launches the whole recorded sequence at once. The batch is
-    copied into fixed input tensors first, since the graph always reads the same memory.
-
-    Recording needs a few real steps first (on a side stream, as PyTorch requires); the weights and
-    momentum are put back afterwards, so training starts from exactly the model it was given. A batch
-    of another size (an epoch's last, smaller one) runs eagerly on the same weights and gradients.
-    """
-
-    WARMUP_STEPS = 3
-
-    def __init__(self, model: nn.Module, criterion: nn.Module, optimizer: optim.Optimizer, normalize: Normalizer,
-                 batch_size: int, images: torch.Tensor, labels: torch.Tensor):
-        self.model, self.criterion, self.optimizer, self.normalize = model, criterion, optimizer, normalize
-        self.batch_size = batch_size
-        self.x = images[:1].new_zeros((batch_size, *images.shape[1:]))
-        self.y = labels[:1].new_zeros((batch_size,))
-        params = list(model.parameters())
-        saved = [p.detach().clone() for p in params]
-        try:
-            side = torch.cuda.Stream(images.device)
-            side.wait_stream(torch.cuda.current_stream(images.device))
-            with torch.cuda.stream(side):
-                for _ in range(self.WARMUP_STEPS):
-                    optimizer.zero_grad(set_to_none=True)
-                    criterion(model(normalize(self.x)), self.y).backward()
-                    optimizer.step()
-            torch.cuda.current_stream(images.device).wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            optimizer.zero_grad(set_to_none=True)
-            # thread_local: another thread's CUDA work (a second job in a test's thread worker) does not
-            # break this recording
-            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-                loss = criterion(model(normalize(self.x)), self.y)
-                loss.backward()
-                optimizer.step()
-            # keep the loss's memory, not its autograd graph (which would pin the recording's stream
-            # to the parameters' gradient accumulators and slow the eager steps)
-            self.loss = loss.detach()
-            del loss
-        finally:
-            with torch.no_grad():
-                for p, s in zip(params, saved):
-                    p.copy_(s)
-                # a zero momentum buffer gives exactly SGD's first step (buffer = gradient)
-                for state in optimizer.state.values():
-                    if state.get("momentum_buffer") is not None:
-                        state["momentum_buffer"].zero_()
-
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if len(labels) != self.batch_size:
-            # zero the gradients in place: the graph reads and writes these very tensors
-            return _eager_step(self.model, self.criterion, self.optimizer, self.normalize, images, labels,
-                               set_to_none=False).detach()
-        self.x.copy_(images)
-        self.y.copy_(labels)
-        self.graph.replay()
-        return self.loss
-
-
-def make_scheduler(optimizer: optim.Optimizer, config: TrainConfig, total_steps: int):
-    """one-cycle: the learning rate climbs to config.lr over the first quarter of the steps, then falls to 0."""
-    if config.schedule != "one-cycle":
-        return None
-    return optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=max(total_steps, 2),
-                                         pct_start=0.25, anneal_strategy="linear", cycle_momentum=False)
 
 
 def train(config: TrainConfig, dataset: Dataset, control: Control | None = None,
@@ -488,7 +291,7 @@ class Loop:
         self.sync()
         self.clock.lap()
         started = time.perf_counter()
-        with _mkldnn(mkldnn_default):  # big inference batches: oneDNN is faster
+        with inference_kernels():  # big inference batches: oneDNN is faster
             logits = infer(self.net, self.test_x, self.normalize)
             # the same fixed training images every epoch: train accuracy climbing while test accuracy stalls
             # is overfitting
@@ -610,7 +413,7 @@ def run_training(config: TrainConfig, control: Control | None = None, progress: 
     join(world, device)
     team = Team(world, device)
     if dataset is None:
-        dataset = team.wait_for(lambda: load_checked(config, device, progress if team.main else None))
+        dataset = team.rank_0_first(lambda: load_checked(config, device, progress if team.main else None))
     else:
         check_fits_dataset(config, device, dataset)
     if not team.main:

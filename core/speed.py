@@ -23,8 +23,9 @@ import torch.nn as nn
 
 from core.config import ArgParser, TrainConfig, label, setting_problem
 from core.data import Normalizer
-from core.loop import available_devices, cpu_kernels, cuda_kernels, make_optimizer, make_step
+from core.device import available_devices, cpu_kernels, cuda_kernels
 from core.model import ModelArgs, Net
+from core.train_step import make_optimizer, make_step
 
 BUSY_SHARE = 0.75  # a CPU point whose threads got less of the CPU than this was measured on a busy machine
 
@@ -294,9 +295,9 @@ def scaling(spec: ScalingSpec, data_dir: str | os.PathLike,
 KEEP_RESULTS = 50  # speed results kept on disk (the oldest go first)
 
 
-def save_last(root: str | os.PathLike, kind: str, data: dict) -> None:
+def keep_result(root: str | os.PathLike, kind: str, data: dict) -> None:
     """Keep a sweep or race (kind: sweep, race) among the speed results: the Runs page lists them (the newest
-    KEEP_RESULTS), and a reloaded Speed page shows the newest of its kind (load_last)."""
+    KEEP_RESULTS), and a reloaded Speed page shows the newest of its kind (newest_result)."""
     from core.runs import atomic_write_json
 
     folder = Path(root) / ".speed"  # hidden: not a run folder
@@ -325,7 +326,7 @@ def speed_results(root: str | os.PathLike) -> list[dict]:
     return results
 
 
-def load_last(root: str | os.PathLike, kind: str) -> dict | None:
+def newest_result(root: str | os.PathLike, kind: str) -> dict | None:
     """The newest kept sweep or race, or None (none yet, or only damaged files)."""
     return next((r for r in speed_results(root) if r["kind"] == kind), None)
 

@@ -93,8 +93,8 @@ class ProgressLine:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    from core.device import keep_freed_memory
     from core.distributed import leave, world_from_env
-    from core.loop import keep_freed_memory
 
     world = world_from_env()
     keep_freed_memory()
@@ -117,8 +117,9 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world) -> int:
     import threading
 
     from core.data import DatasetError
+    from core.device import DeviceError
     from core.distributed import EventLink, LaunchError, RankLost, heartbeat, watch_launcher
-    from core.loop import Control, DeviceError, run_training
+    from core.loop import Control, run_training
     from core.runs import RunWriteError
 
     stop, pause = threading.Event(), threading.Event()
@@ -186,8 +187,9 @@ def launch_ranks(argv: list[str], config: TrainConfig, args: argparse.Namespace)
     its cache now, with progress), the memory.
     """
     from core.data import DatasetError
+    from core.device import DeviceError
     from core.distributed import LaunchError, backend, end_unended, launch
-    from core.loop import DeviceError, check_launch
+    from core.loop import check_launch
     from core.runs import run_name
 
     try:

@@ -34,7 +34,8 @@ st.markdown(lesson.text)
 st.subheader("Set it up")
 base = app_url()
 for link in lesson.links:
-    st.page_link(f"pages/{link.page}.py", label=f"➡️ {link.label}", query_params=link.query() or None)
+    st.page_link(f"pages/{link.page}.py", label=link.label, icon=":material/arrow_forward:",
+                 query_params=link.query() or None)
     st.caption(f"or share: {base}/{link.url()}")
 st.subheader("Look at")
 st.markdown(lesson.look_at)

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from core.config import page_range
 from core.data import Normalizer
 from core.figures import feature_map_images, filter_images, image_grid
 from core.model import ModelArgs, layer_table
@@ -30,10 +31,13 @@ KEYS = ["network_conv_width", "network_conv2_width", "network_input"]
 remember(KEYS)
 
 
+WIDTHS = page_range("conv_width")  # the sliders' range (core/config.py)
+
+
 def parse_width(text: str) -> int:
     value = int(text)
-    if not 1 <= value <= 256:
-        raise ValueError("a width is a whole number from 1 to 256")
+    if not WIDTHS[0] <= value <= WIDTHS[1]:
+        raise ValueError(f"a width is a whole number from {WIDTHS[0]} to {WIDTHS[1]}")
     return value
 
 
@@ -42,8 +46,9 @@ from_link("conv2_width", "network_conv2_width", parse_width)
 st.session_state.setdefault("network_conv_width", st.session_state.get("train_conv_width", 6))
 st.session_state.setdefault("network_conv2_width", st.session_state.get("train_conv2_width", 16))
 c1, c2, c3 = st.columns(3)
-width = c1.slider("Conv width", 1, 256, key="network_conv_width", help="Output channels of conv1.")
-width2 = c2.slider("Conv2 width", 1, 256, key="network_conv2_width", help="Output channels of conv2.")
+width = c1.slider("Conv width", *WIDTHS, key="network_conv_width", help="Output channels of conv1.")
+width2 = c2.slider("Conv2 width", *page_range("conv2_width"), key="network_conv2_width",
+                   help="Output channels of conv2.")
 channels, size = INPUTS[c3.selectbox("Input", list(INPUTS), key="network_input")]
 save_widgets(KEYS)
 keep_in_link("conv_width", "network_conv_width", str(width))  # a link to this page shows these widths

@@ -46,7 +46,7 @@ def table() -> pd.DataFrame:
 
 
 # -- upload ------------------------------------------------------------------------------------------------
-with st.expander("⬆️ Upload a run", expanded=not runs):
+with st.expander("Upload a run", expanded=not runs, icon=":material/upload:"):
     upload = st.file_uploader("Upload a run", type=["zip", "pt"],
                               help="A run zip downloaded from this page, on this or another computer, or a bare "
                                    "checkpoint.pt. It is checked before anything is kept.")
@@ -189,7 +189,7 @@ else:
                        "text/csv")
     d3.download_button("Accuracy per epoch (.csv)", functools.partial(run_csv, run.path, "epoch"),
                        f"{name}-epochs.csv", "text/csv")
-with st.expander("🗑️ Delete this run"):
+with st.expander("Delete this run", icon=":material/delete:"):
     sure = st.checkbox(f"Yes, delete {run.title} ({name}): its history, checkpoint and predictions go for good",
                        key=f"runs_sure_{name}")
     if st.button("Delete the run", disabled=not sure, key="runs_delete"):

@@ -7,15 +7,15 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core.config import DEVICE_LABELS, OPTIMIZERS, ConfigError, TrainConfig
+from core.config import DEVICE_LABELS, OPTIMIZERS, ConfigError, TrainConfig, page_range
 from core.data import default_dataset
+from core.device import available_devices
 from core.figures import race_figure, scaling_figure, speedup_figure, throughput_figure
 from core.jobs import get_manager
-from core.loop import available_devices
 from core.memory import dataset_shape
 from core.model import ModelArgs
 from core.optimizers import LABELS as OPTIMIZER_LABELS
-from core.speed import BUSY_SHARE, CannotKeep, ScalingSpec, SpeedError, SweepSpec, load_last, save_last
+from core.speed import BUSY_SHARE, CannotKeep, ScalingSpec, SpeedError, SweepSpec, keep_result, newest_result
 from ui.app import require_app
 from ui.common import data_dir, runs_root
 
@@ -119,7 +119,7 @@ def keep(kind: str, data: dict, key: str) -> None:
     """Keep a finished measurement for the Runs page and the next visit; where the runs folder cannot be written
     (read-only, full), the one line why is kept for the view to show under it, never a traceback."""
     try:
-        save_last(runs_root(), kind, data)
+        keep_result(runs_root(), kind, data)
         st.session_state.pop(f"{key}_not_kept", None)
     except CannotKeep as exc:
         st.session_state[f"{key}_not_kept"] = f"{str(exc)[:1].upper()}{str(exc)[1:]}."
@@ -130,7 +130,7 @@ def measurements(key: str, kind: str, draw, hint: str) -> None:
     them); with no job in this session, the last one kept on disk. key: the session's `<key>_job_id`."""
     job = session_job(f"{key}_job_id")
     if job is None:
-        last = load_last(runs_root(), kind)
+        last = newest_result(runs_root(), kind)
         if last and last.get("rows"):
             draw(last["rows"], last.get("saved"))
         else:
@@ -231,7 +231,7 @@ st.markdown(f"For the Train page's settings: batch {config.batch_size}, conv wid
 if st.button("Estimate"):
     import torch
 
-    from core.loop import choose_threads
+    from core.device import choose_threads
 
     threads = choose_threads(config, torch.device("cpu"))
     spec = SweepSpec(devices=tuple(devices), widths=(config.conv_width,), batch_sizes=(config.batch_size,),
@@ -270,7 +270,7 @@ a = r1.selectbox("Racer A", names, index=0)
 b = r2.selectbox("Racer B", names, index=len(names) - 1)
 race_batch = r3.select_slider("Race batch size", [4, 16, 64], value=64)
 w1, w2 = st.columns([2, 1])
-race_width = w1.slider("Race conv width", 6, 256, 6)
+race_width = w1.slider("Race conv width", 6, page_range("conv_width")[1], 6)
 race_optimizer = w2.selectbox("Race optimizer", list(OPTIMIZERS), format_func=OPTIMIZER_LABELS.get,
                               help="The update rule both racers train with: Adam and RMSProp do a little more work "
                                    "a step than SGD.")
@@ -298,7 +298,7 @@ def race_view() -> None:
     jobs = {name: get_manager().get(i) for name, i in st.session_state.get("race_jobs", {}).items()}
     jobs = {name: job for name, job in jobs.items() if job is not None}
     if not jobs:
-        last = load_last(runs_root(), "race")
+        last = newest_result(runs_root(), "race")
         if last and last.get("curves"):
             st.caption(f"The last race, run {time.strftime('%d %b %H:%M', time.localtime(last['saved']))}.")
             st.markdown(" · ".join(last.get("notes", [])))

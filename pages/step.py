@@ -14,7 +14,7 @@ import torch
 
 import ui.step_view as view
 from core import runs as runs_mod
-from core.config import OPTIMIZERS, ConfigError, TrainConfig, label, widget_help
+from core.config import OPTIMIZERS, ConfigError, TrainConfig, bounds, label, page_range, widget_help
 from core.data import DATASET_LABELS, default_dataset
 from core.links import OTHER_PARAMS, PARAMS, link_query, parse_link
 from core.loop import build_model
@@ -28,7 +28,8 @@ require_app()  # first: a page run without dashboard.py is run again through it
 
 NAMES = ("dataset", "folder", "optimizer", "lr", "momentum", "nesterov", "batch_size", "conv_width", "conv2_width",
          "seed")  # the Train link's names this page takes; and run=, loss=
-BATCHES, MAX_WIDTH = [1, 2, 4, 8, 16, 32, 64, 128], 128
+BATCHES, MAX_WIDTH = [1, 2, 4, 8, 16, 32, 64, 128], 128  # narrower than training's: a step drawn within 1 s
+MAX_MOMENTUM = page_range("momentum")[1]
 STAGES = ["Batch", "Forward", "Backward", "Update", "Effect", "History", "Loss functions"]
 FRESH = "fresh"
 
@@ -54,8 +55,9 @@ def link_problems(query: dict, values: dict) -> list[str]:
     for name, high in (("batch_size", BATCHES[-1]), ("conv_width", MAX_WIDTH), ("conv2_width", MAX_WIDTH)):
         if name in values and values[name] > high:
             problems.append(f"{name}={values.pop(name)} was ignored: this page takes up to {high}.")
-    if values.get("momentum", 0) > 0.99:
-        problems.append(f"momentum={values.pop('momentum')} was ignored: this page takes momentum up to 0.99.")
+    if values.get("momentum", 0) > MAX_MOMENTUM:
+        problems.append(f"momentum={values.pop('momentum')} was ignored: this page takes momentum up to "
+                        f"{MAX_MOMENTUM}.")
     if "loss" in query:
         if query["loss"] in LOSSES:
             values["loss"] = query["loss"]
@@ -144,7 +146,7 @@ def controls(run_names: list[str]) -> dict:
         st.select_slider(label("lr"), with_value(LEARNING_RATES, get("lr")), **widget("lr"), help=widget_help("lr"))
     with c:
         sgd = get("optimizer") == "sgd"
-        st.slider(label("momentum"), 0.0, 0.99, step=0.01, **widget("momentum", off=not sgd),
+        st.slider(label("momentum"), *page_range("momentum"), step=0.01, **widget("momentum", off=not sgd),
                   help=widget_help("momentum"))
         st.checkbox(label("nesterov"), **widget("nesterov", off=not sgd),
                     help=widget_help("nesterov"))
@@ -152,7 +154,7 @@ def controls(run_names: list[str]) -> dict:
     with d:
         st.slider(label("conv_width"), 1, MAX_WIDTH, **widget("conv_width", off=trained))
         st.slider(label("conv2_width"), 1, MAX_WIDTH, **widget("conv2_width", off=trained))
-        st.number_input(label("seed"), 0, 2**31 - 1, step=1, **widget("seed"))
+        st.number_input(label("seed"), *bounds("seed"), step=1, **widget("seed"))
     st.radio("Loss function", list(LOSSES), format_func=LOSSES.get, horizontal=True, key=key("loss"),
              help="Cross-entropy, as the tutorial trains; or MSE on one-hot targets, as one telling's nn.MSELoss.")
     return {name: get(name) for name in (*NAMES, "loss", "network")}
@@ -289,7 +291,7 @@ apply_link()
 for problem in st.session_state.pop(key("problems"), []):
     st.warning(f"From the link: {plain(problem)}")
 run_names = runs_with_checkpoints()
-with st.expander(f"⚙️ Settings: {summary_line()}"):
+with st.expander(f"Settings: {summary_line()}", icon=":material/settings:"):
     values = controls(run_names)
 write_link(values)
 
@@ -331,9 +333,9 @@ if not result.diverged and result.loss_after > 10 * math.log(len(classes)):  # a
     st.warning(f"The loss jumped from {result.loss:.4g} to {result.loss_after:.4g}: with learning rate "
                f"{result.rule.lr:g} this step overshoots. A few more such steps and it becomes infinite.")
 if result.diverged:
-    st.error(f"💥 This step diverged: with learning rate {result.rule.lr:g} the weights or the loss became "
+    st.error(f"This step diverged: with learning rate {result.rule.lr:g} the weights or the loss became "
              f"infinite or NaN (loss after the step: {result.loss_after}). Lower the learning rate, then "
-             "Start again.")
+             "Start again.", icon=":material/trending_up:")
 view.difference_line(result)
 
 tabs = st.tabs(STAGES, key="stage", on_change="rerun", bind="query-params")

@@ -17,16 +17,19 @@ from core.config import (
     SETTINGS,
     ConfigError,
     TrainConfig,
+    bounds,
     command_line,
     label,
+    page_range,
     preset_values,
     widget_help,
 )
 from core.data import DATASET_LABELS, DatasetError, check_folder, default_dataset
+from core.device import available_devices, resolve_device
 from core.figures import accuracy_figure, loss_ranges, running_loss_figure
 from core.jobs import get_manager
 from core.links import KNOBS, LOCK, OTHER_PARAMS, PARAMS, PRESET_CHOICES, link_query, nearest_preset, parse_link
-from core.loop import TUTORIAL_ACCURACY, available_devices, resolve_device
+from core.loop import TUTORIAL_ACCURACY
 from core.memory import check_fits, dataset_shape
 from core.optimizers import LABELS as OPTIMIZER_LABELS
 from ui.app import entered, require_app
@@ -45,7 +48,7 @@ from ui.common import (
 require_app()  # first: a page run without dashboard.py is run again through it
 
 DATASET_TEXT = DATASET_LABELS
-MAX_MOMENTUM = 0.99  # the Momentum control's top
+MAX_MOMENTUM = page_range("momentum")[1]  # the Momentum control's top (core/config.py)
 PRESET_TEXT = {"tutorial": "Tutorial", "fast": "Fast", "custom": "Custom"}
 SCHEDULE_TEXT = {"constant": "Constant (the tutorial)", "one-cycle": "One-cycle (warm up, then anneal)"}
 LABELS = {"folder": "Folder path", "preset": "Preset", **{n: label(n) for n in PARAMS if n in SETTINGS}}
@@ -225,12 +228,12 @@ def controls() -> TrainConfig | None:
         if dataset == "folder":
             st.text_input(LABELS["folder"], **widget("folder", knob=False),
                           help="A folder with train/ and test/, one sub-folder per class inside each.")
-        st.slider(LABELS["epochs"], 1, max(30, value("epochs")), **widget("epochs"),
+        st.slider(LABELS["epochs"], *page_range("epochs", value("epochs")), **widget("epochs"),
                   help=widget_help("epochs"))
         st.select_slider(LABELS["lr"], with_value(LEARNING_RATES, value("lr")), **widget("lr"),
                          help=widget_help("lr"))
         sgd = value("optimizer") == "sgd"
-        st.slider(LABELS["momentum"], 0.0, MAX_MOMENTUM, step=0.01, **sgd_only(widget("momentum"), sgd),
+        st.slider(LABELS["momentum"], *page_range("momentum"), step=0.01, **sgd_only(widget("momentum"), sgd),
                   help=widget_help("momentum") + ("" if sgd else " Adam and RMSProp do not use it."))
     with right:
         st.select_slider(LABELS["batch_size"], with_value(BATCH_SIZES, value("batch_size")), **widget("batch_size"),
@@ -239,7 +242,7 @@ def controls() -> TrainConfig | None:
         if nproc > 1:
             st.caption(f"Per process: {nproc} processes × {value('batch_size')} = **global batch "
                        f"{nproc * value('batch_size')}** images a step; the gradients are averaged over them.")
-        st.slider(LABELS["conv_width"], 1, max(256, value("conv_width")), **widget("conv_width"),
+        st.slider(LABELS["conv_width"], *page_range("conv_width", value("conv_width")), **widget("conv_width"),
                   help=widget_help("conv_width"))
         st.selectbox(LABELS["device"], placements(), format_func=placement_text, **widget("device", knob=False),
                      help="Where it trains. N processes (DDP): data parallelism, as torchrun runs it: each "
@@ -248,12 +251,12 @@ def controls() -> TrainConfig | None:
         if len(devices) == 1 and not presenting():
             st.caption("No GPU on this machine: the CPU, or 2 CPU processes to see data parallelism. See the "
                        "Speed page for what a GPU would change.")
-        st.number_input(LABELS["seed"], 0, 2**31 - 1, step=1, **widget("seed", knob=False),
+        st.number_input(LABELS["seed"], *bounds("seed"), step=1, **widget("seed", knob=False),
                         help=widget_help("seed"))
     with st.expander("More settings"):
         st.selectbox(LABELS["optimizer"], list(OPTIMIZERS), format_func=OPTIMIZER_LABELS.get,
                      **{**widget("optimizer"), "on_change": choose_optimizer}, help=widget_help("optimizer"))
-        st.slider(LABELS["conv2_width"], 1, max(256, value("conv2_width")), **widget("conv2_width"),
+        st.slider(LABELS["conv2_width"], *page_range("conv2_width", value("conv2_width")), **widget("conv2_width"),
                   help=widget_help("conv2_width"))
         st.selectbox(LABELS["schedule"], list(SCHEDULES), format_func=SCHEDULE_TEXT.get, **widget("schedule"))
         st.checkbox(LABELS["nesterov"], **sgd_only(widget("nesterov"), sgd), help=widget_help("nesterov"))
@@ -290,7 +293,7 @@ def settings_config() -> tuple[TrainConfig | None, str]:
 
 def share_box(config: TrainConfig | None) -> None:
     """The link to these settings, with the controls a class should not change locked."""
-    with st.expander("🔗 Share these settings"):
+    with st.expander("Share these settings", icon=":material/link:"):
         st.caption("Open this link on another computer (or give it to a class) to get exactly these settings. "
                    "Tick the controls the students should not change.")
         current = st.session_state.get(key("locked"), set())
@@ -467,10 +470,10 @@ if note := st.session_state.pop(key("dataset_note"), ""):
 locked = st.session_state.get(key("locked"), set())
 buttons = st.container()
 # While a job is shown the settings fold away, so its status, metrics and charts fit a projector's screen.
-folded = f"⚙️ Settings{' 🔒' if locked else ''}: {summary_line()}"
+folded = f"Settings{' :material/lock:' if locked else ''}: {summary_line()}"
 with st.expander(folded, expanded=False) if job is not None else st.container():
     if locked:
-        st.caption("🔒 " + ", ".join(LABELS[n] for n in PARAMS if n in locked) + ": set by the lesson. "
+        st.caption(":material/lock: " + ", ".join(LABELS[n] for n in PARAMS if n in locked) + ": set by the lesson. "
                    + ("The other controls are yours to change." if set(PARAMS) - set(locked) else ""))
     config = controls()
     if config is not None and not presenting():

@@ -1,5 +1,9 @@
 import os
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -91,6 +95,77 @@ def app_env(tmp_path, monkeypatch):
     monkeypatch.setattr(core.jobs, "_manager", manager)
     yield manager
     manager.shutdown()
+
+
+# -- helpers the test files share ------------------------------------------------------------------------------
+
+def wait_for(condition, timeout: float = 60.0, what: str = "a condition"):
+    """condition()'s first true value, asked every 20 ms; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"waited {timeout} s for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process pid still runs (one that ended and waits to be reaped, a zombie, does not)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def children(pid: int, zombie: bool = False) -> list[int]:
+    """Child processes of `pid` from /proc: the live ones, or (zombie=True) the ended ones nobody reaped."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and (fields[0] == "Z") == zombie:
+            found.append(int(stat.parent.name))
+    return found
+
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # Debian's; Playwright downloads no browser here
+
+
+SERVER_LOG = [None]  # the running server's log, shown when a test times out
+
+
+def start_server(home) -> tuple:
+    """A real dashboard server on a free port, its data and runs under `home`, Shapes already cached."""
+    from core.data import load_dataset
+
+    load_dataset("shapes", home / "data")  # the dataset is cached, as after a first use
+    port = free_port()
+    env = {**os.environ, "CNN_DASHBOARD_DATA": str(home / "data"), "CNN_DASHBOARD_RUNS": str(home / "runs"),
+           "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=ROOT, env=env,
+                            stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            return proc, url
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("the dashboard did not start:\n" + (home / "server.log").read_text()[-3000:])
+            time.sleep(0.3)
 
 
 # -- after the suite: the fault probes counted, and nothing left behind ---------------------------------------

@@ -179,7 +179,10 @@ def test_a_click_on_a_confusion_matrix_cell_shows_that_pair(classroom, projector
              ".find(g => g.layout && g.layout.title && (g.layout.title.text || '').includes('Confusion matrix'))")
     pg.wait_for_function(f"() => !!{chart}")
     pg.evaluate(f"() => {chart}.scrollIntoView({{block: 'center'}})")
-    time.sleep(0.5)
+    # the scroll has settled: the chart stands still, inside the window, across two animation frames
+    pg.wait_for_function(f"""() => new Promise(done => {{ const top = () => {chart}.getBoundingClientRect().top;
+        const before = top(); requestAnimationFrame(() => requestAnimationFrame(() =>
+            done(top() === before && before >= 0 && before < window.innerHeight))); }})""")
     # the cell of true class 3 (diamond), predicted 1 (square): off the diagonal
     x, y = pg.evaluate(f"""() => {{ const g = {chart}, r = g.getBoundingClientRect(), L = g._fullLayout;
         return [r.left + L.xaxis._offset + L.xaxis.l2p(1), r.top + L.yaxis._offset + L.yaxis.l2p(3)]; }}""")

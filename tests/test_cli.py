@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from core.loop import resolve_device
+from core.device import resolve_device
 from tests.conftest import ROOT
 
 

@@ -1,6 +1,7 @@
 import pytest
 
 from core.config import PRESETS, ConfigError, TrainConfig, preset
+from tests.conftest import ROOT
 
 
 def test_defaults_are_the_tutorial():
@@ -94,3 +95,24 @@ def test_one_schema_gives_the_flags_the_checks_the_command_line_and_the_readme_t
     assert setting_problem("batch_size", 0) == "batch size must be a whole number from 1 to 4096, not 0"
     assert setting_problem("batch_size", 64) is None
     assert flag_table() in (ROOT / "README.md").read_text(), "README's flag table: paste core.config.flag_table()"
+
+
+def test_every_numeric_settings_bounds_are_data_the_pages_and_checks_read():
+    """The bounds a config allows, the narrower ones of the page's controls, and the checkpoint bounds are one set
+    of numbers (core/config.py): a page or a parser never writes them again."""
+    from core.config import SETTINGS, Range, bounds, page_range
+    from core.runs import MODEL_BOUNDS
+
+    for name in ("epochs", "lr", "momentum", "batch_size", "conv_width", "conv2_width", "nproc", "seed", "threads"):
+        assert isinstance(SETTINGS[name].metadata["check"], Range), name
+    assert bounds("conv_width") == MODEL_BOUNDS["conv_width"] == (1, 1024)
+    assert page_range("conv_width") == (1, 256) and page_range("epochs") == (1, 30)
+    assert page_range("epochs", 50) == (1, 50) and page_range("epochs", 5000) == (1, 30)  # a link's, if allowed
+    assert page_range("momentum") == (0.0, 0.99) and bounds("momentum") == (0, 1)
+    with pytest.raises(ConfigError, match="momentum must be at least 0 and below 1"):
+        TrainConfig(momentum=1)
+    TrainConfig(momentum=0.995, lr=10)  # allowed, beyond the page's control: a link drops it with a line
+    with pytest.raises(ConfigError, match="learning rate must be > 0"):
+        TrainConfig(lr=0)
+    page = " ".join((ROOT / "pages" / "train.py").read_text().split())
+    assert "1, 256" not in page and "0.99" not in page and "2**31" not in page

@@ -6,7 +6,6 @@ outcome may depend on it."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,9 +16,15 @@ import torch
 
 from core.config import TrainConfig
 from core.jobs import JobManager
-from tests.conftest import ROOT
+from tests.conftest import ROOT, children, free_port, pid_alive, wait_for
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def torchrun_env(tmp_path) -> dict:
+    """torchrun itself keeps a torchelastic_* log folder in the temp folder for good: here, the test's own."""
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return {**ENV, "TMPDIR": str(tmp_path / "tmp")}
 
 
 def train(tmp_path, runs, *args, timeout=240, env=None):
@@ -42,20 +47,6 @@ def losses(run_dir) -> list[tuple[int, float]]:
     return [(e["step"], e["running_loss"]) for e in events(run_dir) if e["type"] == "loss"]
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is pid (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def rank_of(pid: int) -> int | None:
     try:
         env = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
@@ -63,16 +54,6 @@ def rank_of(pid: int) -> int | None:
         return None
     values = dict(item.split(b"=", 1) for item in env if b"=" in item)
     return int(values[b"RANK"]) if b"RANK" in values else None
-
-
-def wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"waited {seconds} s for {what}")
 
 
 def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
@@ -156,20 +137,6 @@ def test_killing_one_rank_ends_the_run_as_failed_within_30_s(tmp_path):
     assert not any(pid_alive(pid) for pid in ranks.values())
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def test_two_nodes_on_one_machine_train_through_one_rendezvous(tmp_path):
     """What two machines do (README): a torchrun on each, one process each, meeting at a c10d endpoint."""
     from core.data import load_dataset
@@ -181,7 +148,8 @@ def test_two_nodes_on_one_machine_train_through_one_rendezvous(tmp_path):
                                "two-nodes", "-m", "core.train", "--dataset", "shapes", "--data-dir",
                                str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"), "--threads", "1",
                                "--batch-size", "32", "--max-steps", "40", "--json"],
-                              cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              cwd=ROOT, env=torchrun_env(tmp_path), text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
              for _ in range(2)]
     outputs = [node.communicate(timeout=240) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
@@ -344,7 +312,7 @@ def test_torchrun_standalone_runs_the_same_command(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
                "core.train", "--dataset", "shapes", "--data-dir", str(tmp_path / "data"), "--runs-dir",
                str(tmp_path / "runs"), "--threads", "1", "--batch-size", "16", "--max-steps", "30", "--json"]
-    r = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=240)
+    r = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=torchrun_env(tmp_path), timeout=240)
     s = summary(r)
     assert (s["world_size"], s["global_batch_size"], s["steps"]) == (2, 32, 30)
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [Path(s["run_dir"]).name]

@@ -22,9 +22,9 @@ from PIL import Image
 from core.data import DatasetError, load_dataset
 from core.jobs import JobManager
 from core.loop import run_training
-from tests.conftest import ROOT, write_image_folder
+from tests.conftest import ROOT, children, pid_alive, wait_for, write_image_folder
 from tests.test_cli import cli
-from tests.test_jobs import cfg, wait_for
+from tests.test_jobs import cfg
 
 pytestmark = pytest.mark.fault  # every test here is a fault probe (counted at the end of the run: conftest.py)
 
@@ -60,19 +60,6 @@ def test_a_huge_image_is_refused_before_it_is_decoded(tmp_path):
 
 
 # -- processes that die, servers that go, disks that fill ---------------------------------------------------
-
-def children(pid: int, zombie: bool = False) -> list[int]:
-    """Child processes of `pid` from /proc: the live ones, or (zombie=True) the ended ones nobody reaped."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and (fields[0] == "Z") == zombie:
-            found.append(int(stat.parent.name))
-    return found
-
 
 def test_a_dead_worker_whose_run_cannot_be_written_still_ends_its_job_and_frees_its_slot(tmp_path, shapes_dir):
     """Pause a job, break its run folder (as a full disk would: the summary cannot be written), kill -9 its
@@ -123,8 +110,8 @@ def test_killing_the_server_ends_its_workers_and_closes_their_runs(tmp_path, sha
         server.kill()
         server.wait(10)
         killed = time.monotonic()
-        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() and pid in children(1) + children(server.pid)
-                                 for pid in workers), timeout=10)
+        # the workers' own pids: wherever an orphan is adopted (pid 1, or a subreaper), it must have ended
+        wait_for(lambda: not any(pid_alive(pid) for pid in workers), timeout=10)
         assert time.monotonic() - killed < 10
     finally:
         if server.poll() is None:
@@ -145,7 +132,7 @@ def test_a_spare_whose_server_dies_while_it_starts_ends_too(tmp_path):
         spares = children(server.pid)
         server.kill()  # within a second of the spare's start: it is still importing torch
         server.wait(10)
-        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() and pid in children(1) for pid in spares), timeout=30)
+        wait_for(lambda: not any(pid_alive(pid) for pid in spares), timeout=30)
     finally:
         if server.poll() is None:
             server.kill()

@@ -6,15 +6,7 @@ import pytest
 
 from core.config import TrainConfig
 from core.jobs import JobManager
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
+from tests.conftest import wait_for
 
 
 def cfg(data_dir, **kw):

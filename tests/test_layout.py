@@ -1,5 +1,6 @@
-"""The project's shape that DESIGN.md and issue #16 ask for: an engine without Streamlit, no import circles in
-it, functions a newcomer can read, and no JavaScript or CSS hidden in Python strings."""
+"""The project's shape that ../shared/DESIGN.md and issue #16 ask for: an engine without Streamlit, no import circles
+in it, functions a newcomer can read, no JavaScript or CSS hidden in Python strings, and an architecture document
+that names only files that exist."""
 
 import ast
 import re
@@ -55,3 +56,16 @@ def test_no_javascript_or_css_in_python_strings():
         text = path.read_text()
         assert not re.search(r"export default function|document\.querySelector|addEventListener", text), path
         assert not re.search(r"^\s*\.[\w-]+\s*\{[^}]*:", text, re.M), path  # a CSS rule
+
+
+def test_every_file_the_architecture_document_names_exists():
+    """docs/architecture.md names modules by path (`core/runs/cache.py`) or, inside a section on one package, by
+    file name (`archive.py`): each must be in the tree, so the document cannot drift from the code unseen."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`([A-Za-z0-9_.][A-Za-z0-9_./-]*(?:/|\.py|\.md|\.toml|\.js|\.css|\.txt))`", text))
+    named |= set(re.findall(r"\(((?:core|ui|pages|tests|benchmarks|docs)/[A-Za-z0-9_./-]*)\)", text))
+    files = {p.name for p in ROOT.rglob("*") if ".venv" not in p.parts and ".git" not in p.parts}
+    made_by_the_app = ("api/", "runs/")  # a route of the app's server; the folder its runs are written to
+    missing = [name for name in sorted(named) if not name.startswith(made_by_the_app)
+               and not ((ROOT / name).exists() if "/" in name.rstrip("/") or name.endswith("/") else name in files)]
+    assert len(named) > 30 and not missing, missing

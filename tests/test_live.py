@@ -29,7 +29,7 @@ def snapshot(losses: int, epochs: int = 0, status: str = "running") -> Snapshot:
     return Snapshot(1, "train", status, "", config, 0, History.of([start, *points, *results]), None, time.time())
 
 
-def test_the_state_holds_what_the_page_shows_as_it_changes():
+def test_the_state_holds_what_the_page_shows_as_it_changes(manager):
     state = live_state(snapshot(losses=5), seq=7)
     assert state["seq"] == 7 and state["status"] == "running" and state["phase"] == "running"
     assert state["poll_ms"] == 1000  # once it draws points, the browser asks once a second
@@ -50,7 +50,7 @@ def test_the_state_holds_what_the_page_shows_as_it_changes():
     json.dumps(state, allow_nan=False)  # what the browser parses: plain JSON
 
 
-def test_before_the_job_starts_only_its_status_is_shown():
+def test_before_the_job_starts_only_its_status_is_shown(manager):  # (its place in the queue: the manager)
     waiting = Snapshot(2, "train", "waiting", "", TrainConfig(dataset="shapes"), 3, History(), None, time.time())
     state = live_state(waiting)
     assert state["phase"] == "waiting" and state["status_line"]["word"] == "waiting for a free slot"
@@ -123,7 +123,7 @@ def test_a_state_is_made_once_per_change_of_the_job_not_per_request():
     assert STATES.of(Still())["seq"] > first["seq"] and Still.made == 2
 
 
-def test_an_unknown_job_is_a_404_and_plotly_is_served_from_the_plotly_package():
+def test_an_unknown_job_is_a_404_and_plotly_is_served_from_the_plotly_package(manager):
     code, response = get("/api/live/nope", "not-a-job")
     assert code == 404 and b"no such job" in response.body
     code, response = get("/api/plotly.min.js", "")

@@ -2,37 +2,31 @@
 
 import json
 import os
-import time
 
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
 from core.config import TrainConfig
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 
 
 def page(name: str) -> AppTest:
     return AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=60)
 
 
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def command(at: AppTest) -> str:
     return at.code[0].value
 
 
-@pytest.mark.parametrize("name", ["home", "train", "step", "results", "network", "data", "speed"])
+@pytest.mark.parametrize("name", ["home", "lessons", "train", "step", "results", "network", "data", "speed", "runs"])
 def test_every_page_runs_without_a_run_or_a_job(app_env, name):
-    at = page(name).run()
+    """Each page as the app runs it: through dashboard.py's navigation (the Lessons page's links need it)."""
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
+    at.switch_page(f"pages/{name}.py").run()
     assert not at.exception, at.exception
+    assert not at.error  # nothing said wrong; drawn, with its title (the Step page's is its step line)
+    assert (at.title and at.title[0].value) or any(m.value.startswith("**Step 1**") for m in at.markdown)
 
 
 def test_dashboard_entry_point_runs(app_env):
@@ -57,7 +51,7 @@ def test_presets_and_knobs_change_the_config(app_env):
 def test_a_preset_chosen_on_the_page_trains_exactly_what_the_cli_builds_from_it(app_env, preset):
     """Field by field: the Fast preset once trained at learning rate 0.0001 from the page (its 0.15 was not
     one of the slider's options) while this test's predecessor checked only its batch size and schedule."""
-    from core.loop import resolve_device
+    from core.device import resolve_device
     from core.train import build_parser, config_from_args
 
     at = page("train").run()
@@ -357,10 +351,10 @@ def test_a_folder_path_survives_visits_to_another_page(app_env, tmp_path, name):
 
 @pytest.mark.parametrize("gpu", [None, "cuda", "mps"])
 def test_pages_offer_and_explain_a_gpu_only_where_there_is_one(app_env, monkeypatch, gpu):
-    import core.loop
+    import core.device
 
     # what the pages see on a machine with a GPU (CI has none; the real CUDA paths ran on a lent H100)
-    monkeypatch.setattr(core.loop, "available_devices", lambda: ["cpu", gpu] if gpu else ["cpu"])
+    monkeypatch.setattr(core.device, "available_devices", lambda: ["cpu", gpu] if gpu else ["cpu"])
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if gpu == "cuda" else 0)  # a machine with 2 GPUs
     speed = page("speed").run()
     assert not speed.exception, speed.exception

@@ -122,12 +122,12 @@ def test_a_diverged_run_puts_the_compared_losses_on_a_log_scale(app_env, tmp_pat
 
 
 def test_speed_results_are_kept_and_listed_like_runs(app_env):
-    from core.speed import save_last, speed_results
+    from core.speed import keep_result, speed_results
 
     rows = [{"device": "cpu", "width": w, "batch_size": 64, "threads": 2, "images_per_second": 1000.0 * w}
             for w in (6, 12)]
-    save_last(app_env.runs_root, "sweep", {"rows": rows})
-    save_last(app_env.runs_root, "race", {"curves": {"CPU, 1 thread": [{"seconds": 1.0, "running_loss": 2.0}]},
+    keep_result(app_env.runs_root, "sweep", {"rows": rows})
+    keep_result(app_env.runs_root, "race", {"curves": {"CPU, 1 thread": [{"seconds": 1.0, "running_loss": 2.0}]},
                                           "notes": ["**CPU, 1 thread**: finished"]})
     assert [r["kind"] for r in speed_results(app_env.runs_root)] in (["race", "sweep"], ["sweep", "race"])
     at = page("runs").run()

@@ -66,7 +66,7 @@ def test_bad_sweeps_are_rejected_clearly(kw, message):
 
 
 def test_a_device_that_is_not_present_is_rejected():
-    from core.loop import available_devices
+    from core.device import available_devices
 
     missing = next((d for d in ("cuda", "mps") if d not in available_devices()), None)
     if missing is None:
@@ -107,14 +107,14 @@ def test_a_busy_machine_is_noticed_and_the_point_measured_again():
 
 def test_the_last_sweep_is_kept_for_a_reloaded_page(tmp_path):
     from core.runs import list_runs
-    from core.speed import load_last, save_last
+    from core.speed import keep_result, newest_result
 
-    assert load_last(tmp_path, "sweep") is None
-    save_last(tmp_path, "sweep", {"rows": [{"width": 6, "images_per_second": 100.0}]})
-    assert load_last(tmp_path, "sweep")["rows"] == [{"width": 6, "images_per_second": 100.0}]
+    assert newest_result(tmp_path, "sweep") is None
+    keep_result(tmp_path, "sweep", {"rows": [{"width": 6, "images_per_second": 100.0}]})
+    assert newest_result(tmp_path, "sweep")["rows"] == [{"width": 6, "images_per_second": 100.0}]
     assert list_runs(tmp_path) == []  # not taken for a (damaged) run folder
     (tmp_path / ".speed" / "29991231-235959-race-1.json").write_bytes(b"\xff not json")  # the newest, damaged
-    assert load_last(tmp_path, "race") is None
+    assert newest_result(tmp_path, "race") is None
 
 
 def test_scaling_trains_on_each_number_of_processes_and_says_the_efficiency(shapes_dir):

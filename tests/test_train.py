@@ -8,15 +8,9 @@ import pytest
 import torch
 
 from core.config import TrainConfig
-from core.loop import (
-    Control,
-    CudaGraphStep,
-    DeviceError,
-    available_devices,
-    make_step,
-    resolve_device,
-    train,
-)
+from core.device import DeviceError, available_devices, resolve_device
+from core.loop import Control, train
+from core.train_step import CudaGraphStep, make_step
 
 
 def cfg(**kw):
@@ -53,7 +47,7 @@ FAULTS_PER_STEP = """
 import resource
 import torch
 from core.model import Net
-from core.loop import keep_freed_memory
+from core.device import keep_freed_memory
 applied = keep_freed_memory()
 torch.set_num_threads(1)
 model = Net()
@@ -234,8 +228,8 @@ def test_cuda_graph_steps_train_exactly_like_the_tutorials_steps(small_shapes):
 @needs_cuda
 def test_recording_a_cuda_graph_leaves_the_model_as_it_was():
     from core.data import Normalizer
-    from core.loop import make_optimizer
     from core.model import Net
+    from core.train_step import make_optimizer
 
     device = torch.device("cuda")
     torch.manual_seed(0)

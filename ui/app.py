@@ -23,15 +23,16 @@ _entry = threading.local()  # set while dashboard.py runs a page, in the script 
 
 def app_pages() -> list:
     return [
-        st.Page(ROOT / "pages/home.py", title="Home", icon="🏠", default=True),
-        st.Page(ROOT / "pages/lessons.py", title="Lessons", icon="🎓"),
-        st.Page(ROOT / "pages/train.py", title="Train", icon="🏋️"),
-        st.Page(ROOT / "pages/step.py", title="Step", icon="🔬"),
-        st.Page(ROOT / "pages/results.py", title="Results", icon="🎯"),
-        st.Page(ROOT / "pages/runs.py", title="Runs", icon="🗂️"),
-        st.Page(ROOT / "pages/network.py", title="Network", icon="🧩"),
-        st.Page(ROOT / "pages/data.py", title="Data", icon="🖼️"),
-        st.Page(ROOT / "pages/speed.py", title="Speed", icon="⚡"),
+        # Material icons: they ship with Streamlit; emoji were empty boxes where no emoji font is installed
+        st.Page(ROOT / "pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page(ROOT / "pages/lessons.py", title="Lessons", icon=":material/school:"),
+        st.Page(ROOT / "pages/train.py", title="Train", icon=":material/fitness_center:"),
+        st.Page(ROOT / "pages/step.py", title="Step", icon=":material/biotech:"),
+        st.Page(ROOT / "pages/results.py", title="Results", icon=":material/target:"),
+        st.Page(ROOT / "pages/runs.py", title="Runs", icon=":material/folder_open:"),
+        st.Page(ROOT / "pages/network.py", title="Network", icon=":material/hub:"),
+        st.Page(ROOT / "pages/data.py", title="Data", icon=":material/image:"),
+        st.Page(ROOT / "pages/speed.py", title="Speed", icon=":material/speed:"),
     ]
 
 

@@ -20,9 +20,9 @@ STATUS_WORDS = {
     "failed": "failed",
     "interrupted": "interrupted",
 }
-STATUS_ICONS = {"waiting": "⏳", "starting": "🚀", "running": "🏃", "paused": "⏸️", "finished": "✅",
-                "stopped": "⏹️", "diverged": "💥", "failed": "❌",
-                "interrupted": "⚠️"}
+STATUS_ICONS = {"waiting": "hourglass_empty", "starting": "rocket_launch", "running": "directions_run",
+                "paused": "pause_circle", "finished": "check_circle", "stopped": "stop_circle",
+                "diverged": "trending_up", "failed": "error", "interrupted": "warning"}  # Material Symbols' names
 
 
 def app_url() -> str:
@@ -93,7 +93,8 @@ def job_active(job: Job | None) -> bool:
 
 
 def status_parts(snap: Snapshot, steps: bool = True) -> tuple[str, str, str]:
-    """(icon, word, detail) of the job's state, e.g. ('🏃', 'running', ': epoch 1 of 2, step 500 of 25,000');
+    """(icon, word, detail) of the job's state, e.g. ('directions_run', 'running', ': epoch 1 of 2, step 500 of
+    25,000'): the icon a Material Symbols name;
     no epoch and step for steps=False (the live progress bar shows them)."""
     detail = ""
     if snap.status == "waiting":
@@ -105,9 +106,10 @@ def status_parts(snap: Snapshot, steps: bool = True) -> tuple[str, str, str]:
 
 
 def describe(snap: Snapshot) -> str:
-    """The job's state in words (markdown), e.g. '🏃 **running**: epoch 1 of 2, step 500 of 25,000'."""
+    """The job's state in words (markdown), e.g. ':material/directions_run: **running**: epoch 1 of 2, step 500 of
+    25,000'."""
     icon, word, detail = status_parts(snap)
-    return f"{icon} **{word}**{detail}"
+    return f":material/{icon}: **{word}**{detail}" if icon else f"**{word}**{detail}"
 
 
 PRESENT = "present"  # the presentation switch's key, and its URL parameter

@@ -4,7 +4,8 @@ One source of truth: the job's History in the server's memory (core/jobs.py). `l
 snapshot of it into plain JSON: status line, progress bar, metrics, chart traces and axes. The page
 draws its elements once with that state; while the job is active the browser then asks the app's own
 route, `api/live/<job token>` (ROUTES, served by Streamlit's server through `st.App` in dashboard.py),
-for newer states twice a second and updates the elements in place, with no Streamlit rerun. Nothing is
+for newer states (every FIRST_POLL_MS until the first loss point, then every POLL_MS) and updates the elements in
+place, with no Streamlit rerun. Nothing is
 written to disk for it. The page reruns only when the job's buttons must change (PHASES).
 
 The elements are Streamlit custom components (v2) whose JavaScript and CSS are the files in ui/static/;

@@ -62,13 +62,14 @@ def difference_line(result: StepResult) -> None:
     text = (f"optimizer.step() gives the same weights: largest difference {diff:.3g} over all {n:,} parameters"
             + (" (float32 rounding)" if diff else ""))
     if diff <= TOLERANCE:
-        st.markdown(f"✅ :green[{text}]", width="stretch")
+        st.markdown(f":green[:material/check_circle: {text}]", width="stretch")
     elif result.diverged:
         st.warning(f"optimizer.step() and the rule written out: largest difference {diff:.3g} over all {n:,} "
-                   "parameters. The weights blew up (inf or NaN), so the two can no longer agree.", icon="⚠️")
+                   "parameters. The weights blew up (inf or NaN), so the two can no longer agree.",
+                   icon=":material/warning:")
     else:
         st.warning(f"optimizer.step() gives other weights: largest difference {diff:.3g} over all {n:,} "
-                   f"parameters, above {TOLERANCE:g}.", icon="⚠️")
+                   f"parameters, above {TOLERANCE:g}.", icon=":material/warning:")
 
 
 def batch(stepper: Stepper, classes: list[str]) -> None:

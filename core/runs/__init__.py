@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from core.config import ConfigError, TrainConfig
+from core.config import ConfigError, TrainConfig, bounds
 from core.data import label as dataset_label
 from core.history import History
 from core.links import KNOBS, nearest_preset
@@ -389,8 +389,8 @@ def list_runs(root: str | os.PathLike = DEFAULT_ROOT, with_events: bool = False)
 
 MAX_CHECKPOINT_BYTES = 200 * 1024 * 1024  # widths 1024/1024 at 64x64 pixels: about 110 MB
 MAX_PREDICTION_BYTES = 32 * 1024 * 1024  # half precision: 10,000 test images x 1,000 classes is 20 MB
-MODEL_BOUNDS = dict(in_channels=(1, 3), image_size=(16, 64), num_classes=(2, 1000), conv_width=(1, 1024),
-                    conv2_width=(1, 1024))
+MODEL_BOUNDS = dict(in_channels=(1, 3), image_size=(16, 64), num_classes=(2, 1000), conv_width=bounds("conv_width"),
+                    conv2_width=bounds("conv2_width"))  # widths: what a config allows (core/config.py)
 
 
 def model_args(values: object) -> ModelArgs:
