@@ -430,19 +430,21 @@ def test_a_data_parallel_run_is_checked_for_the_memory_of_all_its_processes(tmp_
 def test_the_memory_free_is_what_the_cgroup_allows_where_it_allows_less(tmp_path):
     from core.memory import available_bytes
 
-    machine = available_bytes(cgroup=str(tmp_path / "none"))
+    machine = available_bytes(cgroup=str(tmp_path / "none"))  # the machine's free memory: it moves as others run
+    if machine < 3 * 2**30:
+        pytest.skip("less than 3 GB free here: a cgroup limit below it cannot be told apart")
     v2 = tmp_path / "v2"
     v2.mkdir()
-    (v2 / "memory.max").write_text(f"{6 * 2**30}\n")
+    (v2 / "memory.max").write_text(f"{3 * 2**30}\n")
     (v2 / "memory.current").write_text(f"{2**30}\n")
-    assert available_bytes(cgroup=str(v2)) == min(machine, 5 * 2**30)
+    assert available_bytes(cgroup=str(v2)) == 2 * 2**30
     (v2 / "memory.max").write_text("max\n")
-    assert available_bytes(cgroup=str(v2)) == machine
+    assert abs(available_bytes(cgroup=str(v2)) - machine) < 0.1 * machine  # no limit: the machine's
     v1 = tmp_path / "v1" / "memory"
     v1.mkdir(parents=True)
     (v1 / "memory.limit_in_bytes").write_text(f"{3 * 2**30}")
     (v1 / "memory.usage_in_bytes").write_text(f"{2**30}")
-    assert available_bytes(cgroup=str(tmp_path / "v1")) == min(machine, 2 * 2**30)
+    assert available_bytes(cgroup=str(tmp_path / "v1")) == 2 * 2**30
 
 
 @pytest.mark.fault
