@@ -159,17 +159,23 @@ def test_a_run_left_without_its_end_is_marked_interrupted_at_the_next_start(tmp_
     assert {r.status for r in list_runs(tmp_path / "runs")} == {"finished", "interrupted", "running"}
 
 
-def test_a_full_disk_ends_the_command_line_with_one_line(tmp_path, shapes_dir):
-    """RLIMIT_FSIZE: every write past 100 KB fails (EFBIG), as on a disk with no room left."""
+def train_on_a_small_disk(tmp_path, shapes_dir, limit: int, epochs: int) -> subprocess.CompletedProcess:
+    """`python -m core.train` on Shapes where every write past `limit` bytes fails (RLIMIT_FSIZE: EFBIG), as on a
+    disk with no room left."""
     import resource
 
     def small_disk():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-m", "core.train", "--dataset", "shapes", "--data-dir", shapes_dir,
-                        "--runs-dir", str(tmp_path / "runs"), "--epochs", "3", "--batch-size", "16"],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT, env=env, preexec_fn=small_disk)
+    return subprocess.run([sys.executable, "-m", "core.train", "--dataset", "shapes", "--data-dir", shapes_dir,
+                           "--runs-dir", str(tmp_path / "runs"), "--epochs", str(epochs), "--batch-size", "16"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env, preexec_fn=small_disk)
+
+
+def test_a_full_disk_ends_the_command_line_with_one_line(tmp_path, shapes_dir):
+    """Every write past 100 KB fails, as on a disk with no room left."""
+    r = train_on_a_small_disk(tmp_path, shapes_dir, 100_000, epochs=3)
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr and r.stderr.strip().splitlines()[-1].startswith("error:")
     assert "the run could not be saved" in r.stderr and "is the disk full?" in r.stderr
@@ -179,15 +185,7 @@ def test_a_full_disk_ends_the_command_line_with_one_line(tmp_path, shapes_dir):
 def test_a_disk_full_before_the_first_byte_leaves_no_empty_run_folder(tmp_path, shapes_dir):
     """Every write fails (RLIMIT_FSIZE 10 bytes): the run folder's .running marker cannot be written. The command
     says so in one line and the runs folder holds no empty run (the Runs page listed it, damaged)."""
-    import resource
-
-    def full_disk():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (10, 10))
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-m", "core.train", "--dataset", "shapes", "--data-dir", shapes_dir,
-                        "--runs-dir", str(tmp_path / "runs"), "--epochs", "1", "--batch-size", "16"],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT, env=env, preexec_fn=full_disk)
+    r = train_on_a_small_disk(tmp_path, shapes_dir, 10, epochs=1)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert "is the disk full?" in r.stderr.strip().splitlines()[-1]
     assert list((tmp_path / "runs").iterdir()) == []
