@@ -10,7 +10,8 @@ import streamlit as st
 if __name__ == "__main__":  # a page view
     from ui import garbage
     from ui.app import app_pages, run_page
-    from ui.common import presentation_switch, sidebar_status
+    from ui.common import presentation_switch
+    from ui.job_status import sidebar_status
 
     garbage.collect()  # what earlier page runs left (their tensors, images): at most every 2 s, milliseconds
 

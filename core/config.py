@@ -53,18 +53,26 @@ class Range:
         return above and below
 
 
-def whole(low: int, high: int, optional: bool = False) -> Range:
+def whole_number(low: int, high: int, optional: bool = False) -> Range:
     """A whole number from low to high (or None, where optional)."""
     return Range(low, high, optional=optional)
 
 
 def setting(default: Any, flag: str | None, help: str, label: str = "", must: str = "", check=None,
-            choices: tuple | None = None, widget_help: str = "", page: tuple | None = None):
+            choices: tuple | None = None, widget_help: str = "", pages: dict | None = None, ladder: tuple = ()):
     """A TrainConfig field and everything said about it in one place: its command-line flag and help, its label
     on the page (and in messages), and the check its value must pass (`must` says it in words; a Range carries
-    its bounds as data). `page`: the Train page control's narrower range (epochs 1-30 of the 1-1000 allowed)."""
+    its bounds as data). `pages`: a page's control's narrower range ({"train": (1, 30)}: epochs 1-30 of the
+    1-1000 allowed; the Step page takes the Train page's unless it names its own). `ladder`: the values a select
+    slider offers (learning rates 0.0001, 0.0002, 0.0005, ...), within the page's range."""
     return field(default=default, metadata=dict(flag=flag, help=help, label=label, must=must, check=check,
-                                                choices=choices, widget_help=widget_help or help, page=page))
+                                                choices=choices, widget_help=widget_help or help, pages=pages or {},
+                                                ladder=ladder))
+
+
+LEARNING_RATES = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+STEP_PAGE = 128  # the Step page's widths and batch: a step drawn, with every number, within a second
 
 
 @dataclass(frozen=True)
@@ -74,13 +82,13 @@ class TrainConfig:
     data_dir: str = setting("data", "--data-dir", "where datasets are downloaded and cached (default: data)",
                             "Data directory", "a non-empty path", lambda v: isinstance(v, str) and v.strip() != "")
     epochs: int = setting(2, "--epochs", "how many times the network sees every training image", "Epochs",
-                          "a whole number from 1 to 1000", whole(1, 1000), page=(1, 30))
+                          "a whole number from 1 to 1000", whole_number(1, 1000), pages={"train": (1, 30)})
     lr: float = setting(0.001, "--lr", "learning rate: how big a step the optimizer takes; too big and the loss "
                         "explodes (diverges)", "Learning rate", "> 0 and at most 10",
-                        Range(0, 10, whole=False, open_low=True))
+                        Range(0, 10, whole=False, open_low=True), ladder=LEARNING_RATES)
     momentum: float = setting(0.9, "--momentum", "how much of the previous step SGD keeps: smooths the path downhill",
                               "Momentum", "at least 0 and below 1", Range(0, 1, whole=False, open_high=True),
-                              page=(0.0, 0.99))
+                              pages={"train": (0.0, 0.99)})
     optimizer: str = setting("sgd", "--optimizer", "the update rule: sgd (the tutorial's), adam or rmsprop; momentum "
                              "and Nesterov apply to sgd, adam and rmsprop take their usual defaults", "Optimizer",
                              choices=OPTIMIZERS)
@@ -92,26 +100,28 @@ class TrainConfig:
                             "then anneal to 0)", "Learning-rate schedule", choices=SCHEDULES)
     batch_size: int = setting(4, "--batch-size", "images per optimizer step and process (the tutorial uses 4)",
                               "Batch size",
-                              "a whole number from 1 to 4096", whole(1, 4096))
+                              "a whole number from 1 to 4096", whole_number(1, 4096), ladder=BATCH_SIZES,
+                              pages={"step": (1, STEP_PAGE)})
     conv_width: int = setting(6, "--width", "output channels of conv1 = input channels of conv2 (the tutorial uses 6; "
                               "its exercise widens it)", "Conv width", "a whole number from 1 to 1024",
-                              whole(1, 1024), page=(1, 256))
+                              whole_number(1, 1024), pages={"train": (1, 256), "step": (1, STEP_PAGE)})
     conv2_width: int = setting(16, "--conv2-width", "output channels of conv2 (the tutorial uses 16)", "Conv2 width",
-                               "a whole number from 1 to 1024", whole(1, 1024), page=(1, 256))
+                               "a whole number from 1 to 1024", whole_number(1, 1024),
+                               pages={"train": (1, 256), "step": (1, STEP_PAGE)})
     device: str = setting("auto", "--device", "auto (the fastest present), cpu, cuda or mps", "Device",
                           choices=DEVICES)
     nproc: int = setting(1, "--nproc", "processes training data-parallel (DDP, through torchrun's launcher); each "
                          "takes --batch-size images a step", "Processes", "a whole number from 1 to 64",
-                         whole(1, 64))
+                         whole_number(1, 64))
     seed: int = setting(0, "--seed", "the same seed and settings give the same run", "Seed",
-                        "a whole number from 0 to 2147483647", whole(0, 2**31 - 1))
+                        "a whole number from 0 to 2147483647", whole_number(0, 2**31 - 1))
     threads: int = setting(0, "--threads", "CPU threads (0 = what measured fastest for the batch size)", "Threads",
-                           "0 (automatic) or a whole number up to 256", whole(0, 256))
+                           "0 (automatic) or a whole number up to 256", whole_number(0, 256))
     log_interval: int = setting(0, "--log-interval", "steps per running-loss point (0 = automatic, about 50 an "
                                 "epoch)", "Log interval", "0 (automatic) or a positive number of steps",
-                                whole(0, 1_000_000))
+                                whole_number(0, 1_000_000))
     max_steps: int | None = setting(None, "--max-steps", "stop after N optimizer steps", "Max steps",
-                                    "a positive whole number", whole(1, 10**12, optional=True))
+                                    "a positive whole number", whole_number(1, 10**12, optional=True))
     target_accuracy: float | None = setting(None, "--target-accuracy", "stop once test accuracy reaches X "
                                             "(e.g. 0.55)", "Target accuracy",
                                             "a fraction above 0 and at most 1, e.g. 0.55",
@@ -150,7 +160,7 @@ class TrainConfig:
 SETTINGS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def label(name: str) -> str:
+def setting_label(name: str) -> str:
     """A setting's label on the page, e.g. "Learning rate"."""
     return SETTINGS[name].metadata["label"]
 
@@ -170,14 +180,23 @@ def bounds(name: str) -> tuple:
     return check.low, check.high
 
 
-def page_range(name: str, value: Any = None) -> tuple:
-    """(low, high) of the setting's control on a page: its page range where it has a narrower one, stretched to
-    take `value` where that is beyond it and still allowed (a link's epochs=50 on a 1-30 slider)."""
+def page_range(name: str, value: Any = None, page: str = "train") -> tuple:
+    """(low, high) of the setting's control on a page: the page's narrower range where it has one (else the Train
+    page's, else the setting's bounds); on the Train page stretched to take `value` where that is beyond it and
+    still allowed (a link's epochs=50 on a 1-30 slider)."""
     meta = SETTINGS[name].metadata
-    low, high = meta["page"] or bounds(name)
-    if value is not None and meta["check"](value) and value > high and meta["check"].whole:
+    low, high = meta["pages"].get(page) or meta["pages"].get("train") or bounds(name)
+    if page == "train" and value is not None and meta["check"](value) and value > high and meta["check"].whole:
         high = value
     return low, high
+
+
+def page_ladder(name: str, value: Any = None, page: str = "train") -> list:
+    """A select slider's options on a page: the setting's ladder within the page's range, and `value` among them
+    (a link or a preset may hold any valid value)."""
+    low, high = page_range(name, page=page)
+    options = {v for v in SETTINGS[name].metadata["ladder"] if low <= v <= high}
+    return sorted(options | ({value} if value is not None else set()))
 
 
 def widget_help(name: str) -> str:
@@ -254,17 +273,23 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
                             metavar=None if meta["choices"] else name.upper())
 
 
-def command_line(config: TrainConfig) -> str:
-    """The same training from a terminal: every setting that differs from the defaults, as CLI flags."""
+def config_argv(config: TrainConfig) -> list[str]:
+    """The flags of `python -m core.train` that give this config: every setting that differs from the defaults
+    (and the dataset). What a data-parallel job hands its ranks, as a list: never a string parsed again."""
     default = TrainConfig()
-    parts = ["python -m core.train"]
+    argv: list[str] = []
     for name, f in SETTINGS.items():
         value = getattr(config, name)
         if isinstance(value, bool):
-            parts += [f.metadata["flag"]] if value else []
+            argv += [f.metadata["flag"]] if value else []
         elif name == "dataset" or value != getattr(default, name):
-            parts.append(f"{f.metadata['flag']} {shlex.quote(str(value))}")
-    return " ".join(parts)
+            argv += [f.metadata["flag"], str(value)]
+    return argv
+
+
+def command_line(config: TrainConfig) -> str:
+    """The same training from a terminal, e.g. `python -m core.train --dataset shapes --epochs 1`."""
+    return shlex.join(["python", "-m", "core.train", *config_argv(config)])
 
 
 def flag_table() -> str:

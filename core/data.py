@@ -82,7 +82,7 @@ class Dataset:
         return (0.5,) * self.channels
 
 
-def label(name: str) -> str:
+def dataset_label(name: str) -> str:
     """The dataset's name as a person reads it."""
     if name.startswith("folder:"):
         return f"{DATASET_LABELS['folder']} {name[len('folder:'):]}"
@@ -162,11 +162,11 @@ def load_dataset(name: str, data_dir: str | os.PathLike = "data", progress: Prog
     cached = _read_cache(cache, name)
     if cached is not None:
         return cached
-    progress(f"Preparing {label(name)} (once; later loads come from the cache)", 0.0)
+    progress(f"Preparing {dataset_label(name)} (once; later loads come from the cache)", 0.0)
     dataset = build()
     dataset.name = name
     _write_cache(cache, dataset)
-    progress(f"{label(name)} ready", 1.0)
+    progress(f"{dataset_label(name)} ready", 1.0)
     return dataset
 
 
@@ -301,12 +301,12 @@ def _load_mnist_like(name: str, data_dir: Path, progress: Progress) -> Dataset:
     import torchvision
 
     cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
-    progress(f"Downloading {label(name)} (about 30 MB)", 0.0)
+    progress(f"Downloading {dataset_label(name)} (about 30 MB)", 0.0)
     try:
         train = cls(str(data_dir), train=True, download=True)
         test = cls(str(data_dir), train=False, download=True)
     except (RuntimeError, OSError) as exc:
-        raise DatasetError(f"{label(name)} could not be downloaded: {_reason(exc)}. " + OFFLINE_HINT) from None
+        raise DatasetError(f"{dataset_label(name)} could not be downloaded: {_reason(exc)}. " + OFFLINE_HINT) from None
     classes = [c.split(" - ")[-1] for c in train.classes]
     return Dataset(name, classes, train.data.unsqueeze(1).contiguous(), train.targets.long(),
                    test.data.unsqueeze(1).contiguous(), test.targets.long())

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime
 import math
 import os
-import shlex
 import shutil
 import signal
 import sys
@@ -214,22 +213,18 @@ def leave(world: World, code: int) -> None:
 
 
 def watch_launcher(on_gone) -> None:
-    """Call on_gone once when this rank's launcher (torchrun or a dashboard worker) is gone, and take away the
-    launcher's temporary folder, which it can no longer remove; then end the rank ten seconds later if it has not
-    ended: a rank never trains on as an orphan nobody reads."""
-    parent = os.getppid()
+    """Call on_gone once this rank's launcher (torchrun or a dashboard worker) is gone, and take away the
+    launcher's temporary folder, which it can no longer remove; the rank ends ten seconds later if it has not
+    (core/watch.py: the watch a dashboard worker keeps on its server too)."""
+    from core.watch import watch_parent
 
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
+    def gone() -> None:
         on_gone()
         folder = os.environ.get(TEMP_FOLDER)
         if folder and Path(folder).name.startswith("cnn-ddp-") and Path(folder).parent == Path(tempfile.gettempdir()):
             shutil.rmtree(folder, ignore_errors=True)
-        time.sleep(10)
-        os._exit(1)
 
-    threading.Thread(target=watch, daemon=True, name="watch-launcher").start()
+    watch_parent(gone)
 
 
 # -- heartbeats: a rank that stops answering is noticed in a minute, not at the 5-minute collective timeout ----
@@ -368,11 +363,6 @@ def python_path() -> str:
 def first_failure(failures: dict) -> tuple:
     """A rank killed by a signal first (the others then fail for want of it), else the first to fail."""
     return min(failures.items(), key=lambda kv: ((kv[1].exitcode or 0) >= 0, kv[1].timestamp, kv[0]))
-
-
-def rank_argv(command: str) -> list[str]:
-    """The flags of `python -m core.train ...` (config.command_line) for the ranks to parse again."""
-    return shlex.split(command)[3:]
 
 
 # -- a dashboard worker and its rank 0 ---------------------------------------------------------------

@@ -1,21 +1,18 @@
 """Background training jobs for the dashboard: one worker per job, an event log per job, a server-wide limit.
 
-The worker is a spawned child process by default: the training loop runs off the
-server's GIL, a crash in it cannot take the server down, and its GPU memory is freed
-when it exits. Importing torch takes seconds, so one spare worker is kept warm (torch
-already imported) and the next job starts in it at once.
-
-Only plain data crosses the process boundary: a config dict in, event dicts out.
+A job runs in a worker, a process of its own (core/worker.py: what runs there, and why). Importing torch takes
+seconds, so one spare worker is kept warm (torch already imported) and the next job starts in it at once.
+Only plain data crosses the process boundary: a task in, events out, as JSON lines.
 """
 
 from __future__ import annotations
 
 import itertools
-import multiprocessing as mp
-import multiprocessing.spawn as mp_spawn
+import json
 import os
 import queue
 import secrets
+import subprocess
 import sys
 import threading
 import time
@@ -25,270 +22,130 @@ from pathlib import Path
 from typing import Any
 
 from core.config import TrainConfig
+from core.env import env_int, env_path, log  # noqa: F401 - env_path: the pages' folders
 from core.history import History
 
 ACTIVE = ("waiting", "starting", "running", "paused")
 STOP_GRACE_SECONDS = 1.0
 
 
-def log(line: str) -> None:
-    """One line in the server's log (stderr): what an operator reads when a job misbehaves."""
-    print(f"{time.strftime('%H:%M:%S')} cnn-dashboard: {line}", file=sys.stderr, flush=True)
+# -- the worker: a process of its own (core/worker.py), or a thread in tests --------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def env_int(name: str, default: int, low: int, high: int) -> int:
-    """A whole-number setting from the environment; a value that is not one (or out of range) is replaced by
-    the default, with one line in the server's log saying so."""
-    text = os.environ.get(name)
-    if text is None or text.strip() == "":
-        return default
-    try:
-        value = int(text.strip())
-        if low <= value <= high:
-            return value
-    except ValueError:
-        pass
-    log(f"{name}={text!r} is not a whole number from {low} to {high}; using {default}")
-    return default
-
-
-_said: set[str] = set()
-
-
-def env_path(name: str, default: str) -> str:
-    """A folder setting from the environment. Empty (or blank) is not a folder: it would make the folder the server
-    was started in the runs or data folder, so the default is used, with one line in the server's log."""
-    text = os.environ.get(name)
-    if text is None:
-        return default
-    if text.strip() == "":
-        if name not in _said:
-            _said.add(name)
-            log(f"{name} is empty; using {default!r}")
-        return default
-    return text
-
-
-# -- the worker (runs in the child process or a thread) -----------------------------------
-
-SERVER_GONE = "the dashboard's server stopped, and its training jobs with it"
-
-
-def _die_with_parent(parent: int, tasks, events, control) -> None:
-    """In a worker process: when the server is gone (killed, say), stop training (the run keeps its history
-    and is marked stopped) and exit, instead of training on to the end as an orphan nobody reads."""
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    events.cancel_join_thread()  # nobody reads the events any more: exiting must not wait to send them
-    control.stop(SERVER_GONE)  # a training job stops within a step and writes its summary, then the process ends
-    tasks.put(None)  # a spare, still waiting for its task, ends at once
-    time.sleep(8)  # whatever is still busy (decoding a dataset, say) ends here
-    os._exit(1)
-
-
-def _worker_main(tasks, events, stop, pause) -> None:
-    """Wait for one job, run it, report every event; exceptions become a `failed` end event."""
-    import core.device
-    import core.loop  # the slow imports and first-step set-up happen while the worker is still a spare
-
-    control = core.loop.Control(stop, pause)  # Stop and Pause from the server; Stop with a reason from the watch
-    parent = mp.parent_process()
-    if parent is not None:  # a process of its own (a thread worker must not change the server's malloc)
-        # the server's pid as it spawned this process: os.getppid() here, after the seconds of importing torch,
-        # would be init's already if the server died meanwhile, and the worker would wait for it forever
-        threading.Thread(target=_die_with_parent, args=(parent.pid, tasks, events, control), daemon=True).start()
-        core.device.keep_freed_memory()
-    core.loop.warm_up()
-    task = tasks.get()  # a spare waits here (None: dismissed; its server gone: _die_with_parent ends it)
-    if task is None:
-        return
-    _run_job(task, events, control)
-
-
-def _run_job(task: dict, events, control) -> None:
-    from core.config import ConfigError
-    from core.data import DatasetError
-    from core.device import DeviceError
-    from core.loop import run_training
-
-    last_progress = [0.0]
-
-    def progress(message: str, fraction: float) -> None:
-        now = time.monotonic()
-        if fraction >= 1 or now - last_progress[0] > 0.2:
-            last_progress[0] = now
-            events.put({"type": "progress", "message": message, "fraction": float(fraction)})
-
-    from core.speed import SpeedError
-
-    stop, pause = control.events
-    try:
-        if task.get("kind") == "sweep":
-            _run_sweep(task["spec"], events, stop)
-            return
-        if task.get("kind") == "scaling":
-            _run_scaling(task["spec"], task["data_dir"], events, stop)
-            return
-        config = TrainConfig.from_dict(task["config"])
-        fixed = env_int("CNN_DASHBOARD_WORKER_THREADS", 0, 1, 256)
-        if config.threads == 0 and fixed:
-            config = config.replace(threads=fixed)
-        if config.nproc > 1:
-            _run_ranks(config, task["runs_root"], events, stop, pause, progress)
-            return
-        for event in run_training(config, control, progress, runs_root=task["runs_root"]):
-            events.put(event)
-    except (ConfigError, DatasetError, DeviceError, SpeedError) as exc:
-        events.put({"type": "end", "status": "failed", "message": str(exc), "bad_input": True})
-    except Exception as exc:  # noqa: BLE001 - reported to the user as the job's message
-        events.put({"type": "end", "status": "failed", "message": _describe(exc),
-                    "traceback": traceback.format_exc(limit=8)})
-
-
-def _run_ranks(config: TrainConfig, runs_root: str, events, stop, pause, progress) -> None:
-    """A data-parallel job: this worker is the torchrun launch (core/distributed.py). Rank 0's events come up
-    through a RankRelay, Stop and Pause go down to it, and it tells every rank."""
-    from core.config import command_line
-    from core.distributed import LaunchError, RankRelay, launch, rank_argv
-    from core.loop import check_launch
-    from core.runs import RunWriter, run_name
-    from core.train import ENDED_BY_RANK_0
-
-    check_launch(config, progress)  # bad input, said before any process starts
-    events.put({"type": "progress", "message": f"starting {config.nproc} processes (DDP)", "fraction": 1.0})
-    relay = RankRelay(events, stop, pause)
-    relay.start()
-    failure, name = None, run_name(config.dataset)  # rank 0 makes the folder; named here, so it can be ended here
-    try:
-        launch(rank_argv(command_line(config)) + ["--runs-dir", runs_root, "--events", relay.where,
-                                                  "--run-name", name], config.nproc)
-    except LaunchError as exc:
-        failure = exc
-    end = relay.wait_end(2.0)
-    expected = end is not None and (failure is None or failure.code in ENDED_BY_RANK_0)
-    if not expected:
-        stopped = failure is not None and failure.stopped and stop.is_set()  # Stop, then ended by force
-        end = {"type": "end", "status": "stopped" if stopped else "failed", "run_dir": relay.run_dir,
-               "wall": time.time(), "message": "stopped by the user" if stopped else
-               f"the data-parallel run failed: {failure or 'rank 0 ended without a word'}"}
-        run_dir = relay.run_dir or str(Path(runs_root) / name)  # rank 0 may have died before its first event
-        end["run_dir"] = run_dir if Path(run_dir).is_dir() else None
-        if end["run_dir"]:
-            RunWriter.write_summary(run_dir, end)
-    events.put(end)
-
-
-def _run_sweep(spec: dict, events, stop) -> None:
-    from core.speed import SweepSpec, sweep
-
-    spec = SweepSpec.from_dict(spec)
-    _stream_rows(sweep(spec, stop=stop.is_set), len(spec.combinations()), events)
-
-
-def _run_scaling(spec: dict, data_dir: str, events, stop) -> None:
-    from core.data import load_dataset
-    from core.speed import ScalingSpec, scaling
-
-    spec = ScalingSpec.from_dict(spec)
-    load_dataset("shapes", data_dir)  # made once here, not by each measurement
-    _stream_rows(scaling(spec, data_dir, stop=stop.is_set), len(spec.combinations()), events)
-
-
-def _stream_rows(rows, total: int, events) -> None:
-    """A measuring job's events: start, a row per measurement as it comes, and how many were made."""
-    events.put({"type": "start", "total_steps": total, "wall": time.time()})
-    done = 0
-    for row in rows:
-        done += 1
-        events.put({"type": "speed_row", "index": done, **row})
-    status = "stopped" if done < total else "finished"
-    events.put({"type": "end", "status": status, "message": f"{done} of {total} measurements", "wall": time.time()})
-
-
-def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    if "out of memory" in str(exc).lower():
-        text += " - the network or batch is too big for this device; lower the batch size or the width."
-    return text
-
-
-_without_main = threading.local()
-_preparation_data = mp_spawn.get_preparation_data
-
-
-def _preparation_data_without_main(name):
-    data = _preparation_data(name)
-    if getattr(_without_main, "on", False):
-        data.pop("init_main_from_path", None)
-        data.pop("init_main_from_name", None)
-    return data
-
-
-mp_spawn.get_preparation_data = _preparation_data_without_main
-
-
-def _start_without_main(process) -> None:
-    """Start a spawned process that does not re-run the caller's __main__.
-
-    spawn re-imports the parent's __main__ in the child. Under Streamlit that is the page script
-    being run, which would draw a page and start more workers in the child. The worker needs
-    nothing from __main__ (its target lives in this module), so the child is told of none. Only
-    this thread's start is changed: Streamlit sets sys.modules["__main__"] at the start of every
-    script run, in other threads, so that global is never touched here.
-    """
-    _without_main.on = True
-    try:
-        process.start()
-    finally:
-        _without_main.on = False
-
-
-class _Worker:
-    """A started worker waiting for its one task: a spawned process, or a thread in tests."""
+class Worker:
+    """A started worker waiting for its one task: `python -m core.worker` (plain data over pipes, see there), or a
+    thread of the server in tests. The server sends it the task and the Stop, Pause and Resume clicks; its events
+    come back on `events`, a queue."""
 
     def __init__(self, kind: str):
         self.kind = kind
+        self.events: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()  # one line at a time to the worker, from whichever thread clicks
+        self.stop_requested = False
         if kind == "process":
-            ctx = mp.get_context("spawn")
-            self.tasks, self.events = ctx.Queue(), ctx.Queue()
-            self.stop_event, self.pause_event = ctx.Event(), ctx.Event()
-            self.handle = ctx.Process(target=_worker_main, name="cnn-dashboard-worker", daemon=True,
-                                      args=(self.tasks, self.events, self.stop_event, self.pause_event))
-            _start_without_main(self.handle)
+            self._start_process()
         else:
-            self.tasks, self.events = queue.Queue(), queue.Queue()
-            self.stop_event, self.pause_event = threading.Event(), threading.Event()
-            self.handle = threading.Thread(target=_worker_main, name="cnn-dashboard-worker", daemon=True,
-                                           args=(self.tasks, self.events, self.stop_event, self.pause_event))
+            from core.loop import Control
+            from core.worker import thread_worker
+
+            self.control, self.tasks = Control(), queue.Queue()
+            self.handle = threading.Thread(target=thread_worker, args=(self.tasks, self.events, self.control),
+                                           name="cnn-dashboard-worker", daemon=True)
             self.handle.start()
 
+    def _start_process(self) -> None:
+        read_end, write_end = os.pipe()
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
+        try:
+            self.handle = subprocess.Popen(
+                [sys.executable, "-m", "core.worker", "--events", str(write_end), "--parent", str(os.getpid())],
+                stdin=subprocess.PIPE, pass_fds=(write_end,), env=env)
+        finally:
+            os.close(write_end)  # the worker's now: the reader sees the end of the pipe when the worker exits
+        self.reader = threading.Thread(target=self._read_events, args=(read_end,), daemon=True, name="worker-events")
+        self.reader.start()
+
+    def _read_events(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as stream:
+            for line in stream:
+                try:
+                    self.events.put(json.loads(line))
+                except ValueError:
+                    log(f"a worker sent a line that is not an event: {line[:200]!r}")
+
+    @property
+    def pid(self) -> int | None:
+        return self.handle.pid if self.kind == "process" else None
+
+    def _send(self, message) -> None:
+        if self.kind != "process":
+            if message in ("stop", "pause", "resume"):
+                getattr(self.control, message)()
+            else:
+                self.tasks.put(message)
+            return
+        with self._lock:
+            try:
+                self.handle.stdin.write((json.dumps(message) + "\n").encode())
+                self.handle.stdin.flush()
+            except (OSError, ValueError):  # the worker has ended: its end is noticed by _follow
+                pass
+
+    def send(self, task: dict) -> None:
+        self._send(task)
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        self._send("stop")
+
+    def pause(self) -> None:
+        self._send("pause")
+
+    def resume(self) -> None:
+        self._send("resume")
+
     def alive(self) -> bool:
+        """Running, or (a process) with events still on their way."""
+        if self.kind == "process":
+            return self.handle.poll() is None or self.reader.is_alive()
         return self.handle.is_alive()
 
     def exit_description(self) -> str:
-        code = getattr(self.handle, "exitcode", None)
+        code = self.handle.returncode if self.kind == "process" else None
         if code is not None and code < 0:
             return f"the training process was killed by signal {-code}" + (" (out of memory?)" if code == -9 else "")
         return f"the training process ended unexpectedly (exit code {code})"
 
     def terminate(self) -> None:
-        if self.kind == "process" and self.handle.is_alive():
+        if self.kind == "process" and self.handle.poll() is None:
             self.handle.terminate()
 
     def reap(self, seconds: float = 10.0) -> None:
         """Wait for an ended worker, so that it leaves no zombie process behind."""
         if self.kind == "process":
-            self.handle.join(seconds)
-            if self.handle.is_alive():
+            try:
+                self.handle.wait(seconds)
+            except subprocess.TimeoutExpired:
                 self.handle.kill()
-                self.handle.join(2)
+                self.handle.wait(2)
+            self._close()
+
+    def _close(self) -> None:
+        with self._lock:
+            try:
+                self.handle.stdin.close()
+            except OSError:
+                pass
 
     def dismiss(self) -> None:
-        """A spare that is no longer needed exits on its own."""
-        try:
-            self.tasks.put(None)
-        except (OSError, ValueError):
-            pass
+        """A spare that is no longer needed exits on its own (a process: once its stdin ends)."""
+        self._send(None)
+        if self.kind == "process":
+            self._close()
+            threading.Thread(target=self.reap, daemon=True, name="reap-spare").start()
 
 
 # -- jobs ----------------------------------------------------------------------------------
@@ -336,7 +193,7 @@ class Job:
         self.status, self.message = "waiting", ""
         self.run_dir: str | None = None
         self.history = History()
-        self.worker: _Worker | None = None
+        self.worker: Worker | None = None
         self._queue = queue
         self._lock = threading.Lock()
 
@@ -356,8 +213,10 @@ class Job:
         if worker is None:
             self._queue.schedule()
             return
-        worker.stop_event.set()
-        threading.Timer(STOP_GRACE_SECONDS + 1.0, self._force_stop).start()
+        worker.stop()
+        timer = threading.Timer(STOP_GRACE_SECONDS + 1.0, self._force_stop)
+        timer.daemon = True  # a server shutting down does not wait for it
+        timer.start()
 
     def _force_stop(self) -> None:
         """A worker still busy (e.g. decoding a dataset) after Stop is ended by force."""
@@ -367,13 +226,13 @@ class Job:
     def pause(self) -> None:
         with self._lock:
             if self.worker is not None and self.status in ("running", "starting"):
-                self.worker.pause_event.set()
+                self.worker.pause()
                 self._become_locked("paused")
 
     def resume(self) -> None:
         with self._lock:
             if self.worker is not None and self.status == "paused":
-                self.worker.pause_event.clear()
+                self.worker.resume()
                 self._become_locked("running")
 
     # -- state ---------------------------------------------------------------------------
@@ -461,7 +320,7 @@ class JobManager:
         self._pending: list[Job] = []
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
-        self._spare: _Worker | None = None
+        self._spare: Worker | None = None
         self._closed = False  # shut down: no spare is warmed any more
         from core.runs import mark_interrupted
 
@@ -529,7 +388,7 @@ class JobManager:
                         continue
                 job.worker = self._take_worker()
                 log(f"job {job.id} starting ({job.kind}; {len(self._pending)} waiting)")
-                job.worker.tasks.put(job.task(self.runs_root))
+                job.worker.send(job.task(self.runs_root))
                 threading.Thread(target=self._follow, args=(job,), daemon=True, name=f"job-{job.id}").start()
             # A spare warms up (imports torch, runs a first step: seconds of CPU) only when no job trains or
             # another could start now: warming beside a running job would take the cores it trains on.
@@ -538,16 +397,16 @@ class JobManager:
             threading.Thread(target=self._warm_spare, daemon=True).start()
 
     # -- internals ---------------------------------------------------------------------------
-    def _take_worker(self) -> _Worker:
+    def _take_worker(self) -> Worker:
         spare, self._spare = self._spare, None
         if spare is not None and spare.alive():
             return spare
-        return _Worker(self.worker_kind)
+        return Worker(self.worker_kind)
 
     def _warm_spare(self) -> None:
         with self._lock:
             if not self._closed and (self._spare is None or not self._spare.alive()):
-                self._spare = _Worker(self.worker_kind)
+                self._spare = Worker(self.worker_kind)
 
     def _follow(self, job: Job) -> None:
         """Move the worker's events into the job's log until it ends, however it ends.
@@ -575,13 +434,13 @@ class JobManager:
             log(f"job {job.id}: following it failed: {traceback.format_exc(limit=6)}")
             worker.terminate()
             job.record({"type": "end", "status": "failed", "wall": time.time(),
-                         "message": f"the server could not follow this job ({_describe(exc)})"})
+                         "message": f"the server could not follow this job ({type(exc).__name__}: {exc})"})
         finally:
             worker.reap()
             self.schedule()
 
-    def _worker_died(self, job: Job, worker: _Worker) -> None:
-        if worker.stop_event.is_set():
+    def _worker_died(self, job: Job, worker: Worker) -> None:
+        if worker.stop_requested:
             status, message = "stopped", "stopped by the user"
         else:
             status, message = "failed", worker.exit_description()

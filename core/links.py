@@ -17,10 +17,13 @@ from core.config import DATASETS, PRESETS, SETTINGS, ConfigError, TrainConfig, p
 DATASET_CHOICES = (*DATASETS, "folder")
 PRESET_CHOICES = (*PRESETS, "custom")
 # every setting a link can hold, in the order the Train page shows them
-PARAMS = ("dataset", "folder", "preset", "epochs", "optimizer", "lr", "momentum", "batch_size", "conv_width",
-          "conv2_width", "schedule", "nesterov", "device", "nproc", "seed")
-KNOBS = ("epochs", "optimizer", "lr", "momentum", "batch_size", "conv_width", "conv2_width", "schedule", "nesterov")
-LOCK, OTHER_PARAMS = "lock", ("job", "present")  # parameters of the page that are not settings
+LINK_SETTINGS = ("dataset", "folder", "preset", "epochs", "optimizer", "lr", "momentum", "batch_size", "conv_width",
+                 "conv2_width", "schedule", "nesterov", "device", "nproc", "seed")
+# what a preset sets (core/config.py's PRESETS): moving one of these by hand makes the settings Custom
+PRESET_KNOBS = ("epochs", "optimizer", "lr", "momentum", "batch_size", "conv_width", "conv2_width", "schedule",
+                "nesterov")
+LOCK = "lock"  # a lesson's locked controls: lock=lr,momentum
+APP_PARAMS = ("job", "present")  # the app's own parameters, on every page: the job's token, presentation mode
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -67,24 +70,24 @@ def parse_link(query: Mapping[str, Any]) -> Link:
     """The settings, problems and locks of a page URL's query parameters (unknown names are reported too)."""
     link = Link()
     for name in query:
-        if name in PARAMS:
+        if name in LINK_SETTINGS:
             text = _one(query, name)
             try:
                 link.values[name] = _parse(name, text)
             except ConfigError as exc:
                 link.problems.append(f"{name}={text} was ignored: {exc}.")
-        elif name != LOCK and name not in OTHER_PARAMS:
+        elif name != LOCK and name not in APP_PARAMS:
             link.problems.append(f"{name} is not a setting of this page and was ignored.")
     if LOCK in query:
         names = [n.strip() for n in _one(query, LOCK).split(",") if n.strip()]
         if "all" in names:
-            link.locked = set(PARAMS)
+            link.locked = set(LINK_SETTINGS)
         else:
-            link.locked = {n for n in names if n in PARAMS}
-            unknown = [n for n in names if n not in PARAMS]
+            link.locked = {n for n in names if n in LINK_SETTINGS}
+            unknown = [n for n in names if n not in LINK_SETTINGS]
             if unknown:
                 link.problems.append(f"lock={','.join(unknown)} was ignored: lock takes "
-                                     f"{', '.join(PARAMS)} or all.")
+                                     f"{', '.join(LINK_SETTINGS)} or all.")
     return link
 
 
@@ -97,20 +100,20 @@ def _text(value: Any) -> str:
 
 
 def link_query(values: Mapping[str, Any], locked: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
-    """Query parameters for these settings (PARAMS order; `folder` only with dataset=folder) and locks."""
-    query = {name: _text(values[name]) for name in PARAMS
+    """Query parameters for these settings (LINK_SETTINGS order; `folder` only with dataset=folder) and locks."""
+    query = {name: _text(values[name]) for name in LINK_SETTINGS
              if name in values and (name != "folder" or values.get("dataset") == "folder")
              and (name != "nproc" or values[name] != 1)}  # one process, as ever: not worth a word in a link
     if locked:
-        query[LOCK] = "all" if set(PARAMS) <= set(locked) else ",".join(n for n in PARAMS if n in locked)
+        query[LOCK] = "all" if set(LINK_SETTINGS) <= set(locked) else ",".join(n for n in LINK_SETTINGS if n in locked)
     return query
 
 
 def nearest_preset(values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The preset these knob values (KNOBS) are closest to, and the knobs they set otherwise ({name: value})."""
+    """The preset these knob values (PRESET_KNOBS) are closest to, and the knobs they set otherwise ({name: value})."""
     def differing(name: str) -> dict[str, Any]:
         knobs = preset_values(name)
-        return {k: values.get(k) for k in KNOBS if values.get(k) != knobs[k]}
+        return {k: values.get(k) for k in PRESET_KNOBS if values.get(k) != knobs[k]}
 
     best = min(PRESETS, key=lambda name: len(differing(name)))
     return best, differing(best)

@@ -13,7 +13,7 @@ import math
 import os
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -102,17 +102,17 @@ def build_model(config: TrainConfig, dataset: Dataset) -> Net:
                          conv2_width=config.conv2_width))
 
 
-def train(config: TrainConfig, dataset: Dataset, control: Control | None = None,
-          on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None = None,
+def train(config: TrainConfig, dataset: Dataset, control: Control | None = None, writer: RunWriter | None = None,
           cuda_graph: bool = True, team: Team | None = None) -> Iterator[dict]:
     """Train the tutorial's network; yield events as it goes. Pausing, stopping and every end are events.
 
+    writer: the run folder each epoch's checkpoint and predictions go to (none: nothing is kept).
     cuda_graph: on a CUDA GPU, replay each step as a recorded CUDA graph (see CudaGraphStep).
     team: this process's rank among several training data-parallel (core/distributed.py); alone by default.
     """
     team = team or Team(World(), resolve_device(config.device))
     with cpu_kernels(team.device, config.batch_size), cuda_kernels(team.device):
-        yield from Loop(config, dataset, team, control or Control(), on_epoch_end, cuda_graph).run()
+        yield from Loop(config, dataset, team, control or Control(), writer, cuda_graph).run()
 
 
 class Clock:
@@ -156,14 +156,15 @@ class Tally:
 
 
 class Loop:
-    """One training run, in the order it goes: set up, then per epoch forward, backward and step over the
-    batches with a running-loss point every log interval, then evaluate and checkpoint at the epoch's end."""
+    """One training run: `run` reads in the order it goes (set up here, then per epoch forward, backward and step
+    over the batches with a running-loss point every log interval, then evaluate and checkpoint at the epoch's
+    end); the methods below it are its steps."""
 
     def __init__(self, config: TrainConfig, dataset: Dataset, team: Team, control: Control,
-                 on_epoch_end: Callable[[Net, int, torch.Tensor], None] | None, cuda_graph: bool):
+                 writer: RunWriter | None, cuda_graph: bool):
         self.config, self.dataset, self.team, self.control = config, dataset, team, control
         self.device = device = team.device
-        self.on_epoch_end = on_epoch_end
+        self.writer = writer
         self.threads = choose_threads(config, device, team.world.local_size)
         if device.type == "cpu":
             torch.set_num_threads(self.threads)
@@ -187,7 +188,7 @@ class Loop:
                                  cuda_graph=cuda_graph and not team.distributed and config.optimizer == "sgd")
         # a guess spread evenly over the classes has a loss of ln(classes); ten times that means the weights blew
         # up (the network is sure of wrong answers), even where the numbers stay finite
-        self.exploded = 10 * math.log(max(2, dataset.num_classes))
+        self.diverged_above = 10 * math.log(max(2, dataset.num_classes))
         self.clock = Clock()
         self.step = self.images_seen = self.epochs_completed = 0
         self.status, self.message = "finished", ""
@@ -203,45 +204,49 @@ class Loop:
         yield self.start_event()
         self.clock.restart()
         for epoch in range(1, self.config.epochs + 1):
-            epoch_tally = Tally(self.device)
-            yield from self.train_epoch(epoch, epoch_tally)
+            epoch_tally, interval = Tally(self.device), Tally(self.device)  # the epoch's and the log interval's
+            for images, labels, images_now in rank_batches(self.train_x, self.train_y, self.config.batch_size,
+                                                           self.order, self.team.rank, self.team.size):
+                if self.team.controls_due(self.step):  # Pause and Stop, ~20 times a second
+                    yield from self.obey_controls(epoch_tally)
+                    if self.status != "finished":  # stopped: by the user, or interrupted (its launcher gone)
+                        break
+                loss = self.step_fn(images, labels)  # forward, loss, backward, optimizer step (train_step.py)
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                self.step += 1
+                self.images_seen += images_now  # every rank's images: the global batch
+                interval.add(loss, images_now)
+                if self.log_due(interval, epoch_tally):  # the running loss
+                    if point := self.log_point(epoch, interval, epoch_tally):
+                        yield point
+                    if self.status == "diverged":
+                        break
+                if self.step == self.total_steps:
+                    break
             if self.status != "finished":  # stopped or diverged: no evaluation of a half-trained epoch
                 break
             if epoch_tally.steps == self.steps_per_epoch:
                 self.epochs_completed = epoch
             if self.team.main:  # under DDP rank 0 alone evaluates and checkpoints; the others wait for its word
-                yield self.evaluate(epoch, epoch_tally)
-            done = self.team.decide(self.team.main and self.done(epoch))
+                result, probabilities = self.evaluate(epoch, epoch_tally)
+                if self.writer is not None:
+                    self.writer.checkpoint(self.net, epoch, probabilities)
+                self.clock.restart()  # none of it was training time
+                yield result
+            done = self.team.decide(self.team.main and self.done(epoch))  # a target or step limit reached
             self.team.restart_clock(self.step)
             if done:
                 break
         self.replica_difference = self.team.replica_difference(self.net)
         yield self.end_event()
 
-    def train_epoch(self, epoch: int, epoch_tally: Tally) -> Iterator[dict]:
-        """Forward, backward, step over one epoch's batches; a running-loss point each log interval."""
-        interval = Tally(self.device)
-        for images, labels, images_now in rank_batches(self.train_x, self.train_y, self.config.batch_size,
-                                                       self.order, self.team.rank, self.team.size):
-            if self.team.controls_due(self.step):  # ~20 times a second
-                yield from self.obey_controls(epoch_tally)
-                if self.status != "finished":  # stopped: by the user, or interrupted (its launcher gone)
-                    return
-            loss = self.step_fn(images, labels)
-            if self.scheduler is not None:
-                self.scheduler.step()
-            self.step += 1
-            self.images_seen += images_now  # every rank's images: the global batch
-            interval.add(loss, images_now)
-            last = self.step == self.total_steps or interval.steps + epoch_tally.steps == self.steps_per_epoch
-            # the run's very first point comes after a tenth of an interval, so a chart shows life at once
-            due = self.log_every if self.step > interval.steps else max(1, self.log_every // 10)
-            if interval.steps >= due or last:
-                yield from self.log_point(epoch, interval, epoch_tally)
-                if self.status == "diverged":
-                    return
-            if self.step == self.total_steps:
-                return
+    def log_due(self, interval: Tally, epoch_tally: Tally) -> bool:
+        """A running-loss point is due: a log interval's steps done, or the epoch's or the run's last step. The
+        run's very first point comes after a tenth of an interval, so a chart shows life at once."""
+        last = self.step == self.total_steps or interval.steps + epoch_tally.steps == self.steps_per_epoch
+        due = self.log_every if self.step > interval.steps else max(1, self.log_every // 10)
+        return interval.steps >= due or last
 
     def obey_controls(self, epoch_tally: Tally) -> Iterator[dict]:
         """Pause (events either side of the wait, which is not training time) and Stop: rank 0's, under DDP."""
@@ -258,24 +263,27 @@ class Loop:
         if stop:
             self.status, self.message = self.control.reason or ("stopped", STOP_MESSAGE)
 
-    def log_point(self, epoch: int, interval: Tally, epoch_tally: Tally) -> Iterator[dict]:
-        """The interval's running loss as an event, then a new interval; a loss that blew up ends the run."""
+    def log_point(self, epoch: int, interval: Tally, epoch_tally: Tally) -> dict | None:
+        """The interval's running loss as an event (none where it is not a number), then a new interval; a loss
+        that blew up ends the run."""
         self.sync()
         interval.seconds += self.clock.lap()
         value = float(self.team.mean(interval.loss, interval.steps))  # every rank's: on a GPU a sync point
         self.final_loss = value
+        point = None
         if math.isfinite(value):
-            yield dict(type="loss", epoch=epoch, step=self.step, epoch_step=epoch_tally.steps + interval.steps,
+            point = dict(type="loss", epoch=epoch, step=self.step, epoch_step=epoch_tally.steps + interval.steps,
                        images_seen=self.images_seen, running_loss=value, train_seconds=self.clock.seconds,
                        images_per_second=interval.images / max(interval.seconds, 1e-9), threads=self.threads)
-        if not value <= self.exploded:  # after its point, so the chart shows the loss shooting up; NaN too
+        if not value <= self.diverged_above:  # after its point, so the chart shows the loss shooting up; NaN too
             self.status, self.message = "diverged", self.divergence_message(value)
         epoch_tally.loss += value * interval.steps
         epoch_tally.steps += interval.steps
         epoch_tally.images += interval.images
         epoch_tally.seconds += interval.seconds
         interval.reset()
-        self.clock.restart()  # the time the caller took with the event is not training time
+        self.clock.restart()  # the time the caller takes with the event is not training time
+        return point
 
     def divergence_message(self, value: float) -> str:
         what = f"exploded to {value:,.1f}" if math.isfinite(value) else "became infinite or NaN"
@@ -285,9 +293,9 @@ class Loop:
                 f"(with {rule}). Lower it, e.g. to {max(c.lr / 10, 0.0001):g}; the tutorial "
                 "uses 0.001.")
 
-    def evaluate(self, epoch: int, epoch_tally: Tally) -> dict:
-        """Test accuracy (and train accuracy on fixed training images) at the epoch's end; then the caller's
-        checkpoint. None of it is training time."""
+    def evaluate(self, epoch: int, epoch_tally: Tally) -> tuple[dict, torch.Tensor]:
+        """Test accuracy (and train accuracy on fixed training images) at the epoch's end, as an event, and the
+        test images' class probabilities (the Results page's predictions)."""
         self.sync()
         self.clock.lap()
         started = time.perf_counter()
@@ -298,15 +306,12 @@ class Loop:
             train_logits = infer(self.net, self.train_x[:TRAIN_SAMPLE], self.normalize)
         result = summarize(logits, self.test_y, self.dataset.num_classes)
         result["train_accuracy"] = (train_logits.argmax(1) == self.train_y[:TRAIN_SAMPLE]).float().mean().item()
-        if self.on_epoch_end:
-            self.on_epoch_end(self.net, epoch, torch.softmax(logits, 1))
-        whole = epoch_tally.steps == self.steps_per_epoch
-        self.last_eval = dict(type="epoch", epoch=epoch, partial=not whole, steps=self.step,
+        full_epoch = epoch_tally.steps == self.steps_per_epoch
+        self.last_eval = dict(type="epoch", epoch=epoch, partial=not full_epoch, steps=self.step,
                               images_seen=self.images_seen, **result, eval_seconds=time.perf_counter() - started,
                               train_loss=epoch_tally.loss / max(1, epoch_tally.steps), seconds=epoch_tally.seconds,
                               images_per_second=epoch_tally.images / max(epoch_tally.seconds, 1e-9))
-        self.clock.restart()
-        return self.last_eval
+        return self.last_eval, torch.softmax(logits, 1)
 
     def done(self, epoch: int) -> bool:
         """The run ends early: it reached its target accuracy or its step limit."""
@@ -426,7 +431,7 @@ def run_training(config: TrainConfig, control: Control | None = None, progress: 
         return
     writer = RunWriter(runs_root, config, run_name)  # a launcher names it, to end it where rank 0 could not
     try:
-        for event in train(config, dataset, control, on_epoch_end=writer.checkpoint, team=team):
+        for event in train(config, dataset, control, writer, team=team):
             event["run_dir"] = str(writer.path)
             writer.event(event)
             if event["type"] == "end":

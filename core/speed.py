@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import torch
 import torch.nn as nn
 
-from core.config import ArgParser, TrainConfig, label, setting_problem
+from core.config import ArgParser, TrainConfig, setting_label, setting_problem
 from core.data import Normalizer
 from core.device import available_devices, cpu_kernels, cuda_kernels
 from core.model import ModelArgs, Net
@@ -44,7 +44,7 @@ def check_settings(*pairs: tuple[tuple, str]) -> None:
     for values, setting in pairs:
         problem = next((p for p in map(lambda v: setting_problem(setting, v), values) if p), None)
         if not values or problem:
-            raise SpeedError(problem or f"choose at least one {label(setting).lower()}")
+            raise SpeedError(problem or f"choose at least one {setting_label(setting).lower()}")
 
 
 @dataclass(frozen=True)

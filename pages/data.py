@@ -6,7 +6,8 @@ import torch
 from core.data import DATASET_LABELS, DATASET_NAMES, Normalizer
 from core.figures import class_count_figure, image_grid, pixel_histogram_figure
 from ui.app import require_app
-from ui.common import dataset_for, from_link, keep_in_link, remember, save_widgets
+from ui.run_files import dataset_for
+from ui.url_state import controls_from_link, to_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
@@ -14,8 +15,6 @@ DATASETS = {DATASET_LABELS["shapes"]: "shapes", **DATASET_NAMES}  # Shapes first
 
 st.title("The data")
 st.caption("The tutorial's step 1: load the training and test images and normalize them.")
-remember(["data_dataset"])
-
 
 def dataset_label(name: str) -> str:
     labels = {value: label for label, value in DATASETS.items()}
@@ -24,15 +23,12 @@ def dataset_label(name: str) -> str:
     return labels[name]
 
 
-from_link("dataset", "data_dataset", dataset_label)
-choice = st.selectbox("Dataset", list(DATASETS), key="data_dataset")
-save_widgets(["data_dataset"])
+controls_from_link("data", {"dataset": ("data_dataset", dataset_label)})  # /data?dataset=shapes
+choice = st.selectbox("Dataset", list(DATASETS), key="data_dataset", persist_state="session")
 name = DATASETS[choice]
-keep_in_link("dataset", "data_dataset", name)  # a link to this page shows this dataset
+to_link("data", {"dataset": name}, ["dataset"])  # a link to this page shows this dataset
 if name == "folder":
-    remember(["data_folder"])  # only in runs that draw it (see the Train page)
-    folder = st.text_input("Folder path", key="data_folder")
-    save_widgets(["data_folder"])
+    folder = st.text_input("Folder path", key="data_folder", persist_state="session")
     if not folder.strip():
         st.info("Enter the path of a folder with train/ and test/ sub-folders, one sub-folder per class.")
         st.stop()

@@ -5,7 +5,8 @@ import streamlit as st
 from core.data import default_dataset
 from core.lessons import lessons
 from ui.app import require_app
-from ui.common import app_url, data_dir, from_link, keep_in_link
+from ui.common import app_url, data_dir
+from ui.url_state import controls_from_link, to_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
@@ -23,10 +24,11 @@ def lesson_number(text: str) -> int:
     return int(text)
 
 
-from_link("lesson", "lesson", lesson_number)  # ?lesson=4 opens the fourth
+controls_from_link("lessons", {"lesson": ("lesson", lesson_number)})  # ?lesson=4 opens the fourth
 st.session_state.setdefault("lesson", 1)
-number = st.selectbox("Lesson", range(1, len(tour) + 1), key="lesson", format_func=lambda n: titles[n - 1])
-keep_in_link("lesson", "lesson", str(number))  # the lesson is in the URL: a class can be sent to it
+number = st.selectbox("Lesson", range(1, len(tour) + 1), key="lesson", format_func=lambda n: titles[n - 1],
+                      persist_state="session")
+to_link("lessons", {"lesson": str(number)}, ["lesson"])  # the lesson is in the URL: a class can be sent to it
 lesson = tour[number - 1]
 
 st.header(lesson.title)

@@ -8,16 +8,9 @@ from core.data import Normalizer
 from core.figures import feature_map_images, filter_images, image_grid
 from core.model import ModelArgs, layer_table
 from ui.app import require_app
-from ui.common import (
-    dataset_for,
-    follow_running,
-    from_link,
-    keep_in_link,
-    model_for,
-    pick_run,
-    remember,
-    save_widgets,
-)
+from ui.run_files import dataset_for, follow_running, model_for, pick_run
+from ui.train_form import chosen_settings
+from ui.url_state import controls_from_link, to_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
@@ -26,10 +19,6 @@ INPUTS = {"3x32x32 (CIFAR-10, Shapes)": (3, 32), "1x28x28 (MNIST, Fashion-MNIST)
 st.title("The network, layer by layer")
 st.caption("The tutorial's step 2. Each row applies one layer; the output size of a convolution or pooling "
            "follows ((W - F + 2P) / S) + 1, with W the input size, F the filter size, P the padding, S the stride.")
-
-KEYS = ["network_conv_width", "network_conv2_width", "network_input"]
-remember(KEYS)
-
 
 WIDTHS = page_range("conv_width")  # the sliders' range (core/config.py)
 
@@ -41,18 +30,17 @@ def parse_width(text: str) -> int:
     return value
 
 
-from_link("conv_width", "network_conv_width", parse_width)
-from_link("conv2_width", "network_conv2_width", parse_width)
-st.session_state.setdefault("network_conv_width", st.session_state.get("train_conv_width", 6))
-st.session_state.setdefault("network_conv2_width", st.session_state.get("train_conv2_width", 16))
+LINKED = {"conv_width": ("network_conv_width", parse_width), "conv2_width": ("network_conv2_width", parse_width)}
+controls_from_link("network", LINKED)  # /network?conv_width=12 shows that network
+st.session_state.setdefault("network_conv_width", chosen_settings()["conv_width"])  # else the Train page's widths
+st.session_state.setdefault("network_conv2_width", chosen_settings()["conv2_width"])
 c1, c2, c3 = st.columns(3)
-width = c1.slider("Conv width", *WIDTHS, key="network_conv_width", help="Output channels of conv1.")
-width2 = c2.slider("Conv2 width", *page_range("conv2_width"), key="network_conv2_width",
+width = c1.slider("Conv width", *WIDTHS, key="network_conv_width", persist_state="session",
+                  help="Output channels of conv1.")
+width2 = c2.slider("Conv2 width", *page_range("conv2_width"), key="network_conv2_width", persist_state="session",
                    help="Output channels of conv2.")
-channels, size = INPUTS[c3.selectbox("Input", list(INPUTS), key="network_input")]
-save_widgets(KEYS)
-keep_in_link("conv_width", "network_conv_width", str(width))  # a link to this page shows these widths
-keep_in_link("conv2_width", "network_conv2_width", str(width2))
+channels, size = INPUTS[c3.selectbox("Input", list(INPUTS), key="network_input", persist_state="session")]
+to_link("network", {"conv_width": str(width), "conv2_width": str(width2)}, LINKED)  # the page is a link to these
 args = ModelArgs(in_channels=channels, image_size=size, num_classes=10, conv_width=width, conv2_width=width2)
 
 rows = layer_table(args)

@@ -6,7 +6,7 @@ from core.data import Normalizer
 from core.evaluate import UploadError, caption, predict, prepare_upload, select_examples, top_losses
 from core.figures import confusion_figure, image_grid, per_class_figure, probability_figure
 from ui.app import require_app
-from ui.common import dataset_for, follow_running, model_for, no_runs_yet, pick_run, predictions_for
+from ui.run_files import dataset_for, follow_running, model_for, no_runs_yet, pick_run, predictions_for
 
 require_app()  # first: a page run without dashboard.py is run again through it
 

@@ -6,7 +6,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core.data import label as dataset_label
+from core.data import dataset_label
 from core.figures import compare_accuracy_figure, compare_loss_figure, compare_per_class_figure
 from core.runs import RunError, delete_run, list_runs, load_run, write_meta
 from core.runs.archive import ArchiveError, export_bytes, import_run, run_csv
@@ -14,6 +14,7 @@ from core.runs.compare import legend_names, per_class, settings_table
 from core.speed import speed_results
 from ui.app import require_app
 from ui.common import runs_root
+from ui.url_state import from_link, to_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
@@ -118,7 +119,7 @@ st.dataframe(shown, hide_index=True, width="stretch", column_config={
 
 # -- compare -----------------------------------------------------------------------------------------------------
 st.header("Compare runs")
-whole = [r.name for r in runs if r.config is not None]
+readable = [r.name for r in runs if r.config is not None]
 COMPARE, MOST = "compare", 8  # the URL names the compared runs by their folders: ?compare=NAME&compare=NAME
 
 
@@ -126,21 +127,21 @@ def follow_link() -> None:
     """A link opened (not the URL this page wrote itself) chooses the runs it names. By folder name, not by the
     label the list shows (bind="query-params" would put that in the URL): a title edited later, or a new
     accuracy, does not break a link a teacher has shared."""
-    linked = st.query_params.get_all(COMPARE)
-    if linked == st.session_state.get("runs_compare_link"):
+    query = from_link("runs", [COMPARE], lists=[COMPARE])
+    if not query:
         return
-    here = [n for n in dict.fromkeys(linked) if n in whole]
+    linked = query[COMPARE]
+    here = [n for n in dict.fromkeys(linked) if n in readable]
     st.session_state.runs_compare = here[:MOST]
     if missing := len(dict.fromkeys(linked)) - len(here):
         st.caption(f"{missing} run(s) named in the link are not on this server.")
 
 
 follow_link()
-chosen = st.multiselect("Compare runs", whole, format_func=lambda n: f"{by_name[n].title} ({n})",
+chosen = st.multiselect("Compare runs", readable, format_func=lambda n: f"{by_name[n].title} ({n})",
                         max_selections=MOST, key="runs_compare",
                         help="Two to eight runs. The page's link keeps them: share it to show the same comparison.")
-st.query_params[COMPARE] = chosen  # an empty list takes the parameter away
-st.session_state.runs_compare_link = chosen
+to_link("runs", {COMPARE: chosen}, [COMPARE])  # an empty list takes the parameter away
 if len(chosen) == 1:
     st.caption("Choose one more run to compare with.")
 elif len(chosen) >= 2:

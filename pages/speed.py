@@ -8,7 +8,6 @@ import streamlit as st
 import torch
 
 from core.config import DEVICE_LABELS, OPTIMIZERS, ConfigError, TrainConfig, page_range
-from core.data import default_dataset
 from core.device import available_devices
 from core.figures import race_figure, scaling_figure, speedup_figure, throughput_figure
 from core.jobs import get_manager
@@ -18,6 +17,7 @@ from core.optimizers import LABELS as OPTIMIZER_LABELS
 from core.speed import BUSY_SHARE, CannotKeep, ScalingSpec, SpeedError, SweepSpec, keep_result, newest_result
 from ui.app import require_app
 from ui.common import data_dir, runs_root
+from ui.train_form import chosen_settings
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
@@ -214,17 +214,17 @@ scaling_view()
 
 # -- estimate ---------------------------------------------------------------------------------------
 def train_config() -> TrainConfig:
-    s = st.session_state
+    s = chosen_settings()  # the Train page's, or its defaults
     try:
-        return TrainConfig(dataset="shapes", batch_size=s.get("train_batch_size", 4),
-                           conv_width=s.get("train_conv_width", 6), conv2_width=s.get("train_conv2_width", 16))
+        return TrainConfig(dataset="shapes", batch_size=s["batch_size"], conv_width=s["conv_width"],
+                           conv2_width=s["conv2_width"])
     except ConfigError:
         return TrainConfig()
 
 
 st.header("How long will one epoch take?")
 config = train_config()
-dataset = st.session_state.get("train_dataset") or default_dataset(data_dir())[0]  # the Train page's dataset
+dataset = chosen_settings()["dataset"]  # the Train page's dataset
 num_train = dataset_shape(dataset)["num_train"]
 st.markdown(f"For the Train page's settings: batch {config.batch_size}, conv width {config.conv_width}, "
             f"{num_train:,} training images.")

@@ -14,22 +14,35 @@ import torch
 
 import ui.step_view as view
 from core import runs as runs_mod
-from core.config import OPTIMIZERS, ConfigError, TrainConfig, bounds, label, page_range, widget_help
+from core.config import (
+    OPTIMIZERS,
+    ConfigError,
+    TrainConfig,
+    bounds,
+    page_ladder,
+    page_range,
+    setting_label,
+    widget_help,
+)
 from core.data import DATASET_LABELS, default_dataset
-from core.links import OTHER_PARAMS, PARAMS, link_query, parse_link
+from core.links import LINK_SETTINGS, LOCK, link_query, parse_link
 from core.loop import build_model
 from core.optimizers import LABELS as OPTIMIZER_LABELS
 from core.optimizers import Rule
 from core.step import LOSSES, Stepper, number
-from ui.app import entered, require_app
-from ui.common import LEARNING_RATES, data_dir, dataset_for, model_for, plain, runs_root, with_value
+from ui.app import require_app
+from ui.common import data_dir, plain, runs_root
+from ui.run_files import dataset_for, model_for
+from ui.url_state import from_link, strangers, to_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
 NAMES = ("dataset", "folder", "optimizer", "lr", "momentum", "nesterov", "batch_size", "conv_width", "conv2_width",
          "seed")  # the Train link's names this page takes; and run=, loss=
-BATCHES, MAX_WIDTH = [1, 2, 4, 8, 16, 32, 64, 128], 128  # narrower than training's: a step drawn within 1 s
-MAX_MOMENTUM = page_range("momentum")[1]
+OWN = (*NAMES, "run", "loss", LOCK)  # the page's parameters
+span = lambda name: page_range(name, page="step")  # noqa: E731 - this page's ranges (core/config.py)
+ladder = lambda name: page_ladder(name, st.session_state.get(key(name)), "step")  # noqa: E731
+MAX_MOMENTUM = span("momentum")[1]
 STAGES = ["Batch", "Forward", "Backward", "Update", "Effect", "History", "Loss functions"]
 FRESH = "fresh"
 
@@ -52,7 +65,8 @@ def runs_with_checkpoints() -> list[str]:
 def link_problems(query: dict, values: dict) -> list[str]:
     """What this page cannot take of a link's values (beyond what parse_link refuses): values off its controls."""
     problems = []
-    for name, high in (("batch_size", BATCHES[-1]), ("conv_width", MAX_WIDTH), ("conv2_width", MAX_WIDTH)):
+    for name in ("batch_size", "conv_width", "conv2_width"):  # narrower than training's (core/config.py)
+        high = span(name)[1]
         if name in values and values[name] > high:
             problems.append(f"{name}={values.pop(name)} was ignored: this page takes up to {high}.")
     if values.get("momentum", 0) > MAX_MOMENTUM:
@@ -76,17 +90,14 @@ def apply_link() -> None:
     """A link's settings, when the page is entered with them (a lesson, a URL typed or shared); else the session's.
     A Train link's other settings (epochs, preset, ...) are not this page's and are passed over; a name that is no
     setting at all gets a line."""
-    everything = st.query_params.to_dict()
-    query = {k: v for k, v in everything.items() if k in (*NAMES, "run", "loss", "lock")}
-    fresh_session = key("seen") not in st.session_state
-    if not fresh_session and (not entered() or query == st.session_state[key("seen")] or not query):
+    query = from_link("step", OWN)
+    if query is None:
         return
-    st.session_state[key("seen")] = query
     link = parse_link({k: v for k, v in query.items() if k not in ("run", "loss")})
     base = defaults()  # one look at which dataset can be had
     values = {**base, **link.values}
-    unknown = [f"{name} is not a setting of this page and was ignored." for name in everything
-               if name not in (*PARAMS, *OTHER_PARAMS, "run", "loss", "lock", "stage")]
+    unknown = [f"{name} is not a setting of this page and was ignored."
+               for name in strangers((*LINK_SETTINGS, *OWN, "stage"))]
     problems = link.problems + link_problems(query, values) + unknown
     values = {**base, **values}  # what the page could not take: its default
     if values["optimizer"] != "sgd":
@@ -108,12 +119,7 @@ def write_link(values: dict) -> None:
         query["run"] = values["network"]
     if values["loss"] != "cross-entropy":
         query["loss"] = values["loss"]
-    for name in (*NAMES, "run", "loss", "lock"):
-        if name in query and st.query_params.get(name) != query[name]:
-            st.query_params[name] = query[name]
-        elif name not in query and name in st.query_params:
-            del st.query_params[name]
-    st.session_state[key("seen")] = {k: v for k, v in query.items()}
+    to_link("step", query, OWN)
 
 
 def widget(name: str, off: bool = False) -> dict:
@@ -136,25 +142,24 @@ def controls(run_names: list[str]) -> dict:
                      else f"Trained: {n}", **widget("network"),
                      help="A fresh network, as the Train page's first step has it, or a finished run's checkpoint.")
         trained = get("network") != FRESH
-        st.selectbox(label("dataset"), list(DATASET_LABELS), format_func=DATASET_LABELS.get,
+        st.selectbox(setting_label("dataset"), list(DATASET_LABELS), format_func=DATASET_LABELS.get,
                      **widget("dataset", off=trained))
         if get("dataset") == "folder":
             st.text_input("Folder path", **widget("folder"), help="A folder with train/ and test/.")
     with b:
-        st.selectbox(label("optimizer"), list(OPTIMIZERS), format_func=OPTIMIZER_LABELS.get, on_change=off_sgd,
-                     **widget("optimizer"), help=widget_help("optimizer"))
-        st.select_slider(label("lr"), with_value(LEARNING_RATES, get("lr")), **widget("lr"), help=widget_help("lr"))
+        st.selectbox(setting_label("optimizer"), list(OPTIMIZERS), format_func=OPTIMIZER_LABELS.get,
+                     on_change=off_sgd, **widget("optimizer"), help=widget_help("optimizer"))
+        st.select_slider(setting_label("lr"), ladder("lr"), **widget("lr"), help=widget_help("lr"))
     with c:
         sgd = get("optimizer") == "sgd"
-        st.slider(label("momentum"), *page_range("momentum"), step=0.01, **widget("momentum", off=not sgd),
+        st.slider(setting_label("momentum"), *span("momentum"), step=0.01, **widget("momentum", off=not sgd),
                   help=widget_help("momentum"))
-        st.checkbox(label("nesterov"), **widget("nesterov", off=not sgd),
-                    help=widget_help("nesterov"))
-        st.select_slider(label("batch_size"), with_value(BATCHES, get("batch_size")), **widget("batch_size"))
+        st.checkbox(setting_label("nesterov"), **widget("nesterov", off=not sgd), help=widget_help("nesterov"))
+        st.select_slider(setting_label("batch_size"), ladder("batch_size"), **widget("batch_size"))
     with d:
-        st.slider(label("conv_width"), 1, MAX_WIDTH, **widget("conv_width", off=trained))
-        st.slider(label("conv2_width"), 1, MAX_WIDTH, **widget("conv2_width", off=trained))
-        st.number_input(label("seed"), *bounds("seed"), step=1, **widget("seed"))
+        st.slider(setting_label("conv_width"), *span("conv_width"), **widget("conv_width", off=trained))
+        st.slider(setting_label("conv2_width"), *span("conv2_width"), **widget("conv2_width", off=trained))
+        st.number_input(setting_label("seed"), *bounds("seed"), step=1, **widget("seed"))
     st.radio("Loss function", list(LOSSES), format_func=LOSSES.get, horizontal=True, key=key("loss"),
              help="Cross-entropy, as the tutorial trains; or MSE on one-hot targets, as one telling's nn.MSELoss.")
     return {name: get(name) for name in (*NAMES, "loss", "network")}

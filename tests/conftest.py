@@ -220,11 +220,14 @@ def pytest_sessionfinish(session, exitstatus):
     import threading
     import time
 
+    def processes() -> list[str]:  # (Python's resource tracker, where a test started one, ends with the suite)
+        return [f"process {pid}: {command}" for pid in _descendants(os.getpid())
+                if "multiprocessing.resource_tracker" not in (command := _command(pid))]
+
     deadline = time.monotonic() + 15  # a process told to stop by a test's last line may take a moment
-    while len(_descendants(os.getpid())) > 1 and time.monotonic() < deadline:  # (the resource tracker stays)
+    while processes() and time.monotonic() < deadline:
         time.sleep(0.2)
-    leaks = [f"process {pid}: {command}" for pid in _descendants(os.getpid())
-             if "multiprocessing.resource_tracker" not in (command := _command(pid))]  # Python's, ends with it
+    leaks = processes()
     leaks += [f"thread {t.name}" for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
     leaks += [f"temporary folder {name}" for name in sorted(_temp_folders() - _RUN["temp_before"])]
     _RUN["leaks"] = leaks

@@ -75,14 +75,14 @@ def test_one_schema_gives_the_flags_the_checks_the_command_line_and_the_readme_t
     import dataclasses
     import shlex
 
-    from core.config import SETTINGS, command_line, flag_table, label, setting_problem
+    from core.config import SETTINGS, command_line, flag_table, setting_label, setting_problem
     from core.train import build_parser, config_from_args
     from tests.conftest import ROOT
 
     assert set(SETTINGS) == {f.name for f in dataclasses.fields(TrainConfig)}
     help_text = build_parser().format_help()
     for name, f in SETTINGS.items():
-        assert f.metadata["flag"] in help_text and label(name), name
+        assert f.metadata["flag"] in help_text and setting_label(name), name
     # every setting that differs from its default makes the round trip through the command line
     c = TrainConfig(dataset="shapes", data_dir="/tmp/d", epochs=3, lr=0.05, momentum=0.5, nesterov=True,
                     schedule="one-cycle", batch_size=32, conv_width=7, conv2_width=9, device="cpu", seed=3,

@@ -87,9 +87,9 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
     saved = json.loads((Path(two["run_dir"]) / "summary.json").read_text())
     assert saved["world_size"] == 2 and saved["global_batch_size"] == 32 and saved["replica_difference"] == 0.0
     assert json.loads((Path(two["run_dir"]) / "config.json").read_text())["nproc"] == 2
-    from core.runs import describe, load_run
+    from core.runs import load_run, run_line
 
-    assert describe(load_run(two["run_dir"])).endswith("· 2 processes (DDP) · " + f"{two['test_accuracy']:.1%}")
+    assert run_line(load_run(two["run_dir"])).endswith("· 2 processes (DDP) · " + f"{two['test_accuracy']:.1%}")
 
 
 def test_the_same_seed_and_world_size_give_the_same_run_launch_after_launch(tmp_path):

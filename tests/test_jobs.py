@@ -106,12 +106,10 @@ def test_a_speed_sweep_runs_as_a_job_and_streams_rows(manager):
 
 def test_a_worker_never_reruns_the_page_script_that_started_it(tmp_path, shapes_dir, monkeypatch):
     """Under Streamlit, __main__ is the page being run. A spawned worker must not run it again (it would
-    draw a page and start workers of its own in the child), and starting one must leave __main__ alone:
-    Streamlit replaces it, from other threads, at the start of every script run."""
+    draw a page and start workers of its own in the child), and starting one must leave __main__ and
+    multiprocessing alone: Streamlit replaces __main__, from other threads, at the start of every script run."""
     import sys
     import types
-
-    from core import jobs
 
     marker = tmp_path / "page-ran"
     script = tmp_path / "page.py"
@@ -127,14 +125,11 @@ def test_a_worker_never_reruns_the_page_script_that_started_it(tmp_path, shapes_
         m.shutdown()
     assert not marker.exists(), "the worker ran the page script"
 
-    class StartedWhileAPageBegins:  # a script run begins (and sets __main__) while a worker starts
-        def start(self):
-            sys.modules["__main__"] = types.ModuleType("__main__")
-            self.set_by_page = sys.modules["__main__"]
+    # nothing of multiprocessing's is rewritten to get there: a worker is `python -m core.worker`
+    import multiprocessing.spawn
 
-    process = StartedWhileAPageBegins()
-    jobs._start_without_main(process)
-    assert sys.modules["__main__"] is process.set_by_page
+    assert multiprocessing.spawn.get_preparation_data.__module__ == "multiprocessing.spawn"
+    assert sys.modules["__main__"] is page
 
 
 @pytest.mark.fault

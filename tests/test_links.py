@@ -3,7 +3,7 @@
 import pytest
 
 from core.lessons import lessons
-from core.links import PARAMS, link_query, parse_link
+from core.links import LINK_SETTINGS, link_query, parse_link
 
 
 def test_a_link_gives_back_exactly_the_settings_it_was_made_from():
@@ -30,7 +30,7 @@ def test_a_value_the_app_cannot_take_is_dropped_with_one_line(name, text, reason
 
 
 def test_locks_take_setting_names_or_all_and_name_what_they_cannot_lock():
-    assert parse_link({"lock": "all"}).locked == set(PARAMS)
+    assert parse_link({"lock": "all"}).locked == set(LINK_SETTINGS)
     link = parse_link({"lock": "lr,momentum,speed", "job": "abc", "present": "true"})
     assert link.locked == {"lr", "momentum"} and link.problems == [link.problems[0]] and "speed" in link.problems[0]
     assert "colour" in parse_link({"colour": "red"}).problems[0]  # an unknown name is reported, not used

@@ -47,6 +47,39 @@ def test_presets_and_knobs_change_the_config(app_env):
     assert not at.exception
 
 
+def through_the_app(name: str, title: str) -> AppTest:
+    """One page run as dashboard.py runs it on every page view (through ui.app.run_page), here the default page:
+    AppTest's switch_page runs the page script itself after the first run."""
+    def app(name, title):
+        import streamlit as st
+
+        from ui.app import ROOT, run_page
+
+        run_page(st.navigation([st.Page(ROOT / "pages" / f"{name}.py", title=title, default=True)]))
+
+    return AppTest.from_function(app, args=(name, title), default_timeout=60)
+
+
+@pytest.mark.parametrize("name, title, control, param, moved, stale", [
+    ("train", "Train", "train_lr", "lr", 0.01, "0.002"),
+    ("network", "Network", "network_conv_width", "conv_width", 12, "30")])
+def test_a_rerun_with_an_older_url_keeps_what_the_control_was_moved_to(app_env, name, title, control, param, moved,
+                                                                       stale):
+    """ui/url_state.py's one exception to Streamlit's bind="query-params": on a rerun (a control moved) the browser
+    can still send the URL the run before wrote; read as a link, it would move the control back while it is
+    dragged. A new session opened with that URL (a link) takes it."""
+    widget = lambda at: at.select_slider(key=control) if name == "train" else at.slider(key=control)  # noqa: E731
+    at = through_the_app(name, title).run()
+    widget(at).set_value(moved).run()
+    assert at.query_params[param] in (str(moved), [str(moved)])
+    at.query_params[param] = stale  # what the browser still had
+    at.run()
+    assert widget(at).value == moved and not at.exception
+    linked = through_the_app(name, title)
+    linked.query_params[param] = stale
+    assert str(widget(linked.run()).value) == stale and not linked.exception
+
+
 @pytest.mark.parametrize("preset", ["tutorial", "fast"])
 def test_a_preset_chosen_on_the_page_trains_exactly_what_the_cli_builds_from_it(app_env, preset):
     """Field by field: the Fast preset once trained at learning rate 0.0001 from the page (its 0.15 was not
@@ -142,7 +175,7 @@ def sidebar_app(live: bool) -> AppTest:
     def app(live):
         import streamlit as st
 
-        from ui.common import sidebar_status
+        from ui.job_status import sidebar_status
 
         st.session_state.job_id = 1
         sidebar_status(live=live)
@@ -352,9 +385,11 @@ def test_a_folder_path_survives_visits_to_another_page(app_env, tmp_path, name):
 @pytest.mark.parametrize("gpu", [None, "cuda", "mps"])
 def test_pages_offer_and_explain_a_gpu_only_where_there_is_one(app_env, monkeypatch, gpu):
     import core.device
+    import ui.train_form
 
     # what the pages see on a machine with a GPU (CI has none; the real CUDA paths ran on a lent H100)
-    monkeypatch.setattr(core.device, "available_devices", lambda: ["cpu", gpu] if gpu else ["cpu"])
+    for module in (core.device, ui.train_form):
+        monkeypatch.setattr(module, "available_devices", lambda: ["cpu", gpu] if gpu else ["cpu"])
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if gpu == "cuda" else 0)  # a machine with 2 GPUs
     speed = page("speed").run()
     assert not speed.exception, speed.exception
@@ -367,9 +402,17 @@ def test_pages_offer_and_explain_a_gpu_only_where_there_is_one(app_env, monkeypa
     train = page("train").run()
     assert not train.exception, train.exception
     options = [str(o) for o in train.selectbox(key="train_device").options]
+    assert options == ["CPU", *([label] if label else [])]
     # data parallelism: 2 CPU processes everywhere, and every GPU where there are 2 or more
-    assert options == ["CPU", *([label] if label else []), "2 processes (DDP, gloo)",
-                       *(["2 GPUs (DDP)"] if gpu == "cuda" else [])]
+    processes = lambda: [str(o) for o in train.selectbox(key="train_nproc").options]  # noqa: E731
+    assert train.selectbox(key="train_device").value == (gpu or "cpu")  # a GPU, where there is one
+    assert processes() == {"cuda": ["1 process", "2 GPUs (DDP)"], "mps": ["1 process"]}.get(
+        gpu, ["1 process", "2 processes (DDP, gloo)"])
+    if gpu == "cuda":  # the GPUs' processes, then the CPU: 2 processes still, now the CPU's
+        train.selectbox(key="train_nproc").set_value(2).run()
+        train.selectbox(key="train_device").set_value("cpu").run()
+        assert processes() == ["1 process", "2 processes (DDP, gloo)"] and not train.exception
+        assert "--device cpu --nproc 2 --threads 1" in command(train)
     scaling = next(s for s in speed.selectbox if s.label == "Scaling device").options
     cpu = f"CPU, {os.cpu_count()} cores"
     assert scaling == ([cpu, "2 GPU(s), nccl"] if gpu == "cuda" else [cpu])

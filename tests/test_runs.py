@@ -100,10 +100,11 @@ def test_only_run_folders_are_deleted(tmp_path):
 @pytest.mark.fault
 @pytest.mark.parametrize("value", ["", "   "])
 def test_an_empty_folder_setting_is_the_default_not_the_servers_folder(monkeypatch, capsys, value):
+    import core.env
     import core.jobs
-    from core.jobs import env_path
+    from core.env import env_path
 
-    monkeypatch.setattr(core.jobs, "_said", set())
+    monkeypatch.setattr(core.env, "_said", set())
     monkeypatch.setenv("CNN_DASHBOARD_RUNS", value)
     monkeypatch.setattr(core.jobs, "_manager", None)
     monkeypatch.setattr(core.jobs, "JobManager", lambda runs_root: runs_root)  # no workers started for this

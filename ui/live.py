@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from core.figures import accuracy_traces, loss_ranges, running_loss_trace
 from core.jobs import Snapshot, get_manager
-from ui.common import status_parts
+from ui.job_status import status_parts
 
 STATIC = Path(__file__).resolve().parent / "static"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"

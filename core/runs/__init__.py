@@ -1,453 +1,50 @@
 """Run directories: the one source of truth on disk for finished and running work.
 
-    runs/<time>-<dataset>-<id>/
-      config.json       the TrainConfig
-      metrics.jsonl     one event per line, appended as it comes
-      summary.json      the end state (written last)
-      checkpoint.pt     state_dict + the arguments that rebuild the model (epoch end)
-      predictions.pt    class probabilities on the whole test set (epoch end)
-      meta.json         the user's title and note (optional)
+    core/runs/folder.py      a run folder: written as training goes, read, listed, closed, deleted
+    core/runs/checkpoint.py  its network and predictions, loaded and checked
+    core/runs/names.py       a run in a few words
+    core/runs/compare.py     runs side by side
+    core/runs/archive.py     a run shared as a zip, and one taken in (hostile until checked)
+    core/runs/cache.py       what the pages keep in memory of them
 
-Sharing a run as a zip, and taking one in (hostile until checked): core/runs/archive.py. The command line:
-`python -m core.runs --help` (core/runs/__main__.py).
-
-Every whole-file write goes to a temporary name first and is renamed into place, so a
-reader sees the old file or the new one, never half of one.
+The command line: `python -m core.runs --help` (core/runs/__main__.py). What other modules use is named here.
 """
 
-from __future__ import annotations
-
-import json
-import os
-import secrets
-import shutil
-import tempfile
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
-
-import torch
-
-from core.config import ConfigError, TrainConfig, bounds
-from core.data import label as dataset_label
-from core.history import History
-from core.links import KNOBS, nearest_preset
-from core.model import ModelArgs, Net
-
-DEFAULT_ROOT = "runs"
-
-
-class RunError(RuntimeError):
-    """A run directory is missing or damaged."""
-
-
-class RunWriteError(OSError):
-    """A run file could not be written (a full disk, a file-size limit, a read-only folder)."""
-
-
-def _cannot_write(path: Path, exc: BaseException) -> RunWriteError:
-    # torch.save says only "enforce fail at inline_container.cc"; an OSError says why (No space left, ...)
-    reason = getattr(exc, "strerror", None) or "it could not be written whole"
-    return RunWriteError(f"{path.name} could not be written in {path.parent} ({reason}): is the disk full?")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise _cannot_write(path, exc) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, json.dumps(data, indent=2).encode())
-
-
-def atomic_torch_save(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # torch.save reports a short write as a RuntimeError
-        raise _cannot_write(path, exc) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def run_name(dataset: str) -> str:
-    """A new run folder's name: when it started, on what, and 4 hex digits (20261202-171537-shapes-9124)."""
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset.split(':')[0]}-{secrets.token_hex(2)}"
-
-
-RUNNING = ".running"  # in a run folder while a process writes it: {"pid": ...}; gone once its summary is written
-
-
-class RunWriter:
-    """Writes one run directory as training goes."""
-
-    def __init__(self, root: str | os.PathLike, config: TrainConfig, name: str | None = None):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.path = self.root / (name or run_name(config.dataset))
-        self.path.mkdir()
-        try:
-            atomic_write_json(self.path / RUNNING, {"pid": os.getpid(), "started": time.time()})
-            atomic_write_json(self.path / "config.json", config.to_dict())
-            # private like the run's other files (mkstemp makes those 600)
-            fd = os.open(self.path / "metrics.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._metrics = os.fdopen(fd, "a", encoding="utf-8")
-        except OSError as exc:  # a full disk: no empty or half-made run folder is left in the list
-            shutil.rmtree(self.path, ignore_errors=True)
-            raise exc if isinstance(exc, RunWriteError) else _cannot_write(self.path / "metrics.jsonl", exc) from None
-
-    def event(self, event: dict) -> None:
-        try:
-            self._metrics.write(json.dumps(event) + "\n")
-            self._metrics.flush()
-        except OSError as exc:
-            raise _cannot_write(self.path / "metrics.jsonl", exc) from None
-
-    def checkpoint(self, model: Net, epoch: int, probs: torch.Tensor | None = None) -> None:
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        atomic_torch_save(self.path / "checkpoint.pt",
-                          {"model_args": asdict(model.args), "state_dict": state, "epoch": epoch})
-        if probs is not None:
-            atomic_torch_save(self.path / "predictions.pt", {"epoch": epoch, "probs": probs.half()})
-
-    def summary(self, summary: dict) -> None:
-        atomic_write_json(self.path / "summary.json", summary)
-        (self.path / RUNNING).unlink(missing_ok=True)
-
-    @staticmethod
-    def write_summary(run_dir: str | os.PathLike, summary: dict) -> None:
-        """For a run whose worker died before it could write its own summary."""
-        path = Path(run_dir)
-        if path.is_dir() and not (path / "summary.json").exists():
-            with open(path / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(summary) + "\n")
-            atomic_write_json(path / "summary.json", summary)
-        (path / RUNNING).unlink(missing_ok=True)
-
-    def close(self) -> None:
-        try:
-            self._metrics.close()
-        except OSError:
-            pass  # what could not be written has been reported already
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process: alive
-        return True
-    return True
-
-
-def mark_interrupted(root: str | os.PathLike = DEFAULT_ROOT) -> list[str]:
-    """Close the runs that ended without their own end event (their process killed, the machine stopped,
-    the disk full): each gets a summary saying `interrupted`, and keeps its history and last checkpoint.
-    A run whose process still runs is left alone. Returns the names of the runs it closed."""
-    closed = []
-    root = Path(root)
-    if not root.is_dir():
-        return closed
-    for path in root.iterdir():
-        if not path.is_dir() or path.name.startswith(".") or (path / "summary.json").exists():
-            continue
-        try:
-            marker = json.loads((path / RUNNING).read_text())
-        except (OSError, ValueError):
-            marker = {}
-        if not (path / "config.json").exists() or (isinstance(marker, dict) and _alive(marker.get("pid"))):
-            continue
-        try:
-            RunWriter.write_summary(path, {"type": "end", "status": "interrupted", "wall": time.time(),
-                                           "message": "the run ended without finishing (its process was "
-                                                      "killed, or the machine or disk stopped it)"})
-            closed.append(path.name)
-        except OSError:
-            pass  # a read-only or full disk: it stays "running or interrupted" until it can be written
-    return closed
-
-
-# -- reading -----------------------------------------------------------------
-
-@dataclass
-class RunInfo:
-    path: Path
-    config: TrainConfig | None = None
-    summary: dict | None = None
-    error: str | None = None  # why the directory is damaged, if it is
-    history: History = field(default_factory=History)  # metrics.jsonl, read as a live job's events are
-    meta: dict = field(default_factory=dict)  # the user's title and note
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def status(self) -> str:
-        if self.error:
-            return "damaged"
-        if self.summary:
-            return self.summary["status"]
-        return "running" if is_running(self.path) else "running or interrupted"
-
-    @property
-    def accuracy(self) -> float | None:
-        value = (self.summary or {}).get("test_accuracy")
-        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-    @property
-    def title(self) -> str:
-        """The user's title, else a name built from what the run is: "CIFAR-10 · Tutorial · lr 0.01 · 57.2%"."""
-        return self.meta.get("title") or describe(self)
-
-
-KNOB_TEXT = {"epochs": "epochs", "optimizer": "optimizer", "lr": "lr", "momentum": "momentum", "batch_size": "batch",
-             "conv_width": "width",
-             "conv2_width": "conv2 width", "schedule": "schedule", "nesterov": "Nesterov"}
-
-
-def differences(config: TrainConfig) -> tuple[str, dict]:
-    """The preset a config is closest to, and the knobs it sets otherwise ({name: value})."""
-    return nearest_preset({k: getattr(config, k) for k in KNOBS})
-
-
-def knob_text(name: str, value: Any) -> str:
-    """One knob as a legend or a name says it: "lr 0.01", "batch 64", "Nesterov"."""
-    if isinstance(value, bool):
-        return KNOB_TEXT[name] if value else f"no {KNOB_TEXT[name]}"
-    return f"{KNOB_TEXT[name]} {value:g}" if isinstance(value, float) else f"{KNOB_TEXT[name]} {value}"
-
-
-def describe(info: RunInfo) -> str:
-    if info.config is None:
-        return f"{info.name} (damaged)"
-    preset, changed = differences(info.config)
-    parts = [dataset_label(info.config.dataset), preset.capitalize(), *(knob_text(k, v) for k, v in changed.items())]
-    if info.config.nproc > 1:  # data-parallel: the batch is per process
-        parts.append(f"{info.config.nproc} processes (DDP)")
-    if info.accuracy is not None:
-        parts.append(f"{info.accuracy:.1%}")
-    return " · ".join(parts)
-
-
-META = "meta.json"
-MAX_TITLE, MAX_NOTE = 120, 2000
-
-
-def read_meta(path: Path) -> dict:
-    """The run's title and note ({} when none, or unreadable: they are the user's words, never needed)."""
-    try:
-        meta = json.loads((path / META).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(meta, dict):
-        return {}
-    return {k: meta[k][:limit] for k, limit in (("title", MAX_TITLE), ("note", MAX_NOTE))
-            if isinstance(meta.get(k), str)}
-
-
-def write_meta(path: str | os.PathLike, title: str, note: str) -> None:
-    """Set a run's title and note (cut to MAX_TITLE and MAX_NOTE characters; an empty title means the built one)."""
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise RunError(f"{path.name} is not a run folder")
-    atomic_write_json(path / META, {"title": " ".join(str(title).split())[:MAX_TITLE],
-                                    "note": str(note).strip()[:MAX_NOTE]})
-
-
-def is_running(path: Path) -> bool:
-    """A process is writing this run folder now (its marker names a live process)."""
-    try:
-        marker = json.loads((path / RUNNING).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(marker, dict) and _alive(marker.get("pid"))
-
-
-def delete_run(root: str | os.PathLike, name: str) -> None:
-    """Delete the run folder `name` under root; never one that is still being written, never anything else."""
-    root = Path(root).resolve()
-    path = (root / name).resolve()
-    if not name or "/" in name or "\\" in name or name.startswith(".") or path.parent != root or not path.is_dir():
-        raise RunError(f"there is no run {name!r} in {root}")
-    if not any((path / f).exists() for f in ("config.json", "metrics.jsonl", "summary.json", RUNNING)):
-        raise RunError(f"{name} is not a run folder (it has none of a run's files), so it is not deleted")
-    if is_running(path):
-        raise RunError(f"{name} is still training: stop it first (its folder is kept while it runs)")
-    shutil.rmtree(path)
-
-
-def read_events(path: Path, limit: int | None = None) -> list[dict]:
-    """Events from metrics.jsonl; a torn last line (a crash mid-write) is skipped.
-
-    At most `limit` (MAX_EVENTS) are kept: past it, every other running-loss point is dropped, and again each time
-    the list fills, so a history of any length is read in bounded memory and still spans the whole run (the start,
-    every epoch's results and the end are always kept). A run of this app has about 50 points an epoch.
-    """
-    limit = MAX_EVENTS if limit is None else limit
-    events: list[dict] = []
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:  # random bytes become unreadable lines
-            for line in f:
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(event, dict):
-                    events.append(event)
-                    if len(events) > limit:
-                        events = _thinned(events)
-    except FileNotFoundError:
-        pass
-    return events
-
-
-def _thinned(events: list[dict]) -> list[dict]:
-    """Every other running-loss point dropped; every other event kept (a history of only epochs is cut short)."""
-    kept, odd = [], False
-    for event in events:
-        if event.get("type") == "loss":
-            odd = not odd
-            if not odd:
-                continue
-        kept.append(event)
-    return kept if len(kept) < len(events) else kept[-len(events) // 2:]
-
-
-def load_run(path: str | os.PathLike, with_events: bool = True) -> RunInfo:
-    """Read a run directory; damage is reported in RunInfo.error, never raised."""
-    info = RunInfo(Path(path))
-    try:
-        config = json.loads((info.path / "config.json").read_text())
-        info.config = TrainConfig.from_dict(config)
-    except FileNotFoundError:
-        info.error = "config.json is missing"
-        return info
-    except (json.JSONDecodeError, TypeError, ConfigError, UnicodeDecodeError) as exc:
-        info.error = f"config.json is damaged ({exc})"
-        return info
-    summary_path = info.path / "summary.json"
-    if summary_path.exists():
-        try:
-            info.summary = json.loads(summary_path.read_text())
-            if not isinstance(info.summary, dict) or "status" not in info.summary:
-                raise ValueError("no status")
-            check_summary(info.summary)
-        except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
-            info.summary = None
-            info.error = f"summary.json is damaged ({exc})"
-    if with_events:
-        info.history = History.of(read_events(info.path / "metrics.jsonl"))
-    info.meta = read_meta(info.path)
-    return info
-
-
-MAX_EVENTS = 60_000  # the most events of a history a page holds: ~50 points an epoch for 1,000 epochs
-
-END_STATUSES = ("finished", "stopped", "diverged", "failed", "interrupted", "imported")  # "imported": a bare checkpoint
-SUMMARY_NUMBERS = ("test_accuracy", "images_per_second", "train_seconds", "epochs_completed", "steps",
-                   "images_seen", "final_running_loss")
-
-
-def check_summary(summary: dict) -> None:
-    """A summary's fields as every page and the command line read them, or ValueError naming the first bad one (an
-    uploaded or edited run can hold anything)."""
-    if summary["status"] not in END_STATUSES:
-        raise ValueError(f"status {str(summary['status'])[:40]!r} is not one of {', '.join(END_STATUSES)}")
-    for name in SUMMARY_NUMBERS:
-        value = summary.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"{name} is not a number")
-    for name in ("device", "message"):
-        if not isinstance(summary.get(name, ""), (str, type(None))):
-            raise ValueError(f"{name} is not text")
-
-
-def list_runs(root: str | os.PathLike = DEFAULT_ROOT, with_events: bool = False) -> list[RunInfo]:
-    """All run directories under root, newest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    dirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return [load_run(p, with_events) for p in sorted(dirs, key=lambda p: p.name, reverse=True)]
-
-
-MAX_CHECKPOINT_BYTES = 200 * 1024 * 1024  # widths 1024/1024 at 64x64 pixels: about 110 MB
-MAX_PREDICTION_BYTES = 32 * 1024 * 1024  # half precision: 10,000 test images x 1,000 classes is 20 MB
-MODEL_BOUNDS = dict(in_channels=(1, 3), image_size=(16, 64), num_classes=(2, 1000), conv_width=bounds("conv_width"),
-                    conv2_width=bounds("conv2_width"))  # widths: what a config allows (core/config.py)
-
-
-def model_args(values: object) -> ModelArgs:
-    """A checkpoint's model arguments, checked against what this app ever trains before anything is built
-    from them (a checkpoint that says 5,000,000 classes would otherwise take gigabytes first)."""
-    if not isinstance(values, dict) or set(values) != set(MODEL_BOUNDS):
-        raise ValueError(f"its model arguments are not {', '.join(MODEL_BOUNDS)}")
-    for name, (low, high) in MODEL_BOUNDS.items():
-        value = values[name]
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise ValueError(f"{name}={value!r} is outside {low}..{high}")
-    return ModelArgs(**values)
-
-
-def load_weights(path: Path, device: str = "cpu", limit: int = MAX_CHECKPOINT_BYTES) -> Any:
-    """torch.load of a run's .pt file, weights only (no code is unpickled), after checking what it would unpack to:
-    a .pt file is a zip, and a record packed from gigabytes of zeros would take them in memory."""
-    import zipfile
-
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            members = zf.infolist()
-            if len(members) > 10_000 or sum(m.file_size for m in members) > limit:
-                raise ValueError(f"it would unpack to more than {limit / 1e6:.0f} MB")
-    return torch.load(path, map_location=device, weights_only=True)
-
-
-def load_model(run_path: str | os.PathLike, device: str = "cpu") -> Net:
-    """Rebuild the network from a run's checkpoint (weights only: no code is unpickled)."""
-    path = Path(run_path) / "checkpoint.pt"
-    if not path.exists():
-        raise RunError(f"{Path(run_path).name} has no checkpoint yet (one is saved at each epoch end)")
-    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
-        raise RunError(f"the checkpoint of {Path(run_path).name} is {path.stat().st_size / 1e6:.0f} MB, more than a "
-                       f"network of this app can be ({MAX_CHECKPOINT_BYTES / 1e6:.0f} MB)")
-    try:
-        blob = load_weights(path, device)
-        model = Net(model_args(blob["model_args"]))  # bounded before a single weight is allocated
-        model.load_state_dict(blob["state_dict"])
-    except Exception as exc:  # noqa: BLE001 - any damage becomes one message
-        raise RunError(f"the checkpoint of {Path(run_path).name} is damaged ({exc})") from None
-    return model.to(device).eval()
-
-
-def load_predictions(run_path: str | os.PathLike) -> dict | None:
-    """{'epoch': int, 'probs': float tensor (N, classes)} or None when there are none yet."""
-    path = Path(run_path) / "predictions.pt"
-    if not path.exists():
-        return None
-    if path.stat().st_size > MAX_PREDICTION_BYTES:
-        raise RunError(f"the predictions of {Path(run_path).name} are more than this app writes "
-                       f"({MAX_PREDICTION_BYTES / 2**20:.0f} MB)")
-    try:
-        blob = load_weights(path, limit=MAX_PREDICTION_BYTES)
-        probs = blob["probs"]
-        if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or not probs.is_floating_point():
-            raise ValueError("they are not a table of class probabilities")
-        return {"epoch": int(blob["epoch"]), "probs": probs.float()}
-    except Exception as exc:  # noqa: BLE001
-        raise RunError(f"the predictions of {Path(run_path).name} are damaged ({exc})") from None
+from core.runs.checkpoint import (
+    MAX_CHECKPOINT_BYTES,
+    MAX_PREDICTION_BYTES,
+    MODEL_BOUNDS,
+    load_model,
+    load_predictions,
+    load_weights,
+    model_args,
+)
+from core.runs.folder import (
+    DEFAULT_ROOT,
+    END_STATUSES,
+    MAX_EVENTS,
+    RUNNING,
+    RunError,
+    RunInfo,
+    RunWriteError,
+    RunWriter,
+    atomic_write_bytes,
+    atomic_write_json,
+    delete_run,
+    list_runs,
+    load_run,
+    mark_interrupted,
+    read_events,
+    run_name,
+    write_meta,
+    writer_alive,
+)
+from core.runs.names import KNOB_TEXT, knob_text, run_line
+
+__all__ = [
+    "DEFAULT_ROOT", "END_STATUSES", "KNOB_TEXT", "MAX_CHECKPOINT_BYTES", "MAX_EVENTS", "MAX_PREDICTION_BYTES",
+    "MODEL_BOUNDS", "RUNNING", "RunError", "RunInfo", "RunWriteError", "RunWriter", "atomic_write_bytes",
+    "atomic_write_json", "delete_run", "knob_text", "list_runs", "load_model", "load_predictions", "load_run",
+    "load_weights", "mark_interrupted", "model_args", "read_events", "run_line", "run_name", "write_meta",
+    "writer_alive",
+]

@@ -29,18 +29,14 @@ from pathlib import Path
 
 from core.config import TrainConfig
 from core.history import History
-from core.runs import (
-    MAX_CHECKPOINT_BYTES,
+from core.runs.checkpoint import MAX_CHECKPOINT_BYTES, MAX_PREDICTION_BYTES, load_model, load_predictions, load_weights
+from core.runs.folder import (
     MAX_EVENTS,
-    MAX_PREDICTION_BYTES,
     META,
     RunError,
     RunWriteError,
     atomic_write_bytes,
     atomic_write_json,
-    load_model,
-    load_predictions,
-    load_weights,
     read_events,
     run_name,
 )

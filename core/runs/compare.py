@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, Sequence
 
-from core.config import TrainConfig, label
-from core.data import label as dataset_label
-from core.runs import KNOB_TEXT, RunInfo, knob_text
+from core.config import TrainConfig, setting_label
+from core.data import dataset_label
+from core.runs.folder import RunInfo
+from core.runs.names import KNOB_TEXT, knob_text
 
 NOT_SETTINGS = ("data_dir",)  # where the data sits is not what a run did
 
@@ -28,7 +29,7 @@ def setting_text(name: str, value: Any) -> str:
         return knob_text(name, value)
     if name == "dataset":
         return dataset_label(value)
-    return f"{label(name).lower()} {value}"
+    return f"{setting_label(name).lower()} {value}"
 
 
 def legend_names(runs: Sequence[RunInfo]) -> list[str]:
@@ -56,7 +57,7 @@ def settings_table(runs: Sequence[RunInfo]) -> list[dict]:
     rows = []
     for run, legend in zip(runs, legends):
         top, seconds = best(run)
-        row = {"run": legend, **{label(n): _value(n, getattr(run.config, n)) for n in names}}
+        row = {"run": legend, **{setting_label(n): _value(n, getattr(run.config, n)) for n in names}}
         row["best test accuracy"] = f"{top['test_accuracy']:.1%}" if top else "–"
         row["reached after"] = (f"epoch {top['epoch']}" + (f", {seconds:,.1f} s of training" if seconds else "")
                                 if top else "–")

@@ -1,0 +1,146 @@
+"""The Train page's job: Train, Pause and Stop, what went wrong if it did, and the live charts.
+
+    buttons(job, snap)      # Train, Pause/Resume, Stop and the job's messages
+    charts(job, snap)       # the live status, metrics and charts (ui/live.py keeps them up to date)
+
+The Train button's callback starts exactly what the controls show at the click (ui/train_form.py).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import ui.live as live
+from core.config import TrainConfig
+from core.data import DatasetError, check_folder
+from core.figures import accuracy_figure, loss_ranges, running_loss_figure
+from core.jobs import get_manager
+from core.loop import TUTORIAL_ACCURACY
+from ui.common import presenting
+from ui.job_status import current_job, job_active
+from ui.train_form import chosen, key, settings_config
+
+# The live charts take the screen's height below the status and metrics: 270 px on a 1280x720 projector (where
+# the page above them takes 450 px with a message such as "diverged"), up to 620 px on a 1920x1080 one
+CHART_HEIGHT = "clamp(260px, calc(100vh - 450px), 620px)"
+
+
+# -- starting a job (buttons' callbacks: they act before the page is drawn, which then shows their effect) ------
+
+def start(config: TrainConfig) -> None:
+    """Start a job for `config` (before the page is drawn, so the sidebar follows the new job at once); a folder
+    that cannot be used is said instead."""
+    st.session_state.pop("confirm_config", None)
+    if config.dataset.startswith("folder:"):
+        try:
+            check_folder(config.dataset[len("folder:"):])
+        except DatasetError as exc:
+            st.session_state[key("start_error")] = str(exc)
+            return
+    st.session_state.job_id = get_manager().start(config).id
+
+
+def on_train() -> None:
+    """The Train button: the settings as the controls show them now; a second job is asked about first."""
+    config, problem = settings_config(chosen())
+    if config is None:
+        st.session_state[key("start_error")] = problem
+    elif job_active(current_job()):
+        st.session_state.confirm_config = config
+    else:
+        start(config)
+
+
+def stop_and_start() -> None:
+    """The running job ends (keeping its history), and the settings the user asked for start."""
+    pending = st.session_state.get("confirm_config")
+    if pending is None:  # a click that came after another had already answered the question
+        return
+    if (job := current_job()) is not None:
+        job.stop()
+    start(pending)
+
+
+def use_shapes() -> None:
+    st.session_state[key("dataset")] = "shapes"
+
+
+# -- the buttons and messages -----------------------------------------------------------------------------------
+
+def buttons(job, snap, config: TrainConfig | None) -> None:
+    """Train, Pause/Resume and Stop in one row, and what went wrong if it did (no job yet: Train alone)."""
+    train_col, pause_col, stop_col, _ = st.columns([1, 1, 1, 3])
+    train_col.button("Train", type="primary", disabled=config is None, width="stretch", on_click=on_train)
+    if problem := st.session_state.pop(key("start_error"), None):
+        st.error(problem)
+    if snap is None:
+        return
+    if snap.status == "paused":
+        pause_col.button("Resume", width="stretch", on_click=job.resume)
+    else:
+        pause_col.button("Pause", disabled=snap.status not in ("running", "starting"), width="stretch",
+                         on_click=job.pause)
+    stop_col.button("Stop", disabled=not snap.active, width="stretch", on_click=job.stop)
+    if st.session_state.get("confirm_config") is not None and snap.active:
+        st.warning("Your last training job is still running. Stop it and start the new one?")
+        yes, no = st.columns(2)
+        yes.button("Stop it and train the new settings", on_click=stop_and_start)
+        no.button("Keep the running job", on_click=lambda: st.session_state.pop("confirm_config", None))
+    with st.container():  # messages come and go inside it; the elements below keep their places
+        notices(snap)
+
+
+def notices(snap) -> None:
+    if snap.status == "failed":
+        st.error(f"Training failed: {snap.message}")
+        if "shapes" in snap.message.lower() and snap.config.dataset != "shapes":
+            st.button("Use Shapes (offline) instead", on_click=use_shapes)
+    elif snap.status == "diverged":
+        st.error(f"The loss diverged: {snap.message}")
+    elif snap.status == "stopped":
+        st.info(f"Stopped: the history so far is kept ({snap.run_dir or 'no run directory'}).")
+    elif snap.status == "finished" and snap.message:  # e.g. it learned nothing, and what to change
+        if snap.end.get("learned_nothing"):
+            st.warning(f"Finished, but {snap.message}")
+        else:
+            st.info(f"Finished: {snap.message}.")
+
+
+# -- the live view -------------------------------------------------------------------------------------------
+
+def sized(fig):
+    """A live chart as the page shows it: low enough to fit under the metrics on a projector, with larger text
+    in presentation mode."""
+    fig.update_layout(autosize=True, margin=dict(t=50, b=45))  # as high as the element (CHART_HEIGHT)
+    if presenting():
+        big = dict(tickfont=dict(size=20), title_font=dict(size=21))
+        fig.update_layout(font=dict(size=20), title_font=dict(size=23), legend_font=dict(size=19))
+        fig.update_xaxes(**big)
+        fig.update_yaxes(**big)
+    return fig
+
+
+def charts(job, snap) -> None:
+    """The job's status, metrics and charts, drawn once by the page and then kept up to date by the browser
+    itself while the job is active (ui/live.py): training never waits for any of it. No job yet: the charts are
+    drawn empty, so the browser loads its charting code before Train is clicked (seconds on a slow machine) and
+    the first loss point shows at once."""
+    feed, seq, losses, total, accuracy = None, 0, [], None, accuracy_figure([], 10, None)
+    if job is None:
+        st.info("Choose the settings and click **Train**. The running loss will appear here as it falls.")
+    else:
+        state = live.STATES.of(job)
+        feed, seq = (live.feed_url(job) if snap.active else None), state["seq"]  # an ended job has none to follow
+        live.live_numbers(state, key="live_numbers", feed=feed)
+        losses, total = snap.losses, live.total_images(snap)
+        if snap.start:
+            cifar = "cifar" in snap.config.dataset.lower()
+            accuracy = accuracy_figure(snap.epochs, len(snap.start["classes"]), TUTORIAL_ACCURACY if cifar else None)
+    left, right = st.columns([3, 2])
+    with left:
+        live.live_chart(sized(running_loss_figure(losses, total_images=total)), key="running_loss_chart",
+                        height=CHART_HEIGHT, feed=feed, series="running_loss", seq=seq,
+                        ranges=loss_ranges(losses, total) if total else None)
+    with right:
+        live.live_chart(sized(accuracy), key="test_accuracy_chart", height=CHART_HEIGHT, feed=feed,
+                        series="test_accuracy", seq=seq)
