@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 FEW_POINTS = 60  # up to this many, a line chart also marks each point
 MAX_POINTS = 3000  # per trace: a browser redraws this many points smoothly several times a second
 RIGHT, WRONG = "#2e7d32", "#c62828"
-# No template: Streamlit applies its own theme, and resolving a Plotly template costs ~15 ms a figure,
+# No template: Streamlit applies its own theme, and resolving a Plotly template costs milliseconds a figure,
 # which a chart redrawn at every page run pays every time. Figures are built from plain dicts for the
 # same reason (one validation pass), and reference lines are layout shapes rather than add_hline calls.
 LAYOUT = dict(font=dict(size=16), margin=dict(l=60, r=20, t=60, b=50),

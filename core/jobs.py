@@ -141,11 +141,14 @@ class Worker:
                 pass
 
     def dismiss(self) -> None:
-        """A spare that is no longer needed exits on its own (a process: once its stdin ends)."""
-        self._send(None)
-        if self.kind == "process":
-            self._close()
-            threading.Thread(target=self.reap, daemon=True, name="reap-spare").start()
+        """A spare that is no longer needed ends now: it has no job, so nothing is lost (a process is ended, not
+        left to finish importing torch on the cores a job may need)."""
+        if self.kind != "process":
+            self._send(None)
+            return
+        self._close()
+        self.terminate()
+        threading.Thread(target=self.reap, daemon=True, name="reap-spare").start()
 
 
 # -- jobs ----------------------------------------------------------------------------------

@@ -204,8 +204,8 @@ def loss_along(model: Net, params: Tensors, direction: Tensors, etas: list[float
     batch 64 that is about half the time of 25 forward passes (docs/benchmarks.md)."""
     values, rest = [], _AfterPool1(model)
     with torch.no_grad():
-        # channels-last: the CPU's max-pooling of conv1's output is ~10x faster in that layout (measured 1.0 ms
-        # against 13.5 at width 64, batch 64); the numbers are the same
+        # channels-last: the CPU pools conv1's output far faster in that layout (docs/benchmarks.md, the Step
+        # page); the numbers are the same
         x = x.contiguous(memory_format=torch.channels_last)
         z = F.conv2d(x, params["conv1.weight"], params["conv1.bias"])
         dz = F.conv2d(x, direction["conv1.weight"], direction["conv1.bias"])

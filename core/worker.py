@@ -71,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     events = EventPipe(args.events)
     stop, pause = threading.Event(), threading.Event()
     controls: list = []  # the job's Control, once torch is imported
+    working = threading.Event()  # a task taken: no longer a spare
 
-    def server_gone() -> None:  # the job stops within a step and writes its summary; a spare's stdin ends too
+    def server_gone() -> None:  # the job stops within a step and writes its summary; a spare simply ends
+        if not working.is_set():
+            os._exit(0)  # nothing to keep: it must not go on importing torch on the cores of whatever comes next
         for control in controls:
             control.stop(SERVER_GONE)
         stop.set()
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     task = json.loads(next(server, "null"))  # a spare waits here (null or the end of stdin: dismissed)
     if task is None:
         return 0
+    working.set()
     threading.Thread(target=_obey, args=(server, control), daemon=True, name="controls").start()
     run_job(task, events, control)
     return 0

@@ -1,5 +1,5 @@
-"""Data parallelism in a real browser at a projector's size (1280x720): a teacher picks "2 processes (DDP,
-gloo)" under Processes on the Train page and trains, and the run that trained is a 2-process run with the global
+"""Data parallelism in a real browser at a projector's size (1280x720): a teacher picks Processes "2 (DDP,
+gloo)" on the Train page and trains, and the run that trained is a 2-process run with the global
 batch the page said; on the Speed page "Measure scaling" draws images/s for 1 and 2 processes with the efficiency.
 
 Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
@@ -51,7 +51,7 @@ def test_two_processes_chosen_on_the_train_page_train_one_run_data_parallel(proj
     before = set(runs_folder(server).glob("2*"))
     open_page(pg, "Train")
     choose(pg, "Dataset", "Shapes (offline)")
-    choose(pg, "Processes", "2 processes (DDP, gloo)")
+    choose(pg, "Processes", "2 (DDP, gloo)")
     set_slider(pg, "Epochs", "1")
     wait_for_command(pg, "--dataset shapes", "--epochs 1", "--nproc 2", "--threads 1")
     # the tutorial's batch of 4 is per process: the page says what a step takes

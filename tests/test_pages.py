@@ -406,12 +406,11 @@ def test_pages_offer_and_explain_a_gpu_only_where_there_is_one(app_env, monkeypa
     # data parallelism: 2 CPU processes everywhere, and every GPU where there are 2 or more
     processes = lambda: [str(o) for o in train.selectbox(key="train_nproc").options]  # noqa: E731
     assert train.selectbox(key="train_device").value == (gpu or "cpu")  # a GPU, where there is one
-    assert processes() == {"cuda": ["1 process", "2 GPUs (DDP)"], "mps": ["1 process"]}.get(
-        gpu, ["1 process", "2 processes (DDP, gloo)"])
+    assert processes() == {"cuda": ["1", "2 GPUs (DDP)"], "mps": ["1"]}.get(gpu, ["1", "2 (DDP, gloo)"])
     if gpu == "cuda":  # the GPUs' processes, then the CPU: 2 processes still, now the CPU's
         train.selectbox(key="train_nproc").set_value(2).run()
         train.selectbox(key="train_device").set_value("cpu").run()
-        assert processes() == ["1 process", "2 processes (DDP, gloo)"] and not train.exception
+        assert processes() == ["1", "2 (DDP, gloo)"] and not train.exception
         assert "--device cpu --nproc 2 --threads 1" in command(train)
     scaling = next(s for s in speed.selectbox if s.label == "Scaling device").options
     cpu = f"CPU, {os.cpu_count()} cores"

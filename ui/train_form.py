@@ -75,9 +75,10 @@ def process_choices(device: str) -> list[int]:
 
 
 def processes_text(device: str, n: int) -> str:
+    """Short enough for half a column at 1280x720: "1", "2 (DDP, gloo)", "4 GPUs (DDP)"."""
     if n == 1:
-        return "1 process"
-    return f"{n} processes (DDP, gloo)" if device == "cpu" else f"{n} GPUs (DDP)"
+        return "1"
+    return f"{n} (DDP, gloo)" if device == "cpu" else f"{n} GPUs (DDP)"
 
 
 def choose_device() -> None:
