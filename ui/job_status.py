@@ -98,8 +98,8 @@ def _sidebar_view(job: Job | None, was_active: bool, live: bool = True) -> None:
         st.caption("None yet: start one on the Train page.")
         return
     snap = job.snapshot()
-    if snap.active and not live:
-        st.caption("In progress: its status, progress and charts are on this page.")
+    if snap.active and not live:  # drawn once with the page, so it says nothing that the job's end makes untrue
+        st.caption("Its status, progress and charts are on this page.")
         return
     st.markdown(status_line(snap))
     if snap.active:
