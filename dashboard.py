@@ -10,20 +10,28 @@ import streamlit as st
 if __name__ == "__main__":  # a page view
     from ui import garbage
     from ui.app import app_pages, run_page
+    from ui.classroom import read_teacher_key
     from ui.common import presentation_switch
     from ui.job_status import sidebar_status
 
     garbage.collect()  # what earlier page runs left (their tensors, images): at most every 2 s, milliseconds
 
     st.set_page_config(page_title="CNN training dashboard", page_icon=":material/neurology:", layout="wide")
+    read_teacher_key()  # ?teacher=KEY: this session is the teacher's (and the key leaves the URL)
     page = st.navigation(app_pages())
     sidebar_status(live=page.title != "Train")  # the Train page shows the job live itself
     presentation_switch()
     run_page(page)
 else:  # the server, as `streamlit run dashboard.py` (or `uvicorn dashboard:app`) starts it
+    from starlette.middleware import Middleware
+
+    from core.classroom import announce_teacher_key
     from ui import garbage
+    from ui.board_live import ROUTES as BOARD_ROUTES
+    from ui.classroom import OwnerCookie
     from ui.live import ROUTES
     from ui.step_view import warm_up_in_background
 
-    app = st.App("dashboard.py", routes=ROUTES)
+    app = st.App("dashboard.py", routes=[*ROUTES, *BOARD_ROUTES], middleware=[Middleware(OwnerCookie)])
+    announce_teacher_key(f"http://localhost:{st.get_option('server.port')}")
     warm_up_in_background().add_done_callback(lambda _: garbage.freeze_imports())

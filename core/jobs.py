@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.classroom import Entry, estimated_wait
 from core.config import TrainConfig
 from core.env import env_int, env_path, log  # noqa: F401 - env_path: the pages' folders
 from core.history import History
+from core.worker import CONTROLS
 
 ACTIVE = ("waiting", "starting", "running", "paused")
 STOP_GRACE_SECONDS = 1.0
@@ -76,13 +78,9 @@ class Worker:
                 except ValueError:
                     log(f"a worker sent a line that is not an event: {line[:200]!r}")
 
-    @property
-    def pid(self) -> int | None:
-        return self.handle.pid if self.kind == "process" else None
-
     def _send(self, message) -> None:
         if self.kind != "process":
-            if message in ("stop", "pause", "resume"):
+            if message in CONTROLS:
                 getattr(self.control, message)()
             else:
                 self.tasks.put(message)
@@ -166,6 +164,7 @@ class Snapshot:
     history: History
     run_dir: str | None
     created: float
+    entry: Entry = Entry()  # who started it, for which lesson or challenge
 
     @property
     def active(self) -> bool:
@@ -181,6 +180,21 @@ class Snapshot:
     last_loss = property(lambda self: self.history.last_loss)
     fraction_done = property(lambda self: self.history.fraction_done)
 
+    @property
+    def seconds_left(self) -> float | None:
+        return seconds_left(self.status, self.history)
+
+
+def seconds_left(status: str, history: History) -> float | None:
+    """Training seconds still to go, from the training time so far (the last loss point's), not the wall clock
+    since the job started: loading the data and the first step's set-up would make the first estimates minutes too
+    long. None until there is something to go on."""
+    last = history.last_loss
+    if not history.start or status != "running" or len(history.losses) < 3 or last.get("train_seconds", 0) < 1:
+        return None
+    done = history.fraction_done
+    return last["train_seconds"] * (1 - done) / done if done > 0 else None
+
 
 class Job:
     """One queued or running piece of work in a worker: a training run (TrainJob) or a speed sweep (SweepJob).
@@ -190,13 +204,14 @@ class Job:
 
     kind = ""
 
-    def __init__(self, id: int, config: Any, queue: "JobManager"):
-        self.id, self.config, self.created = id, config, time.time()
+    def __init__(self, id: int, config: Any, queue: "JobManager", entry: Entry = Entry()):
+        self.id, self.config, self.created, self.entry = id, config, time.time(), entry
         self.token = secrets.token_urlsafe(12)  # names the job in its page's URL and its live view's route
         self.status, self.message = "waiting", ""
         self.run_dir: str | None = None
         self.history = History()
         self.worker: Worker | None = None
+        self.started: float | None = None  # when it left the queue
         self._queue = queue
         self._lock = threading.Lock()
 
@@ -240,15 +255,26 @@ class Job:
 
     # -- state ---------------------------------------------------------------------------
     def version(self) -> tuple:
-        """Changes whenever what a snapshot shows does (cheap: for a live view asking many times a second)."""
-        return self.status, self.history.count, self._queue.place(self)
+        """Changes whenever what a snapshot shows does (cheap: for a live view asking many times a second); a
+        waiting job's, when its place or its estimated wait (to 5 s) does."""
+        place = self._queue.place(self)
+        wait = self._queue.wait_seconds(self) if place else None
+        return self.status, self.history.count, place, None if wait is None else round(wait / 5)
+
+    def seconds_left(self) -> float | None:
+        with self._lock:
+            return seconds_left(self.status, self.history)
 
     def snapshot(self) -> Snapshot:
         with self._lock:
             history, status, message = self.history.copy(), self.status, self.message
         place = self._queue.place(self) if status == "waiting" else 0
         return Snapshot(self.id, self.kind, status, message, self.config, place, history, self.run_dir,
-                        self.created)
+                        self.created, self.entry)
+
+    def owned_by(self, owner: str) -> bool:
+        """Whether the browser holding `owner` (its digest) started this job."""
+        return bool(owner) and bool(self.entry.owner) and secrets.compare_digest(owner, self.entry.owner)
 
     def record(self, event: dict) -> None:
         """One event from the worker."""
@@ -332,9 +358,20 @@ class JobManager:
         if self.keep_spare:
             threading.Thread(target=self._warm_spare, daemon=True).start()
 
-    def start(self, config: TrainConfig) -> TrainJob:
-        """Queue a training job and return its handle at once; it starts as soon as the server-wide limit allows."""
-        return self._add(TrainJob(next(self._ids), config, self))
+    def start(self, config: TrainConfig, entry: Entry = Entry()) -> TrainJob:
+        """Queue a training job and return its handle at once; it starts as soon as the server-wide limit allows.
+
+        One waiting job per browser: a browser (entry.owner) that has a job waiting already gets that job back
+        with the new settings, in the same place in the queue (so 100 clicks are one job)."""
+        with self._lock:
+            if entry.owner:
+                for waiting in self._pending:
+                    if waiting.kind == "train" and waiting.owned_by(entry.owner):
+                        with waiting._lock:
+                            if waiting.status == "waiting":
+                                waiting.config, waiting.entry = config, entry
+                                return waiting
+            return self._add(TrainJob(next(self._ids), config, self, entry))
 
     def start_sweep(self, spec) -> SweepJob:
         """Queue a speed sweep (a core.speed.SweepSpec), as a job like any other."""
@@ -345,7 +382,7 @@ class JobManager:
         return self._add(ScalingJob(next(self._ids), spec, self, data_dir))
 
     def _add(self, job: Job) -> Job:
-        with self._lock:
+        with self._lock:  # (re-entrant: start holds it)
             self._jobs[job.id] = job
             self._pending.append(job)
         self.schedule()
@@ -365,6 +402,27 @@ class JobManager:
 
     def running(self) -> list[Job]:
         return [j for j in self._jobs.values() if j.status in ("starting", "running", "paused")]
+
+    def wait_seconds(self, job: Job) -> float | None:
+        """About how long until a waiting job starts: the running jobs' own time-left figures, then a usual run's
+        length (the median of the jobs that finished here, else of the running ones' whole estimated length) for
+        each job ahead. None when there is nothing to go on yet."""
+        place = self.place(job)
+        if not place:
+            return None
+        left, lengths, now = [], [], time.time()
+        for other in self.jobs():
+            status, started = other.status, other.started
+            if status in ("starting", "running", "paused"):
+                seconds = other.seconds_left()
+                if seconds is None:
+                    return None  # a job just started: its estimate comes within seconds
+                left.append(seconds)
+                if started:
+                    lengths.append(now - started + seconds)
+            elif status == "finished" and started and other.history.end.get("wall"):
+                lengths.append(other.history.end["wall"] - started)
+        return estimated_wait(place, self.max_running, left, lengths)
 
     def place(self, job: Job) -> int:
         with self._lock:
@@ -389,7 +447,7 @@ class JobManager:
                 with job._lock:
                     if not job._become_locked("starting"):  # stopped while it waited
                         continue
-                job.worker = self._take_worker()
+                job.worker, job.started = self._take_worker(), time.time()
                 log(f"job {job.id} starting ({job.kind}; {len(self._pending)} waiting)")
                 job.worker.send(job.task(self.runs_root))
                 threading.Thread(target=self._follow, args=(job,), daemon=True, name=f"job-{job.id}").start()
@@ -417,7 +475,7 @@ class JobManager:
         Nothing may end this thread before the job has ended: an error here (a full disk while writing the
         summary of a dead worker, say) ends the job as failed with the reason, and the job's slot is freed.
         """
-        worker = job.worker
+        worker, wrote_meta = job.worker, False
         try:
             while True:
                 try:
@@ -431,6 +489,9 @@ class JobManager:
                         self._worker_died(job, worker)
                         break
                 job.record(event)
+                if job.run_dir and not wrote_meta:
+                    wrote_meta = True
+                    self._write_meta(job)
                 if event["type"] == "end":
                     break
         except BaseException as exc:  # noqa: BLE001 - the job must end whatever went wrong here
@@ -441,6 +502,19 @@ class JobManager:
         finally:
             worker.reap()
             self.schedule()
+
+    @staticmethod
+    def _write_meta(job: Job) -> None:
+        """The run folder keeps who started it and for what (meta.json), for the Runs page and later boards."""
+        meta = job.entry.meta()
+        if not meta:
+            return
+        from core.runs import add_meta
+
+        try:
+            add_meta(job.run_dir, meta)
+        except OSError as exc:  # a full disk: the run trains on; only its name is missing from its folder
+            log(f"job {job.id}: its run's name could not be written ({exc})")
 
     def _worker_died(self, job: Job, worker: Worker) -> None:
         if worker.stop_requested:

@@ -10,8 +10,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+from core.classroom import Challenge
 from core.config import preset_values
-from core.links import link_query
+from core.links import class_query, link_query
 
 
 @dataclass(frozen=True)
@@ -20,16 +21,20 @@ class LessonLink:
     page: str  # the page's URL path: train, data, network, speed
     settings: dict = field(default_factory=dict)
     locked: frozenset = frozenset()
+    school: dict = field(default_factory=dict)  # the lesson's number and its challenge (a Train link's)
 
     def query(self) -> dict[str, str]:
         if self.page in ("train", "step"):  # the Train page's names, checked and locked alike
-            return link_query(self.settings, self.locked)
+            return {**link_query(self.settings, self.locked), **class_query(self.school, name=False)}
         return {k: str(v) for k, v in self.settings.items()}
+
+    def _with(self, challenge: Challenge) -> "LessonLink":
+        return dataclasses.replace(self, school={**self.school, "challenge": challenge})
 
     def url(self) -> str:
         """The link's path and query, e.g. 'train?dataset=shapes&lr=0.01&lock=lr'."""
         query = self.query()
-        return self.page + ("?" + urlencode(query, safe=",") if query else "")
+        return self.page + ("?" + urlencode(query, safe=",:") if query else "")
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,18 @@ class Lesson:
 
 def lessons(dataset: str = "cifar10") -> list[Lesson]:
     """The lessons in the tutorial's order, on `dataset` (cifar10, or shapes where CIFAR-10 cannot be had)."""
-    tour = [*_first_steps(dataset), _inside_a_step(dataset), *_knobs(dataset), *_devices(dataset)]
-    return [dataclasses.replace(lesson, title=f"{i}. {lesson.title}") for i, lesson in enumerate(tour, 1)]
+    tour = [*_first_steps(dataset), _inside_a_step(dataset), *_knobs(dataset), *_devices(dataset),
+            _challenges(dataset)]
+    return [dataclasses.replace(lesson, title=f"{i}. {lesson.title}", links=tuple(_of_lesson(link, i)
+                                                                                  for link in lesson.links))
+            for i, lesson in enumerate(tour, 1)]
+
+
+def _of_lesson(link: LessonLink, number: int) -> LessonLink:
+    """A Train link says which lesson it belongs to, so the class board gathers its runs (core/classroom.py)."""
+    if link.page != "train":
+        return link
+    return dataclasses.replace(link, school={"lesson": number, **link.school})
 
 
 def _train_link(dataset: str, label: str, locked: set[str], **changes) -> LessonLink:
@@ -196,3 +211,28 @@ def _devices(d: str) -> list[Lesson]:
             "faster here, and why?",
         ),
     ]
+
+
+# The challenges' goals on each dataset: the tutorial's own loop reaches about 54% on CIFAR-10 after its 2 epochs
+# (core/loop.py's TUTORIAL_ACCURACY) and about 70% on Shapes after 1; docs/benchmarks.md has the runs that reach them.
+CHALLENGES = {
+    "cifar10": (Challenge(accuracy=0.55, epochs_max=1), Challenge(accuracy=0.55)),
+    "shapes": (Challenge(accuracy=0.75, epochs_max=1), Challenge(accuracy=0.8)),
+}
+
+
+def _challenges(d: str) -> Lesson:
+    """Two class challenges: the class's answers gather on the Board page, ranked."""
+    beat, fastest = CHALLENGES.get(d, CHALLENGES["shapes"])
+    tutorial = "54% after 2 epochs" if d == "cifar10" else "about 70% after 1 epoch"
+    return Lesson(
+        "Class challenges",
+        "A question for the whole class at once. Everyone opens the same link, types their name beside Train, "
+        "chooses their own settings and trains; the **Board** page (on the projector) shows every run live, "
+        f"best first, and counts who passed. The tutorial's own settings reach {tutorial}: beat them.",
+        (_train_link(d, f"Beat the tutorial: {beat.text()}", {"dataset", "epochs"}, epochs=1)._with(beat),
+         _train_link(d, f"Fastest: {fastest.text()}, in as few seconds as you can", {"dataset"})._with(fastest),
+         LessonLink("Open the class board", "board")),
+        "the Board page: which settings passed, and how long each run took (the passed runs rank fastest first).",
+        "Which knob did the runs that passed change most? Would the same settings win with a different seed?",
+    )

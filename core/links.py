@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from core.classroom import ClassError, clean_name, parse_challenge
 from core.config import DATASETS, PRESETS, SETTINGS, ConfigError, TrainConfig, preset_values
 
 DATASET_CHOICES = (*DATASETS, "folder")
@@ -23,7 +24,10 @@ LINK_SETTINGS = ("dataset", "folder", "preset", "epochs", "optimizer", "lr", "mo
 PRESET_KNOBS = ("epochs", "optimizer", "lr", "momentum", "batch_size", "conv_width", "conv2_width", "schedule",
                 "nesterov")
 LOCK = "lock"  # a lesson's locked controls: lock=lr,momentum
-APP_PARAMS = ("job", "present")  # the app's own parameters, on every page: the job's token, presentation mode
+# a class's: the student's name, the lesson the link belongs to, its challenge (core/classroom.py)
+CLASS_PARAMS = ("name", "lesson", "challenge")
+# the app's own parameters, on every page: the job's token, presentation mode, the teacher's key (read first)
+APP_PARAMS = ("job", "present", "teacher")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -32,6 +36,7 @@ class Link:
     values: dict[str, Any] = field(default_factory=dict)  # only the settings the link gave and that can be used
     problems: list[str] = field(default_factory=list)  # one line for each value that was dropped
     locked: set[str] = field(default_factory=set)
+    school: dict[str, Any] = field(default_factory=dict)  # name, lesson (a number), challenge (a Challenge)
 
 
 def _one(query: Mapping[str, Any], name: str) -> str:
@@ -76,6 +81,12 @@ def parse_link(query: Mapping[str, Any]) -> Link:
                 link.values[name] = _parse(name, text)
             except ConfigError as exc:
                 link.problems.append(f"{name}={text} was ignored: {exc}.")
+        elif name in CLASS_PARAMS:
+            text = _one(query, name)
+            try:
+                link.school[name] = _class_value(name, text)
+            except ClassError as exc:
+                link.problems.append(f"{name}={text[:60]}{'...' if len(text) > 60 else ''} was ignored: {exc}.")
         elif name != LOCK and name not in APP_PARAMS:
             link.problems.append(f"{name} is not a setting of this page and was ignored.")
     if LOCK in query:
@@ -89,6 +100,29 @@ def parse_link(query: Mapping[str, Any]) -> Link:
                 link.problems.append(f"lock={','.join(unknown)} was ignored: lock takes "
                                      f"{', '.join(LINK_SETTINGS)} or all.")
     return link
+
+
+def _class_value(name: str, text: str) -> Any:
+    if name == "name":
+        return clean_name(text)
+    if name == "challenge":
+        return parse_challenge(text)
+    if not text.isdigit() or not 1 <= int(text) <= 99:
+        raise ClassError("a lesson is a number from 1 to 99")
+    return int(text)
+
+
+def class_query(school: Mapping[str, Any], name: bool = True) -> dict[str, str]:
+    """The class's parameters of a link: its lesson and challenge, and (name=True: the page's own URL, never a
+    link to share) the student's name."""
+    query = {}
+    if school.get("name") and name:
+        query["name"] = school["name"]
+    if school.get("lesson"):
+        query["lesson"] = str(school["lesson"])
+    if school.get("challenge"):
+        query["challenge"] = school["challenge"].query()
+    return query
 
 
 def _text(value: Any) -> str:

@@ -8,12 +8,13 @@ import streamlit as st
 
 from core.data import dataset_label
 from core.figures import compare_accuracy_figure, compare_loss_figure, compare_per_class_figure
-from core.runs import RunError, delete_run, list_runs, load_run, write_meta
+from core.runs import RunError, add_meta, delete_run, list_runs, load_run, write_meta
 from core.runs.archive import ArchiveError, export_bytes, import_run, run_csv
 from core.runs.compare import legend_names, per_class, settings_table
 from core.speed import speed_results
 from ui.app import require_app
-from ui.common import runs_root
+from ui.classroom import may_change, owner_id
+from ui.common import plain, runs_root
 from ui.url_state import from_link, to_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
@@ -38,11 +39,11 @@ def table() -> pd.DataFrame:
     rows = []
     for r in runs:
         s = r.summary or {}
-        rows.append({"Run": r.title, "Dataset": dataset_label(r.config.dataset.split(":")[0]) if r.config else "–",
+        rows.append({"Run": r.title, "Name": r.meta.get("name", ""), "Dataset": dataset_label(r.config.dataset.split(":")[0]) if r.config else "–",
                      "Status": r.status, "Test accuracy": r.accuracy * 100 if r.accuracy is not None else None,
                      "Images/s": s.get("images_per_second"), "Training (s)": s.get("train_seconds"),
                      "Device": s.get("device"), "Started": started(r.name), "Folder": r.name})
-    return pd.DataFrame(rows, columns=["Run", "Dataset", "Status", "Test accuracy", "Images/s", "Training (s)",
+    return pd.DataFrame(rows, columns=["Run", "Name", "Dataset", "Status", "Test accuracy", "Images/s", "Training (s)",
                                        "Device", "Started", "Folder"])
 
 
@@ -55,6 +56,7 @@ with st.expander("Upload a run", expanded=not runs, icon=":material/upload:"):
         st.session_state.runs_imported = upload.file_id
         try:
             name = import_run(runs_root(), upload.getvalue())
+            add_meta(f"{runs_root()}/{name}", {"owner": owner_id()})  # the uploader's, whoever made it
         except (ArchiveError, OSError) as exc:
             st.session_state.runs_message = ("error", f"{upload.name} was not taken in: {exc}")
         else:
@@ -172,16 +174,24 @@ elif len(chosen) >= 2:
 st.header("One run")
 name = st.selectbox("Run", list(by_name), format_func=lambda n: f"{by_name[n].title} ({n})", key="runs_one")
 run = load_run(by_name[name].path, with_events=False)  # the files below are made on the click
+mine = may_change(run.meta)  # a student's run is theirs (and the teacher's) to rename and delete
+if not mine:
+    who = plain(run.meta.get("name") or "another student")
+    st.caption(f":material/lock: This run is {who}'s: only the browser that started it, or the teacher, can rename "
+               "or delete it.")
 if run.error:
-    st.error(f"This run is damaged: {run.error}. Delete it below.")
+    st.error(f"This run is damaged: {run.error}." + (" Delete it below." if mine else ""))
 else:
-    with st.form("runs_meta"):
-        title = st.text_input("Title", run.meta.get("title", ""), placeholder=run.title, max_chars=120)
-        note = st.text_area("Note", run.meta.get("note", ""), max_chars=2000,
-                            placeholder="What did you try, and what happened?")
-        if st.form_submit_button("Save title and note"):
-            write_meta(run.path, title, note)
-            st.rerun()
+    if mine:
+        with st.form("runs_meta"):
+            title = st.text_input("Title", run.meta.get("title", ""), placeholder=run.title, max_chars=120)
+            note = st.text_area("Note", run.meta.get("note", ""), max_chars=2000,
+                                placeholder="What did you try, and what happened?")
+            if st.form_submit_button("Save title and note"):
+                write_meta(run.path, title, note)
+                st.rerun()
+    elif run.meta.get("note"):
+        st.text(run.meta["note"])
     d1, d2, d3 = st.columns(3)
     # made on the click, not at each redraw: a large run's zip and history are not held by every session
     d1.download_button("Download run (.zip)", functools.partial(export_bytes, run.path), f"{name}.zip",
@@ -190,17 +200,28 @@ else:
                        "text/csv")
     d3.download_button("Accuracy per epoch (.csv)", functools.partial(run_csv, run.path, "epoch"),
                        f"{name}-epochs.csv", "text/csv")
-with st.expander("Delete this run", icon=":material/delete:"):
-    sure = st.checkbox(f"Yes, delete {run.title} ({name}): its history, checkpoint and predictions go for good",
-                       key=f"runs_sure_{name}")
-    if st.button("Delete the run", disabled=not sure, key="runs_delete"):
-        try:
-            delete_run(runs_root(), name)
-        except RunError as exc:
-            st.session_state.runs_message = ("error", str(exc))
-        else:
-            st.session_state.runs_message = ("success", f"Run {name} was deleted.")
-            st.session_state.pop("runs_one", None)
-        st.rerun()
+
+
+def delete_section() -> None:
+    with st.expander("Delete this run", icon=":material/delete:"):
+        sure = st.checkbox(f"Yes, delete {run.title} ({name}): its history, checkpoint and predictions go for good",
+                           key=f"runs_sure_{name}")
+        if st.button("Delete the run", disabled=not sure, key="runs_delete"):
+            if not may_change(load_run(run.path, with_events=False).meta):  # as the folder says now
+                st.session_state.runs_message = ("error", "Only the browser that started this run, or the "
+                                                          "teacher, can delete it.")
+                st.rerun()
+            try:
+                delete_run(runs_root(), name)
+            except RunError as exc:
+                st.session_state.runs_message = ("error", str(exc))
+            else:
+                st.session_state.runs_message = ("success", f"Run {name} was deleted.")
+                st.session_state.pop("runs_one", None)
+            st.rerun()
+
+
+if mine:
+    delete_section()
 
 speed_section()

@@ -144,14 +144,17 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # Debian's; Playwrig
 SERVER_LOG = [None]  # the running server's log, shown when a test times out
 
 
-def start_server(home) -> tuple:
+TEACHER_KEY = "test-teacher-key-2026"  # the servers the tests start take it (CNN_DASHBOARD_TEACHER_KEY)
+
+
+def start_server(home, **env_extra: str) -> tuple:
     """A real dashboard server on a free port, its data and runs under `home`, Shapes already cached."""
     from core.data import load_dataset
 
     load_dataset("shapes", home / "data")  # the dataset is cached, as after a first use
     port = free_port()
     env = {**os.environ, "CNN_DASHBOARD_DATA": str(home / "data"), "CNN_DASHBOARD_RUNS": str(home / "runs"),
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT), "CNN_DASHBOARD_TEACHER_KEY": TEACHER_KEY, **env_extra}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
                              "--server.headless", "true"], cwd=ROOT, env=env,
                             stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT)

@@ -51,14 +51,16 @@ def test_every_lesson_link_is_usable_and_follows_the_tutorial(dataset):
         "1. The data", "2. The network's shapes", "3. Train it the tutorial's way", "4. Inside one step",
         "5. The learning rate", "6. Momentum", "7. Optimizers", "8. Overfitting",
         "9. Widen the network: CPU against GPU"]
-    for lesson in tour:
+    for number, lesson in enumerate(tour, 1):
         assert lesson.text and lesson.look_at and lesson.question.endswith("?") and lesson.links
         for link in lesson.links:
-            assert link.page in ("train", "step", "data", "network", "speed", "runs")
+            assert link.page in ("train", "step", "data", "network", "speed", "runs", "board")
             if link.page in ("train", "step"):
                 parsed = parse_link(link.query())
                 assert parsed.problems == [] and parsed.values["dataset"] == dataset
                 assert parsed.locked == set(link.locked)
+            if link.page == "train":  # the class board gathers a lesson's runs by its number
+                assert parsed.school["lesson"] == number
     step = parse_link(tour[3].links[0].query())  # the Step page, the learning rate held for the lesson's question
     assert tour[3].links[0].page == "step" and step.locked == {"lr"} and step.values["lr"] == 0.001
     rates = [parse_link(link.query()).values["lr"] for link in tour[4].links]

@@ -19,7 +19,8 @@ def command(at: AppTest) -> str:
     return at.code[0].value
 
 
-@pytest.mark.parametrize("name", ["home", "lessons", "train", "step", "results", "network", "data", "speed", "runs"])
+@pytest.mark.parametrize("name", ["home", "lessons", "train", "step", "board", "results", "network", "data", "speed",
+                                  "runs"])
 def test_every_page_runs_without_a_run_or_a_job(app_env, name):
     """Each page as the app runs it: through dashboard.py's navigation (the Lessons page's links need it)."""
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
@@ -157,7 +158,14 @@ def test_a_reloaded_page_follows_its_job_through_the_url(app_env):
     token = at.query_params.get("job")
     token = token[0] if isinstance(token, list) else token
     assert token == job.token and len(token) >= 16  # unguessable: not the job's number
-    reloaded = page("train")  # a new browser session, opened from that URL
+    other = page("train")  # another browser, given the URL: it follows the job and cannot stop it
+    other.query_params["job"] = token
+    other.run()
+    assert status_shown(other) in ("starting", "running") and not other.exception
+    assert not any(b.label in ("Stop", "Pause") for b in other.button)
+    assert job.snapshot().active
+    reloaded = page("train")  # the same browser reloaded: a new session with the browser's owner cookie
+    reloaded.session_state["_owner"] = at.session_state["_owner"]
     reloaded.query_params["job"] = token
     reloaded.run()
     assert status_shown(reloaded) in ("starting", "running") and not reloaded.exception

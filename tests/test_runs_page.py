@@ -73,10 +73,13 @@ def test_title_note_and_delete_behind_a_confirmation(app_env, tmp_path, small_sh
 
 
 def test_a_run_that_still_trains_cannot_be_deleted(app_env, tmp_path):
-    job = start_long_job(page("train").run(), app_env)
+    trainer = page("train").run()
+    job = start_long_job(trainer, app_env)
     wait_for(lambda: job.run_dir is not None)
     name = Path(job.run_dir).name
-    at = page("runs").run()
+    at = page("runs")
+    at.session_state["_owner"] = trainer.session_state["_owner"]  # the same browser: its Delete
+    at.run()
     at.selectbox(key="runs_one").set_value(name).run()
     at.checkbox(key=f"runs_sure_{name}").check().run()
     next(b for b in at.button if b.label == "Delete the run").click().run()

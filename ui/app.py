@@ -28,6 +28,7 @@ def app_pages() -> list:
         st.Page(ROOT / "pages/lessons.py", title="Lessons", icon=":material/school:"),
         st.Page(ROOT / "pages/train.py", title="Train", icon=":material/fitness_center:"),
         st.Page(ROOT / "pages/step.py", title="Step", icon=":material/biotech:"),
+        st.Page(ROOT / "pages/board.py", title="Board", icon=":material/leaderboard:"),
         st.Page(ROOT / "pages/results.py", title="Results", icon=":material/target:"),
         st.Page(ROOT / "pages/runs.py", title="Runs", icon=":material/folder_open:"),
         st.Page(ROOT / "pages/network.py", title="Network", icon=":material/hub:"),

@@ -48,16 +48,12 @@ AXIS = dict(gridcolor="#e6eaf1", zerolinecolor="#d5dae3", linecolor="#d5dae3", a
 # -- what the live elements show ------------------------------------------------------------------------
 
 def time_left(snap: Snapshot) -> str:
-    """From the training time so far (the last loss point's), not the wall clock since the job started:
-    loading the data and the first step's set-up would make the first estimates minutes too long."""
-    last = snap.last_loss
-    if not snap.start or snap.status != "running" or len(snap.losses) < 3 or last.get("train_seconds", 0) < 1:
-        return ""
-    done = snap.fraction_done
-    if done <= 0:
-        return ""
-    seconds = last["train_seconds"] * (1 - done) / done
-    return f" · about {int(seconds // 60)}:{int(seconds % 60):02d} left"
+    seconds = snap.seconds_left
+    return "" if seconds is None else f" · about {clock(seconds)} left"
+
+
+def clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
 def processes_note(snap: Snapshot) -> str:

@@ -29,7 +29,18 @@ from core.config import (
 )
 from core.data import DATASET_LABELS, default_dataset
 from core.device import available_devices, resolve_device
-from core.links import LINK_SETTINGS, LOCK, PRESET_CHOICES, PRESET_KNOBS, link_query, nearest_preset, parse_link
+from core.classroom import Challenge, ClassError, clean_name
+from core.links import (
+    CLASS_PARAMS,
+    LINK_SETTINGS,
+    LOCK,
+    PRESET_CHOICES,
+    PRESET_KNOBS,
+    class_query,
+    link_query,
+    nearest_preset,
+    parse_link,
+)
 from core.memory import check_fits, dataset_shape
 from core.optimizers import LABELS as OPTIMIZER_LABELS
 from ui.common import app_url, data_dir, presenting
@@ -49,6 +60,27 @@ def key(name: str) -> str:
 def chosen() -> dict:
     """The settings as the controls hold them now, in the link's terms."""
     return {name: st.session_state.get(key(name)) for name in LINK_SETTINGS}
+
+
+NAME = "student_name"  # the name box's key: kept for the session, and in the Train page's URL
+
+
+def school() -> dict:
+    """The class's side of the page: the student's name (as typed), and the lesson and challenge of the link."""
+    return {"name": st.session_state.get(NAME, ""), "lesson": st.session_state.get(key("lesson")),
+            "challenge": st.session_state.get(key("challenge"))}
+
+
+def challenge() -> Challenge | None:
+    return st.session_state.get(key("challenge"))
+
+
+def student_name() -> tuple[str, str]:
+    """The name as the board will show it, and "" or why it cannot be one."""
+    try:
+        return clean_name(st.session_state.get(NAME, "")), ""
+    except ClassError as exc:
+        return "", f"That name cannot be used: {exc}."
 
 
 def chosen_settings() -> dict:
@@ -108,10 +140,10 @@ def read_link() -> None:
     """Set the controls from the URL when it is a link to read (ui/url_state.py): a lesson link opened, a URL
     edited by hand, or a new session. A link changes what it names and resets the rest, as on a fresh page; a
     value the page cannot take is dropped, with a line saying so."""
-    query = from_link(PAGE, (*LINK_SETTINGS, LOCK))
+    query = from_link(PAGE, (*LINK_SETTINGS, LOCK, *CLASS_PARAMS))
     if query is None:
         return
-    others = strangers((*LINK_SETTINGS, LOCK))
+    others = strangers((*LINK_SETTINGS, LOCK, *CLASS_PARAMS))
     link = parse_link({**query, **{name: st.query_params[name] for name in others}})
     drop(others)  # said in a line (parse_link), and out of the URL
     values = defaults()
@@ -127,6 +159,10 @@ def read_link() -> None:
         st.session_state[key(name)] = values[name]
     st.session_state[key("locked")] = link.locked
     st.session_state[key("problems")] = link.problems
+    st.session_state[key("lesson")] = link.school.get("lesson")  # a link without them is no lesson's
+    st.session_state[key("challenge")] = link.school.get("challenge")
+    if link.school.get("name"):  # a link without a name keeps the one typed
+        st.session_state[NAME] = link.school["name"]
     if new_session and "dataset" not in link.values:
         st.session_state[key("dataset_note")] = default_dataset(data_dir())[1]
 
@@ -154,8 +190,11 @@ def fit_to_page(values: dict, given: dict) -> list[str]:
 
 
 def write_link(values: dict) -> None:
-    """The settings (and the lesson's locks) in the URL; the job's token stays as it is."""
-    to_link(PAGE, link_query(values, st.session_state.get(key("locked"), set())), (*LINK_SETTINGS, LOCK))
+    """The settings (and the lesson's locks, challenge and the student's name) in the URL; the job's token stays as
+    it is."""
+    name, _ = student_name()
+    query = {**link_query(values, st.session_state.get(key("locked"), set())), **class_query({**school(), "name": name})}
+    to_link(PAGE, query, (*LINK_SETTINGS, LOCK, *CLASS_PARAMS))
     st.session_state["train_chosen"] = values
 
 
@@ -297,7 +336,8 @@ def share_box() -> None:
         locks = {name for i, name in enumerate(shown)
                  if columns[i % 4].checkbox(f"Lock {LABELS[name].lower()}", value=name in current,
                                             key=f"share_lock_{name}")}
-        st.code(f"{app_url()}/train?{urlencode(link_query(chosen(), locks), safe=',/:')}", language=None)
+        query = {**link_query(chosen(), locks), **class_query(school(), name=False)}  # never the student's name
+        st.code(f"{app_url()}/train?{urlencode(query, safe=',/:')}", language=None)
 
 
 def summary_line() -> str:

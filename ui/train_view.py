@@ -8,17 +8,21 @@ The Train button's callback starts exactly what the controls show at the click (
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 import ui.live as live
+from core.classroom import MAX_NAME, Entry, board_of
 from core.config import TrainConfig
 from core.data import DatasetError, check_folder
 from core.figures import accuracy_figure, loss_ranges, running_loss_figure
 from core.jobs import get_manager
 from core.loop import TUTORIAL_ACCURACY
-from ui.common import presenting
+from ui.classroom import is_teacher, may_control, owner_id
+from ui.common import plain, presenting
 from ui.job_status import current_job, job_active
-from ui.train_form import chosen, key, settings_config
+from ui.train_form import NAME, challenge, chosen, key, school, settings_config, student_name
 
 # The live charts take the screen's height below the status and metrics: 270 px on a 1280x720 projector (where
 # the page above them takes 450 px with a message such as "diverged"), up to 620 px on a 1920x1080 one
@@ -29,7 +33,8 @@ CHART_HEIGHT = "clamp(260px, calc(100vh - 450px), 620px)"
 
 def start(config: TrainConfig) -> None:
     """Start a job for `config` (before the page is drawn, so the sidebar follows the new job at once); a folder
-    that cannot be used is said instead."""
+    that cannot be used is said instead. A job of this browser's still waiting takes the new settings instead,
+    keeping its place in the queue: one waiting job per student."""
     st.session_state.pop("confirm_config", None)
     if config.dataset.startswith("folder:"):
         try:
@@ -37,18 +42,42 @@ def start(config: TrainConfig) -> None:
         except DatasetError as exc:
             st.session_state[key("start_error")] = str(exc)
             return
-    st.session_state.job_id = get_manager().start(config).id
+    name, _ = student_name()
+    where = school()
+    entry = Entry(name=name or ("Teacher" if is_teacher() else ""), owner=owner_id(),
+                  board=board_of(where["lesson"], where["challenge"]), challenge=where["challenge"])
+    asked = time.time()
+    job = get_manager().start(config, entry)
+    if job.created < asked:  # this browser's waiting job, given the new settings
+        st.session_state[key("replaced")] = True
+    st.session_state.job_id = job.id
 
 
 def on_train() -> None:
-    """The Train button: the settings as the controls show them now; a second job is asked about first."""
+    """The Train button: the settings as the controls show them now; a second job of one's own is asked about
+    first. A student's first Train from a lesson's or challenge's link, without a name, asks for one (a second
+    click trains without): the class board shows who trained what. Training alone, from the menu, asks nothing."""
     config, problem = settings_config(chosen())
+    name, bad_name = student_name()
     if config is None:
         st.session_state[key("start_error")] = problem
-    elif job_active(current_job()):
+    elif bad_name:
+        st.session_state[key("start_error")] = bad_name
+    elif not name and ask_for_name():
+        st.session_state[key("ask_name")] = True
+    elif job_active(current_job()) and may_control(current_job()) and current_job().snapshot().status != "waiting":
         st.session_state.confirm_config = config
     else:
         start(config)
+
+
+def ask_for_name() -> bool:
+    """Once a session, for a student (not the teacher) training from a lesson's or a challenge's link."""
+    where = school()
+    if is_teacher() or not (where["lesson"] or where["challenge"]) or st.session_state.get(key("name_asked")):
+        return False
+    st.session_state[key("name_asked")] = True
+    return True
 
 
 def stop_and_start() -> None:
@@ -56,9 +85,18 @@ def stop_and_start() -> None:
     pending = st.session_state.get("confirm_config")
     if pending is None:  # a click that came after another had already answered the question
         return
-    if (job := current_job()) is not None:
+    if (job := current_job()) is not None and may_control(job):
         job.stop()
     start(pending)
+
+
+def control(job, what: str) -> None:
+    """Pause, Resume or Stop, for the browser that started the job or the teacher; refused otherwise (a click on a
+    page drawn before the job changed hands cannot act on someone else's job)."""
+    if may_control(job):
+        getattr(job, what)()
+    else:
+        st.session_state[key("start_error")] = "Only the browser that started this job, or the teacher, can do that."
 
 
 def use_shapes() -> None:
@@ -68,19 +106,35 @@ def use_shapes() -> None:
 # -- the buttons and messages -----------------------------------------------------------------------------------
 
 def buttons(job, snap, config: TrainConfig | None) -> None:
-    """Train, Pause/Resume and Stop in one row, and what went wrong if it did (no job yet: Train alone)."""
-    train_col, pause_col, stop_col, _ = st.columns([1, 1, 1, 3])
+    """Train, Pause/Resume and Stop in one row with the student's name, and what went wrong if it did (no job yet:
+    Train alone). Someone else's job (a URL copied from another browser) is followed, never controlled."""
+    train_col, pause_col, stop_col, name_col = st.columns([1, 1, 1, 3])
     train_col.button("Train", type="primary", disabled=config is None, width="stretch", on_click=on_train)
+    name_col.text_input("Your name", key=NAME, persist_state="session", max_chars=MAX_NAME,
+                        label_visibility="collapsed", placeholder="Your name, for the class board",
+                        help="Shown on the class board beside your runs. Plain text, at most 40 characters.")
     if problem := st.session_state.pop(key("start_error"), None):
         st.error(problem)
+    if st.session_state.pop(key("ask_name"), False):
+        st.warning("What is your name? Type it in the box beside Train, so the class board shows whose run this is, "
+                   "and click Train again (or click Train again to train without a name).")
+    if st.session_state.pop(key("replaced"), False):
+        st.info("Your job was still waiting: it now has these settings, and keeps its place in the queue.")
+    if goal := challenge():
+        st.info(f"**Challenge:** {goal.text()}.", icon=":material/flag:")
     if snap is None:
         return
-    if snap.status == "paused":
-        pause_col.button("Resume", width="stretch", on_click=job.resume)
+    if not may_control(job):
+        who = plain(snap.entry.name) if snap.entry.name else "someone else"
+        pause_col.caption(f"Following {who}'s job")
+        stop_col.caption("Pause and Stop: theirs (and the teacher's)")
+    elif snap.status == "paused":
+        pause_col.button("Resume", width="stretch", on_click=control, args=(job, "resume"))
     else:
         pause_col.button("Pause", disabled=snap.status not in ("running", "starting"), width="stretch",
-                         on_click=job.pause)
-    stop_col.button("Stop", disabled=not snap.active, width="stretch", on_click=job.stop)
+                         on_click=control, args=(job, "pause"))
+    if may_control(job):
+        stop_col.button("Stop", disabled=not snap.active, width="stretch", on_click=control, args=(job, "stop"))
     if st.session_state.get("confirm_config") is not None and snap.active:
         st.warning("Your last training job is still running. Stop it and start the new one?")
         yes, no = st.columns(2)
@@ -88,6 +142,23 @@ def buttons(job, snap, config: TrainConfig | None) -> None:
         no.button("Keep the running job", on_click=lambda: st.session_state.pop("confirm_config", None))
     with st.container():  # messages come and go inside it; the elements below keep their places
         notices(snap)
+        challenge_result(snap)
+
+
+def challenge_result(snap) -> None:
+    """A challenge's verdict, once the run has ended (or can no longer meet it)."""
+    goal = snap.entry.challenge
+    if goal is None:
+        return
+    verdict = goal.result(snap.epochs, not snap.active)
+    reached = goal.reached(snap.epochs)
+    if verdict == "passed":
+        st.success(f"Challenge passed: {reached['test_accuracy']:.1%} after epoch {reached['epoch']} "
+                   f"({reached.get('seconds', 0):.0f} s of training).", icon=":material/emoji_events:")
+    elif verdict == "not yet":
+        best = max((e["test_accuracy"] for e in snap.epochs), default=None)
+        st.warning(f"Not yet: {goal.text()}" + (f" (best {best:.1%})" if best is not None else "")
+                   + ". Change a setting and train again.", icon=":material/flag:")
 
 
 def notices(snap) -> None:

@@ -28,6 +28,7 @@ from core.runs.folder import (
     RunInfo,
     RunWriteError,
     RunWriter,
+    add_meta,
     atomic_write_bytes,
     atomic_write_json,
     delete_run,
@@ -43,7 +44,7 @@ from core.runs.names import KNOB_TEXT, knob_text, run_line
 
 __all__ = [
     "DEFAULT_ROOT", "END_STATUSES", "KNOB_TEXT", "MAX_CHECKPOINT_BYTES", "MAX_EVENTS", "MAX_PREDICTION_BYTES",
-    "MODEL_BOUNDS", "RUNNING", "RunError", "RunInfo", "RunWriteError", "RunWriter", "atomic_write_bytes",
+    "MODEL_BOUNDS", "RUNNING", "RunError", "RunInfo", "RunWriteError", "RunWriter", "add_meta", "atomic_write_bytes",
     "atomic_write_json", "delete_run", "knob_text", "list_runs", "load_model", "load_predictions", "load_run",
     "load_weights", "mark_interrupted", "model_args", "read_events", "run_line", "run_name", "write_meta",
     "writer_alive",

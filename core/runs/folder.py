@@ -7,7 +7,7 @@
       summary.json      the end state (written last)
       checkpoint.pt     state_dict + the arguments that rebuild the model (epoch end)
       predictions.pt    class probabilities on the whole test set (epoch end)
-      meta.json         the user's title and note (optional)
+      meta.json         the user's title and note, the student's name, the owner's digest (optional)
 
 Every whole file is written by `atomic_save`; the `.running` marker is read by `writer_alive` alone.
 """
@@ -191,7 +191,7 @@ class RunInfo:
     summary: dict | None = None
     error: str | None = None  # why the directory is damaged, if it is
     history: History = field(default_factory=History)  # metrics.jsonl, read as a live job's events are
-    meta: dict = field(default_factory=dict)  # the user's title and note
+    meta: dict = field(default_factory=dict)  # the user's title and note, the student's name (read_meta)
 
     @property
     def name(self) -> str:
@@ -218,27 +218,34 @@ class RunInfo:
 
 META = "meta.json"
 MAX_TITLE, MAX_NOTE = 120, 2000
+# what meta.json may hold: the user's title and note, and who started the run for which lesson (core/classroom.py)
+META_FIELDS = {"title": MAX_TITLE, "note": MAX_NOTE, "name": 40, "owner": 64, "board": 200, "challenge": 200}
 
 
 def read_meta(path: Path) -> dict:
-    """The run's title and note ({} when none, or unreadable: they are the user's words, never needed)."""
+    """The run's title, note, student's name, owner digest, board and challenge ({} when none, or unreadable:
+    they are people's words, never needed to read the run). Each is a string, cut to its length."""
     try:
         meta = json.loads((path / META).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(meta, dict):
         return {}
-    return {k: meta[k][:limit] for k, limit in (("title", MAX_TITLE), ("note", MAX_NOTE))
-            if isinstance(meta.get(k), str)}
+    return {k: meta[k][:limit] for k, limit in META_FIELDS.items() if isinstance(meta.get(k), str)}
+
+
+def add_meta(path: str | os.PathLike, fields: dict) -> None:
+    """Keep `fields` in the run's meta.json beside what it holds (each cut to its length)."""
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise RunError(f"{path.name} is not a run folder")
+    meta = {**read_meta(path), **{k: str(v)[:META_FIELDS[k]] for k, v in fields.items() if k in META_FIELDS}}
+    atomic_write_json(path / META, meta)
 
 
 def write_meta(path: str | os.PathLike, title: str, note: str) -> None:
     """Set a run's title and note (cut to MAX_TITLE and MAX_NOTE characters; an empty title means the built one)."""
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise RunError(f"{path.name} is not a run folder")
-    atomic_write_json(path / META, {"title": " ".join(str(title).split())[:MAX_TITLE],
-                                    "note": str(note).strip()[:MAX_NOTE]})
+    add_meta(path, {"title": " ".join(str(title).split())[:MAX_TITLE], "note": str(note).strip()[:MAX_NOTE]})
 
 
 def delete_run(root: str | os.PathLike, name: str) -> None:

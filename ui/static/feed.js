@@ -20,7 +20,7 @@ function subscribe(url, listener) {
       const began = Date.now();
       if (!document.hidden) {  // a tab in the background costs nothing
         try {
-          const response = await fetch(url + "?seq=" + feed.seq, { cache: "no-store" });
+          const response = await fetch(url + (url.includes("?") ? "&" : "?") + "seq=" + feed.seq, { cache: "no-store" });
           if (response.status !== 204) {
             if (!response.ok) throw new Error("HTTP " + response.status);
             feed.state = await response.json();
@@ -42,4 +42,18 @@ function subscribe(url, listener) {
   }
   feed.listeners.add(listener);
   return () => feed.listeners.delete(listener);
+}
+
+// Plotly.js, loaded once for the page from the app's own route (offline).
+function loadPlotly(src) {
+  if (!window.__cnnPlotly) {
+    window.__cnnPlotly = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = src;
+      script.onload = resolve;
+      script.onerror = () => reject(new Error("could not load " + src));
+      document.head.appendChild(script);
+    });
+  }
+  return window.__cnnPlotly;
 }

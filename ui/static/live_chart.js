@@ -6,19 +6,6 @@
 // data: {figure: {data, layout}, layout_key, src (Plotly.js), height (CSS), feed (URL or null), series (the
 // feed's traces to follow), seq (the feed's sequence number of the figure), ranges ({x, y} or null)}.
 
-function loadPlotly(src) {
-  if (!window.__cnnPlotly) {
-    window.__cnnPlotly = new Promise((resolve, reject) => {
-      const script = document.createElement("script");
-      script.src = src;
-      script.onload = resolve;
-      script.onerror = () => reject(new Error("could not load " + src));
-      document.head.appendChild(script);
-    });
-  }
-  return window.__cnnPlotly;
-}
-
 function lastPointsMatch(old, fresh, n) {
   return n === 0 || (fresh.x[n - 1] === old.x[n - 1] && fresh.y[n - 1] === old.y[n - 1]);
 }

@@ -1,0 +1,86 @@
+"""Board: the class's runs of one lesson or challenge, live, for the projector.
+
+Who trained what, how far each run is, and how well it did, best first; a chart of the class's answer to the
+lesson's question. The teacher (a session opened with ?teacher=KEY) can stop any job, clear the board and hide
+the names. The table and chart are kept up to date by the browser from the server's memory (ui/board_live.py).
+"""
+
+import time
+
+import streamlit as st
+
+from core.classroom import CLASS, board_csv, board_rows, board_title
+from core.data import default_dataset
+from core.lessons import lessons
+from ui.app import require_app
+from ui.board_live import board_element, board_jobs, boards
+from ui.classroom import is_teacher, teacher_notice
+from ui.common import data_dir, plain, presenting
+from ui.url_state import controls_from_link, to_link
+
+require_app()  # first: a page run without dashboard.py is run again through it
+
+# Board heights: the table and chart take what the screen has below the title and the controls
+BOARD_HEIGHT = "clamp(300px, calc(100vh - 330px), 760px)"
+
+teacher_notice()
+titles = [lesson.title for lesson in lessons(default_dataset(data_dir())[0])]
+known = boards()
+label = lambda board: board_title(board, titles)  # noqa: E731
+
+if not presenting():
+    st.title("Class board")
+choices = known or [""]
+
+
+def board_key(text: str) -> str:
+    if text not in choices:
+        raise ValueError("no runs on this server were started from that lesson or challenge")
+    return text
+
+
+controls_from_link("board", {"board": ("board_choice", board_key)})
+if st.session_state.get("board_choice") not in choices:
+    st.session_state["board_choice"] = choices[0]
+top_left, top_middle, top_right = st.columns([5, 4, 2], vertical_alignment="bottom")
+board = top_left.selectbox("Lesson or challenge", choices, format_func=label, key="board_choice")
+chart = top_middle.radio("Chart", ["accuracy", "loss"], horizontal=True, key="board_chart",
+                         format_func={"accuracy": "Accuracy against the knob", "loss": "Every run's loss"}.get)
+to_link("board", {"board": board}, ["board"])
+top_right.download_button(  # made on the click: the board as it is then
+    "Board (.csv)", lambda: board_csv(board_rows([(s, s.entry) for s in (j.snapshot() for j in board_jobs(board))],
+                                                 CLASS.hide_names)),
+    f"board-{time.strftime('%Y%m%d-%H%M')}.csv", "text/csv", icon=":material/download:",
+    help="Download the board (.csv): name, settings, status, accuracy, seconds and challenge of every run.")
+
+board_element(board, chart, BOARD_HEIGHT)
+
+
+def teacher_tools() -> None:
+    """Stop any job of this board, hide the names, clear the board: in the sidebar, so the board keeps the screen."""
+    st.markdown("**Teacher**")
+    hide = st.toggle("Hide names on every board", value=CLASS.hide_names, key="board_hide",
+                     help="For the projector: each run shows as 'student'. The CSV follows it.")
+    CLASS.set_hide_names(hide)
+    active = {job.id: job for job in board_jobs(board) if job.snapshot().active}
+    if active:
+        pick = st.selectbox("A job to stop", list(active), key="board_stop_pick",
+                            format_func=lambda i: f"{active[i].entry.name or '(no name)'} · job {i}")
+        if st.button("Stop it", icon=":material/stop_circle:", key="board_stop") and pick in active:
+            active[pick].stop()
+            st.toast(f"Job {pick} ({plain(active[pick].entry.name or 'no name')}) stopped.")
+            st.rerun()
+    else:
+        st.caption("No job of this board is training or waiting.")
+    if st.button("Clear the board", icon=":material/delete_sweep:", key="board_clear",
+                 help="Its runs leave the board (they keep training, and their folders stay on the Runs page)."):
+        CLASS.clear(board, time.time())
+        st.rerun()
+
+
+if is_teacher():
+    with st.sidebar:
+        teacher_tools()
+elif not presenting():
+    st.caption("The teacher, with the key the server printed at its start (open the board with ?teacher=KEY), can "
+               "stop any job, clear the board and hide names.")
