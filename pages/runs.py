@@ -39,7 +39,8 @@ def table() -> pd.DataFrame:
     rows = []
     for r in runs:
         s = r.summary or {}
-        rows.append({"Run": r.title, "Name": r.meta.get("name", ""), "Dataset": dataset_label(r.config.dataset.split(":")[0]) if r.config else "–",
+        rows.append({"Run": r.title, "Name": r.meta.get("name", ""),
+                     "Dataset": dataset_label(r.config.dataset.split(":")[0]) if r.config else "–",
                      "Status": r.status, "Test accuracy": r.accuracy * 100 if r.accuracy is not None else None,
                      "Images/s": s.get("images_per_second"), "Training (s)": s.get("train_seconds"),
                      "Device": s.get("device"), "Started": started(r.name), "Folder": r.name})

@@ -117,7 +117,8 @@ def test_the_boards_live_state_ranks_the_runs_and_plots_accuracy_against_the_kno
     board = "challenge:accuracy:0.3"
     jobs = [app_env.start(cfg(app_env_data(), lr=lr), Entry(name, owner_digest(name * 32), board, goal))
             for name, lr in (("Ada", 0.05), ("Alan", 0.0001))]
-    waiting = app_env.start(cfg(app_env_data(), lr=0.01, epochs=50), Entry("Grace", owner_digest("g" * 32), board, goal))
+    waiting = app_env.start(cfg(app_env_data(), lr=0.01, epochs=50),
+                            Entry("Grace", owner_digest("g" * 32), board, goal))
     wait_for(lambda: all(j.status == "finished" for j in jobs))
     state = board_state(board, "accuracy")
     assert [r["name"] for r in state["rows"]] == ["Ada", "Alan", "Grace"] and state["rows"][0]["result"] == "passed"

@@ -62,7 +62,8 @@ def status_parts(snap: Snapshot, steps: bool = True) -> tuple[str, str, str]:
         wait = manager.wait_seconds(job) if job is not None else None
         about = f", about {int(wait // 60)}:{int(wait % 60):02d} to wait" if wait is not None else ""
         slots = manager.max_running
-        detail = f" (place {snap.place} in the queue{about}; {slots} job{'s train' if slots > 1 else ' trains'} at once)"
+        at_once = f"{slots} jobs train at once" if slots > 1 else "one job trains at a time"
+        detail = f" (place {snap.place} in the queue{about}; {at_once})"
     elif snap.last_loss and snap.start and steps:
         detail = (f": epoch {snap.last_loss['epoch']} of {snap.config.epochs}, step {snap.last_loss['step']:,} "
                   f"of {snap.start['total_steps']:,}")

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from core.classroom import Challenge, ClassError, clean_name
 from core.config import (
     DEVICE_LABELS,
     OPTIMIZERS,
@@ -29,7 +30,6 @@ from core.config import (
 )
 from core.data import DATASET_LABELS, default_dataset
 from core.device import available_devices, resolve_device
-from core.classroom import Challenge, ClassError, clean_name
 from core.links import (
     CLASS_PARAMS,
     LINK_SETTINGS,
@@ -193,7 +193,8 @@ def write_link(values: dict) -> None:
     """The settings (and the lesson's locks, challenge and the student's name) in the URL; the job's token stays as
     it is."""
     name, _ = student_name()
-    query = {**link_query(values, st.session_state.get(key("locked"), set())), **class_query({**school(), "name": name})}
+    query = {**link_query(values, st.session_state.get(key("locked"), set())),
+             **class_query({**school(), "name": name})}
     to_link(PAGE, query, (*LINK_SETTINGS, LOCK, *CLASS_PARAMS))
     st.session_state["train_chosen"] = values
 
