@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from core.classroom import Challenge
+from core.classroom import Challenge, board_of
 from core.config import preset_values
 from core.links import class_query, link_query
 
@@ -28,6 +28,12 @@ class LessonLink:
             return {**link_query(self.settings, self.locked), **class_query(self.school, name=False)}
         return {k: str(v) for k, v in self.settings.items()}
 
+    def board(self) -> str | None:
+        """The class board a Train link's runs gather on (core/classroom.py), else None."""
+        if self.page != "train":
+            return None
+        return board_of(self.school.get("lesson"), self.school.get("challenge"))
+
     def _with(self, challenge: Challenge) -> "LessonLink":
         return dataclasses.replace(self, school={**self.school, "challenge": challenge})
 
@@ -44,6 +50,11 @@ class Lesson:
     links: tuple[LessonLink, ...]
     look_at: str
     question: str
+
+
+def lesson_boards(dataset: str = "cifar10") -> list[str]:
+    """Every class board the lessons' links lead to, in the lessons' order."""
+    return list(dict.fromkeys(link.board() for lesson in lessons(dataset) for link in lesson.links if link.board()))
 
 
 def lessons(dataset: str = "cifar10") -> list[Lesson]:
@@ -231,8 +242,7 @@ def _challenges(d: str) -> Lesson:
         "chooses their own settings and trains; the **Board** page (on the projector) shows every run live, "
         f"best first, and counts who passed. The tutorial's own settings reach {tutorial}: beat them.",
         (_train_link(d, f"Beat the tutorial: {beat.text()}", {"dataset", "epochs"}, epochs=1)._with(beat),
-         _train_link(d, f"Fastest: {fastest.text()}, in as few seconds as you can", {"dataset"})._with(fastest),
-         LessonLink("Open the class board", "board")),
+         _train_link(d, f"Fastest: {fastest.text()}, in as few seconds as you can", {"dataset"})._with(fastest)),
         "the Board page: which settings passed, and how long each run took (the passed runs rank fastest first).",
         "Which knob did the runs that passed change most? Would the same settings win with a different seed?",
     )

@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.classroom import CLASS, board_csv, board_rows, board_title
 from core.data import default_dataset
-from core.lessons import lessons
+from core.lessons import lesson_boards, lessons
 from ui.app import require_app
 from ui.board_live import board_element, board_jobs, boards
 from ui.classroom import is_teacher, teacher_notice
@@ -24,13 +24,14 @@ require_app()  # first: a page run without dashboard.py is run again through it
 BOARD_HEIGHT = "clamp(300px, calc(100vh - 330px), 760px)"
 
 teacher_notice()
-titles = [lesson.title for lesson in lessons(default_dataset(data_dir())[0])]
-known = boards()
+dataset = default_dataset(data_dir())[0]
+titles = [lesson.title for lesson in lessons(dataset)]
+known = boards()  # the ones with runs, newest first; then every lesson's and challenge's, ready before a class starts
 label = lambda board: board_title(board, titles)  # noqa: E731
 
 if not presenting():
     st.title("Class board")
-choices = known or [""]
+choices = list(dict.fromkeys([*known, *lesson_boards(dataset), ""]))
 
 
 def board_key(text: str) -> str:

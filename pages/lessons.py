@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core.classroom import board_title
 from core.data import default_dataset
 from core.lessons import lessons
 from ui.app import require_app
@@ -39,6 +40,11 @@ for link in lesson.links:
     st.page_link(f"pages/{link.page}.py", label=link.label, icon=":material/arrow_forward:",
                  query_params=link.query() or None)
     st.caption(f"or share: {base}/{link.url()}")
+boards = list(dict.fromkeys(link.board() for link in lesson.links if link.board()))
+for board in boards:  # where the class's runs of this lesson gather: the teacher's screen
+    what = f": {board_title(board, titles)}" if len(boards) > 1 else ""
+    st.page_link("pages/board.py", label=f"The class's runs on the board{what}", icon=":material/leaderboard:",
+                 query_params={"board": board})
 st.subheader("Look at")
 st.markdown(lesson.look_at)
 st.subheader("Question")

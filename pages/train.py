@@ -11,7 +11,7 @@ from core.config import command_line
 from ui.app import require_app
 from ui.common import plain, presenting
 from ui.job_status import current_job
-from ui.train_form import key, locked_line, read_link, share_box, summary_line, train_settings
+from ui.train_form import challenge, key, locked_line, read_link, share_box, summary_line, train_settings
 from ui.train_view import buttons, charts
 
 require_app()  # first: a page run without dashboard.py is run again through it
@@ -21,14 +21,18 @@ snap = job.snapshot() if job is not None else None
 read_link()
 
 # While a job is shown its charts take the room's height: a smaller title (none on a projector), and the settings
-# folded away, so a run that ends with a message (it diverged, say) still has both charts in view at 1280x720
+# folded away, so a run that ends with a message (it diverged, say) still has both charts in view at 1280x720. A
+# challenge's link (core/classroom.py) puts its goal where the title is.
+goal = challenge()
 if job is None:
     st.title("Train the network")
-    if not presenting():
+    if goal:
+        st.info(f"**Challenge:** {goal.text()}.", icon=":material/flag:")
+    elif not presenting():
         st.caption("The tutorial's steps 3 and 4: a classification cross-entropy loss, SGD with momentum, and a "
                    "loop over the data. Set the knobs, click Train, and watch the loss fall.")
 elif not presenting():
-    st.subheader("Train the network")
+    st.subheader(f":material/flag: Challenge: {goal.text()}" if goal else "Train the network")
 for problem in st.session_state.pop(key("problems"), []):
     st.warning(f"From the link: {plain(problem)}")
 if note := st.session_state.pop(key("dataset_note"), ""):

@@ -115,16 +115,26 @@ def test_a_lesson_link_opens_its_page_set_up_and_trains_in_view(classroom, proje
         assert slider.is_disabled() == (name in link.locked or sgd_only), (label, link.locked)
     assert pg.get_by_text("set by the lesson").is_visible()
     assert pg.get_by_role("combobox", name="Dataset").input_value() == "Shapes (offline)"
+    name = pg.get_by_placeholder("Your name, for the class board")  # a student in a class gives a name first
+    name.fill("Ada")
+    name.press("Enter")
+    pg.wait_for_function("() => new URL(location.href).searchParams.get('name') === 'Ada'")
     before = set((home / "runs").glob("*"))
     button = pg.get_by_role("button", name="Train", exact=True)
     assert button.bounding_box()["y"] + button.bounding_box()["height"] <= PROJECTOR["height"]  # no scrolling
     button.click()
     # the config that trained is the link's
-    trained = json.loads((newest_run(home, before) / "config.json").read_text())
+    run = newest_run(home, before)
+    trained = json.loads((run / "config.json").read_text())
     for name, value in settings.items():
         if name in ("preset", "folder"):
             continue
         assert trained[name] == value, (name, trained[name], value)
+    deadline = time.monotonic() + 30  # the run folder records who trained it, and for which lesson
+    while not (run / "meta.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["name"] == "Ada" and meta["board"] == link.board() and meta["owner"]
     # its running loss shows (or, too high a rate, the page says it diverged), in view, without the test scrolling
     pg.wait_for_function(f"() => {{ const p = ({CHART_POINTS})('Running loss'); return p && p[0] > 0 || "
                          "[...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Status:') "

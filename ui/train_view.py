@@ -22,7 +22,7 @@ from core.loop import TUTORIAL_ACCURACY
 from ui.classroom import is_teacher, may_control, owner_id
 from ui.common import plain, presenting
 from ui.job_status import current_job, job_active
-from ui.train_form import NAME, challenge, chosen, key, school, settings_config, student_name
+from ui.train_form import NAME, chosen, key, school, settings_config, student_name
 
 # The live charts take the screen's height below the status and metrics: 270 px on a 1280x720 projector (where
 # the page above them takes 450 px with a message such as "diverged"), up to 620 px on a 1920x1080 one
@@ -120,8 +120,6 @@ def buttons(job, snap, config: TrainConfig | None) -> None:
                    "and click Train again (or click Train again to train without a name).")
     if st.session_state.pop(key("replaced"), False):
         st.info("Your job was still waiting: it now has these settings, and keeps its place in the queue.")
-    if goal := challenge():
-        st.info(f"**Challenge:** {goal.text()}.", icon=":material/flag:")
     if snap is None:
         return
     if not may_control(job):
