@@ -10,7 +10,7 @@ import streamlit as st
 if __name__ == "__main__":  # a page view
     from ui import garbage
     from ui.app import app_pages, run_page
-    from ui.classroom import read_teacher_key
+    from ui.classroom import read_teacher_key, teacher_notice
     from ui.common import presentation_switch
     from ui.job_status import sidebar_status
 
@@ -21,6 +21,7 @@ if __name__ == "__main__":  # a page view
     page = st.navigation(app_pages())
     sidebar_status(live=page.title != "Train")  # the Train page shows the job live itself
     presentation_switch()
+    teacher_notice()  # a wrong key: one line, on whichever page it was given to
     run_page(page)
 else:  # the server, as `streamlit run dashboard.py` (or `uvicorn dashboard:app`) starts it
     from starlette.middleware import Middleware

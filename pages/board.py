@@ -14,7 +14,7 @@ from core.data import default_dataset
 from core.lessons import lesson_boards, lessons
 from ui.app import require_app
 from ui.board_live import board_element, board_jobs, boards
-from ui.classroom import is_teacher, teacher_notice
+from ui.classroom import is_teacher
 from ui.common import data_dir, plain, presenting
 from ui.url_state import controls_from_link, to_link
 
@@ -23,7 +23,6 @@ require_app()  # first: a page run without dashboard.py is run again through it
 # Board heights: the table and chart take what the screen has below the title and the controls
 BOARD_HEIGHT = "clamp(300px, calc(100vh - 330px), 760px)"
 
-teacher_notice()
 dataset = default_dataset(data_dir())[0]
 titles = [lesson.title for lesson in lessons(dataset)]
 known = boards()  # the ones with runs, newest first; then every lesson's and challenge's, ready before a class starts

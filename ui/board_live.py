@@ -25,6 +25,8 @@ BOARD_URL = "api/board"
 POLL_MS = 1000
 MAX_POINTS = 200  # a run's loss line on the board: enough for its shape, little for 30 runs a second
 CHARTS = ("accuracy", "loss")
+COLOURS = ["#1565c0", "#ef6c00", "#2e7d32", "#c62828", "#6a1b9a", "#00838f", "#ad1457", "#5d4037", "#9e9d24",
+           "#455a64"]  # ten runs' loss lines, each its own colour
 
 
 def board_jobs(board: str) -> list:
@@ -67,8 +69,12 @@ def board_state(board: str, chart: str, seq: int = 0) -> dict:
         traces = [{"type": "scatter", "mode": "lines", "name": names[s.id],
                    "x": [p["images_seen"] for p in _thin(s.losses)], "y": [p["running_loss"] for p in _thin(s.losses)],
                    "hovertemplate": "%{fullData.name}: %{y:.3f}<extra></extra>"} for s in snaps if s.losses]
-        layout = {"xaxis": {"title": {"text": "images seen"}}, "yaxis": {"title": {"text": "running loss"}},
-                  "showlegend": len(traces) <= 12}
+        # a run that diverged goes off the top: the others' curves keep the chart's height
+        calm = [p["running_loss"] for s in snaps if s.status != "diverged" for p in s.losses]
+        top = max([2.5, *calm]) * 1.05
+        layout = {"xaxis": {"title": {"text": "images seen"}},
+                  "yaxis": {"title": {"text": "running loss"}, "range": [0, top]},
+                  "showlegend": len(traces) <= 12, "colorway": COLOURS}
     else:
         done = [(s, names[s.id]) for s in snaps if s.epochs]
         numeric = all(isinstance(getattr(s.config, knob), (int, float)) and not isinstance(getattr(s.config, knob),
