@@ -56,7 +56,8 @@ def _figure(data: list[dict], shapes: list[tuple] = (), **layout) -> go.Figure:
     layout = {**LAYOUT, **layout, "xaxis": _readable(layout.get("xaxis")), "yaxis": _readable(layout.get("yaxis")),
               "title": {**layout.get("title", {}), "font": TITLE_FONT},
               "legend": {"font": LEGEND_FONT, **layout.get("legend", {})}}
-    return go.Figure({"data": data, "layout": {**layout, "shapes": lines, "annotations": notes}})
+    return go.Figure({"data": data, "layout": {**layout, "shapes": lines,
+                                               "annotations": notes + list(layout.get("annotations", []))}})
 
 
 def downsample(points: Sequence, max_points: int = MAX_POINTS) -> list:
@@ -151,10 +152,14 @@ def smooth(values: Sequence[float], weight: float) -> list[float]:
 
 
 def compare_loss_figure(runs: Sequence[tuple[str, Sequence[dict]]], x: str = "images_seen",
-                        smoothing: float = 0.0, log_y: bool = False) -> go.Figure:
-    """The running loss of several runs, one colour each: the smoothed line, the raw one faint behind it; on a
-    log scale (log_y) a run that diverged no longer flattens the others."""
-    data = []
+                        smoothing: float = 0.0, log_y: bool = False, diverged: Sequence[str] = ()) -> go.Figure:
+    """The running loss of several runs, one colour each: the smoothed line, the raw one faint behind it. A run
+    that diverged (named in `diverged`) goes off the top of a linear axis sized to the others, marked where it
+    leaves ("diverged ↑"), so it does not flatten the useful curves; log_y shows the whole of it instead."""
+    data, marks = [], []
+    calm = [p["running_loss"] for name, losses in runs if name not in diverged for p in losses
+            if isinstance(p.get("running_loss"), (int, float)) and math.isfinite(p["running_loss"])]
+    top = max([2.5, *calm]) * 1.1 if diverged and not log_y else None
     for i, (name, losses) in enumerate(runs):
         pts = downsample(losses)
         xs, ys = [p.get(x, 0) for p in pts], [p["running_loss"] for p in pts]
@@ -167,11 +172,18 @@ def compare_loss_figure(runs: Sequence[tuple[str, Sequence[dict]]], x: str = "im
         data.append(dict(type="scatter", x=xs, y=smooth(ys, smoothing), name=name, legendgroup=name,
                          mode="lines+markers" if len(pts) <= FEW_POINTS else "lines", marker=dict(size=6),
                          line=dict(color=colour, width=2.5)))
+        if top is not None and name in diverged:
+            out = next((px for px, py in zip(xs, ys) if not (isinstance(py, (int, float)) and py <= top)),
+                       xs[-1] if xs else 0)
+            marks.append(dict(x=out, y=top, yref="y", text=f"{name} diverged ↑", showarrow=False, yanchor="top",
+                              font=dict(color=colour, size=14), bgcolor="rgba(255,255,255,0.8)"))
     x_title = {"images_seen": "images seen", "train_seconds": "seconds of training"}.get(x, x)
-    yaxis = {"title": {"text": "cross-entropy (log scale)" if log_y else "cross-entropy"},
-             **({"type": "log"} if log_y else {"rangemode": "tozero"})}
+    if log_y:
+        yaxis = {"title": {"text": "cross-entropy (log scale)"}, "type": "log"}
+    else:
+        yaxis = {"title": {"text": "cross-entropy"}, **({"range": [0, top]} if top else {"rangemode": "tozero"})}
     return _figure(data, title={"text": "Running loss"}, xaxis={"title": {"text": x_title}, "rangemode": "tozero"},
-                   yaxis=yaxis)
+                   yaxis=yaxis, annotations=marks)
 
 
 def compare_accuracy_figure(runs: Sequence[tuple[str, Sequence[dict]]]) -> go.Figure:

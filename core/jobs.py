@@ -400,6 +400,11 @@ class JobManager:
     def jobs(self) -> list[Job]:
         return list(self._jobs.values())
 
+    def newest_of(self, owner: str) -> Job | None:
+        """The newest training job the browser holding `owner` (its digest) started, or None."""
+        return max((j for j in self.jobs() if j.kind == "train" and j.owned_by(owner)), key=lambda j: j.created,
+                   default=None)
+
     def running(self) -> list[Job]:
         return [j for j in self._jobs.values() if j.status in ("starting", "running", "paused")]
 

@@ -57,9 +57,10 @@ def lesson_boards(dataset: str = "cifar10") -> list[str]:
     return list(dict.fromkeys(link.board() for lesson in lessons(dataset) for link in lesson.links if link.board()))
 
 
-def lessons(dataset: str = "cifar10") -> list[Lesson]:
-    """The lessons in the tutorial's order, on `dataset` (cifar10, or shapes where CIFAR-10 cannot be had)."""
-    tour = [*_first_steps(dataset), _inside_a_step(dataset), *_knobs(dataset), *_devices(dataset),
+def lessons(dataset: str = "cifar10", gpu: bool = True) -> list[Lesson]:
+    """The lessons in the tutorial's order, on `dataset` (cifar10, or shapes where CIFAR-10 cannot be had); on a
+    machine without a GPU (gpu=False) the CPU-against-GPU lesson asks what this machine can answer."""
+    tour = [*_first_steps(dataset), _inside_a_step(dataset), *_knobs(dataset), *_devices(dataset, gpu),
             _challenges(dataset)]
     return [dataclasses.replace(lesson, title=f"{i}. {lesson.title}", links=tuple(_of_lesson(link, i)
                                                                                   for link in lesson.links))
@@ -192,7 +193,7 @@ def _knobs(d: str) -> list[Lesson]:
     ]
 
 
-def _devices(d: str) -> list[Lesson]:
+def _devices(d: str, gpu: bool = True) -> list[Lesson]:
     """Where it trains: a wider network on a GPU, then several processes (data parallelism)."""
     return [
         Lesson(
@@ -202,8 +203,13 @@ def _devices(d: str) -> list[Lesson]:
             "grows and the GPU pulls ahead. On a machine without a GPU the Speed page compares thread counts "
             "and shows what a GPU would change.",
             (LessonLink("Open the Speed page", "speed"),),
-            "images/s against conv width for each device, and where the lines cross.",
-            "At which width does the faster device win here? Why does a wider network favour the GPU?",
+            "images/s against conv width for each device, and where the lines cross." if gpu else
+            "this machine has no GPU: the Speed page's sweep of images/s against conv width for 1 thread and for "
+            "all threads, and its note on what a GPU would change (each layer one kernel launch, whatever its "
+            "size).",
+            "At which width does the faster device win here? Why does a wider network favour the GPU?" if gpu else
+            "Here: from which width do all threads beat one thread? With a GPU, why would a wider network favour "
+            "it?",
         ),
         Lesson(
             "Several processes: data parallelism",

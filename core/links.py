@@ -75,17 +75,14 @@ def parse_link(query: Mapping[str, Any]) -> Link:
     """The settings, problems and locks of a page URL's query parameters (unknown names are reported too)."""
     link = Link()
     for name in query:
-        if name in LINK_SETTINGS:
+        if name in LINK_SETTINGS or name in CLASS_PARAMS:
             text = _one(query, name)
             try:
-                link.values[name] = _parse(name, text)
-            except ConfigError as exc:
-                link.problems.append(f"{name}={text} was ignored: {exc}.")
-        elif name in CLASS_PARAMS:
-            text = _one(query, name)
-            try:
-                link.school[name] = _class_value(name, text)
-            except ClassError as exc:
+                if name in LINK_SETTINGS:
+                    link.values[name] = _parse(name, text)
+                else:
+                    link.school[name] = _class_value(name, text)
+            except (ConfigError, ClassError) as exc:  # said in one line, however long the value was
                 link.problems.append(f"{name}={text[:60]}{'...' if len(text) > 60 else ''} was ignored: {exc}.")
         elif name != LOCK and name not in APP_PARAMS:
             link.problems.append(f"{name} is not a setting of this page and was ignored.")

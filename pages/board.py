@@ -9,7 +9,7 @@ import time
 
 import streamlit as st
 
-from core.classroom import CLASS, board_csv, board_rows, board_title
+from core.board import CLASS, board_csv, board_rows, board_title
 from core.data import default_dataset
 from core.lessons import lesson_boards, lessons
 from ui.app import require_app
@@ -42,7 +42,7 @@ def board_key(text: str) -> str:
 controls_from_link("board", {"board": ("board_choice", board_key)})
 if st.session_state.get("board_choice") not in choices:
     st.session_state["board_choice"] = choices[0]
-top_left, top_middle, top_right = st.columns([5, 4, 2], vertical_alignment="bottom")
+top_left, top_middle, top_right = st.columns([6, 4, 2], vertical_alignment="bottom")
 board = top_left.selectbox("Lesson or challenge", choices, format_func=label, key="board_choice")
 chart = top_middle.radio("Chart", ["accuracy", "loss"], horizontal=True, key="board_chart",
                          format_func={"accuracy": "Accuracy against the knob", "loss": "Every run's loss"}.get)

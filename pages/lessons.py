@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from core.classroom import board_title
+from core.board import board_title
 from core.data import default_dataset
+from core.device import available_devices
 from core.lessons import lessons
 from ui.app import require_app
-from ui.common import app_url, data_dir
+from ui.common import data_dir, share_url
 from ui.url_state import controls_from_link, to_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
@@ -15,7 +16,7 @@ st.title("Lessons: the tutorial, step by step")
 dataset, why = default_dataset(data_dir())
 if why:
     st.info(why)
-tour = lessons(dataset)
+tour = lessons(dataset, gpu=available_devices() != ["cpu"])
 titles = [lesson.title for lesson in tour]
 
 
@@ -33,22 +34,26 @@ to_link("lessons", {"lesson": str(number)}, ["lesson"])  # the lesson is in the 
 lesson = tour[number - 1]
 
 st.header(lesson.title)
-st.markdown(lesson.text)
-st.subheader("Set it up")
-base = app_url()
-for link in lesson.links:
-    st.page_link(f"pages/{link.page}.py", label=link.label, icon=":material/arrow_forward:",
-                 query_params=link.query() or None)
-    st.caption(f"or share: {base}/{link.url()}")
-boards = list(dict.fromkeys(link.board() for link in lesson.links if link.board()))
-for board in boards:  # where the class's runs of this lesson gather: the teacher's screen
-    what = f": {board_title(board, titles)}" if len(boards) > 1 else ""
-    st.page_link("pages/board.py", label=f"The class's runs on the board{what}", icon=":material/leaderboard:",
-                 query_params={"board": board})
-st.subheader("Look at")
-st.markdown(lesson.look_at)
-st.subheader("Question")
-st.markdown(f"**{lesson.question}**")
+# the question beside the text and the links, so the class has it in view at 1280x720 while they work
+text, question = st.columns([3, 2], gap="large")
+with question:
+    st.info(f"**Question:** {lesson.question}", icon=":material/help:")
+    st.markdown(f"**Look at** {lesson.look_at}")
+with text:
+    st.markdown(lesson.text)
+    st.subheader("Set it up")
+    base, why_not = share_url()
+    for link in lesson.links:
+        st.page_link(f"pages/{link.page}.py", label=link.label, icon=":material/arrow_forward:",
+                     query_params=link.query() or None)
+        st.caption(f"or share: {base}/{link.url()}")
+    if why_not and lesson.links:
+        st.caption(why_not)
+    boards = list(dict.fromkeys(link.board() for link in lesson.links if link.board()))
+    for board in boards:  # where the class's runs of this lesson gather: the teacher's screen
+        what = f": {board_title(board, titles)}" if len(boards) > 1 else ""
+        st.page_link("pages/board.py", label=f"The class's runs on the board{what}",
+                     icon=":material/leaderboard:", query_params={"board": board})
 
 
 def go(step: int) -> None:

@@ -156,12 +156,13 @@ elif len(chosen) >= 2:
     smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, step=0.01, key="runs_smoothing",
                           help="An exponential moving average of the running loss; the raw line stays faint behind.")
     diverged = [n for n, r in zip(legends, picked) if r.status == "diverged"]
-    log_y = c3.toggle("Log scale", value=bool(diverged), key=f"runs_log_{'_'.join(chosen)}",
-                      help="A loss that exploded is thousands of times the others: on a log scale both show.")
-    if diverged and log_y:
-        st.caption(f"{', '.join(diverged)} diverged: its loss shot up, so the loss axis is on a log scale.")
+    log_y = c3.toggle("Log scale", value=False, key=f"runs_log_{'_'.join(chosen)}",
+                      help="A loss that exploded is thousands of times the others: on a log scale all of it shows.")
+    if diverged and not log_y:
+        st.caption(f"{', '.join(diverged)} diverged: its loss shot off the top of the chart (Log scale shows all "
+                   "of it).")
     st.plotly_chart(compare_loss_figure([(n, r.history.losses) for n, r in zip(legends, picked)], x, smoothing,
-                                        log_y), key="runs_loss_chart")
+                                        log_y, diverged), key="runs_loss_chart")
     st.plotly_chart(compare_accuracy_figure([(n, r.history.epochs) for n, r in zip(legends, picked)]),
                     key="runs_accuracy_chart")
     classes = [r.history.start.get("classes") for r in picked]

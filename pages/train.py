@@ -11,7 +11,19 @@ from core.config import command_line
 from ui.app import require_app
 from ui.common import plain, presenting
 from ui.job_status import current_job
-from ui.train_form import challenge, key, locked_line, read_link, share_box, summary_line, train_settings
+from ui.train_form import (
+    challenge,
+    changed_knobs,
+    in_lesson,
+    key,
+    leave_lesson,
+    locked_line,
+    read_link,
+    run_values,
+    share_box,
+    summary_line,
+    train_settings,
+)
 from ui.train_view import buttons, charts
 
 require_app()  # first: a page run without dashboard.py is run again through it
@@ -40,9 +52,19 @@ if note := st.session_state.pop(key("dataset_note"), ""):
 
 top = st.container()  # Train, Pause and Stop above the settings, so Train is in view on a projector
 lock = " :material/lock:" if locked_line() else ""
-with st.expander(f"Settings{lock}: {summary_line()}") if job is not None else st.container():
-    if locked_line():
-        st.caption(locked_line())
+# Folded, they name the run shown (what it trained with, not what the controls say since), and stay open while
+# the controls change (the key holds the expander's state through a new label)
+shown = run_values(snap.config) if snap is not None and snap.kind == "train" else None
+with st.expander(f"Settings{lock}: {summary_line(shown)}", key=key("settings_open"), on_change=lambda: None) \
+        if job is not None else st.container():
+    if shown and (changed := changed_knobs(shown)):
+        st.info(f"The controls differ from the run shown ({', '.join(changed)}): click **Train** to train them.",
+                icon=":material/edit:")
+    if in_lesson():
+        line, leave = st.columns([4, 1], vertical_alignment="center")
+        line.caption(locked_line() or "These settings are a lesson's.")
+        leave.button("Leave the lesson", icon=":material/lock_open:", on_click=leave_lesson, width="stretch",
+                     help="Unlock every control and go back to your own settings from before the lesson's link.")
     config = train_settings()
     if config is not None and not presenting():
         st.caption("The same run from a terminal:")

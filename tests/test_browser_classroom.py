@@ -262,3 +262,41 @@ def test_presentation_mode_enlarges_the_numbers_and_hides_the_terminal_command(c
     large = float(label.evaluate("l => getComputedStyle(l.querySelector('p') || l).fontSize")[:-2])
     assert large > small * 1.1, (small, large)
     assert pg.get_by_role("heading", name="Train the network").evaluate("h => getComputedStyle(h).fontSize") == normal
+
+
+def test_every_lessons_question_is_in_view_at_1280x720(classroom, projector):
+    from core.device import available_devices
+
+    url, _ = classroom
+    for number, lesson in enumerate(lessons("shapes", gpu=available_devices() != ["cpu"]), 1):
+        projector.goto(f"{url}/lessons?lesson={number}")
+        projector.get_by_role("heading", name=lesson.title).wait_for()
+        question = projector.locator('[data-testid="stAlert"]', has_text="Question:")
+        assert lesson.question in question.inner_text()
+        box = question.bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= PROJECTOR["height"], (lesson.title, box)
+
+
+def test_a_server_on_every_interface_shares_its_network_address_not_127(tmp_path_factory, browser):  # noqa: F811
+    from tests.conftest import start_server as start
+    from ui.common import network_address
+
+    home = tmp_path_factory.mktemp("shared")
+    proc, url = start(home, STREAMLIT_SERVER_ADDRESS="0.0.0.0")
+    context = browser.new_context(viewport=PROJECTOR)
+    try:
+        pg = context.new_page()
+        pg.goto(f"{url}/lessons?lesson=3")  # the teacher's own browser, on 127.0.0.1
+        shared = pg.get_by_text("or share:").first
+        shared.wait_for()
+        text = shared.inner_text()
+        ip = network_address()  # this machine's, as the server finds it
+        if ip is None:  # a machine on no network: nobody could open a link, and the page says so
+            pg.get_by_text("no network address that others could reach").wait_for()
+        else:
+            assert "127.0.0.1" not in text and "localhost" not in text, text
+            assert f"http://{ip}:" in text and "/train?" in text, text
+    finally:
+        context.close()
+        proc.terminate()
+        proc.wait(10)

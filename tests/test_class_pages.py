@@ -4,7 +4,8 @@ the teacher's key. The real-browser walk of a class is tests/test_browser_class.
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.classroom import CLASS, Entry, owner_digest, parse_challenge
+from core.board import CLASS
+from core.classroom import Entry, owner_digest, parse_challenge
 from tests.conftest import ROOT, TEACHER_KEY, wait_for
 from tests.test_jobs import cfg
 from tests.test_pages import page

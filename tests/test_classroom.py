@@ -7,23 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from core.classroom import (
-    ClassError,
-    Entry,
-    board_csv,
-    board_of,
-    board_rows,
-    clean_name,
-    estimated_wait,
-    owner_digest,
-    parse_challenge,
-)
+from core.board import board_csv, board_rows
+from core.classroom import ClassError, Entry, board_of, clean_name, estimated_wait, owner_digest, parse_challenge
 from core.config import TrainConfig
-from core.jobs import JobManager
 from core.links import parse_link
 from core.runs.folder import read_meta
 from tests.conftest import wait_for
-from tests.test_jobs import cfg
+from tests.test_jobs import cfg, manager  # noqa: F401 - manager: a fixture
 
 # -- names ---------------------------------------------------------------------------------------------------------
 
@@ -124,14 +114,7 @@ def test_the_wait_counts_the_running_jobs_time_left_then_a_usual_run_for_each_jo
 
 # -- fair turns and owners in the job manager ----------------------------------------------------------------------
 
-@pytest.fixture
-def manager(tmp_path):
-    m = JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="thread")
-    yield m
-    m.shutdown()
-
-
-def test_one_waiting_job_per_student_first_come_first_served(manager, shapes_dir):
+def test_one_waiting_job_per_student_first_come_first_served(manager, shapes_dir):  # noqa: F811
     ada, grace = owner_digest("a" * 32), owner_digest("g" * 32)
     running = manager.start(cfg(shapes_dir, epochs=100, batch_size=4), Entry("Teacher", owner_digest("t" * 32)))
     first = manager.start(cfg(shapes_dir, lr=0.01), Entry("Ada", ada))

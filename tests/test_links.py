@@ -70,3 +70,9 @@ def test_every_lesson_link_is_usable_and_follows_the_tutorial(dataset):
     trained = [parse_link(link.query()).values for link in tour[6].links if link.page == "train"]
     assert [(v["optimizer"], v["momentum"] if v["optimizer"] == "sgd" else None) for v in trained] == [
         ("sgd", 0.0), ("sgd", 0.9), ("adam", None)] and tour[6].links[-1].page == "runs"
+
+
+def test_without_a_gpu_the_cpu_against_gpu_lesson_asks_what_this_machine_can_answer():
+    widen = lambda gpu: next(x for x in lessons("shapes", gpu=gpu) if "CPU against GPU" in x.title)  # noqa: E731
+    assert "thread" in widen(False).question and "no GPU" in widen(False).look_at
+    assert "faster device" in widen(True).question

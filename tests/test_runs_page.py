@@ -110,18 +110,22 @@ def test_two_runs_that_differ_in_learning_rate_compare_by_it(app_env, tmp_path, 
     assert sorted(table["Learning rate"]) == ["0.001", "0.02"]
 
 
-def test_a_diverged_run_puts_the_compared_losses_on_a_log_scale(app_env, tmp_path, small_shapes):
+def test_a_diverged_run_goes_off_a_linear_axis_marked_and_the_others_keep_their_height(app_env, tmp_path,
+                                                                                       small_shapes):
     calm, wild = train(app_env, tmp_path, small_shapes, 0.02), train(app_env, tmp_path, small_shapes, 10.0)
     assert load_run(wild).status == "diverged"
     at = page("runs").run()
     at.multiselect(key="runs_compare").select(calm.name).select(wild.name).run()
     loss = {s["layout"]["title"]["text"]: s for s in plotly_specs(at)}["Running loss"]
-    assert loss["layout"]["yaxis"]["type"] == "log" and any("lr 10 diverged" in c.value for c in at.caption)
+    axis = loss["layout"]["yaxis"]
+    assert axis.get("type") != "log" and 2.5 <= axis["range"][1] < 10  # sized to the calm run
+    assert any("lr 10 diverged" in c.value for c in at.caption)
+    assert [a["text"] for a in loss["layout"]["annotations"]] == ["lr 10 diverged ↑"]
     spike = next(t for t in loss["data"] if t["name"] == "lr 10" and t.get("showlegend", True))
     assert "markers" in spike["mode"] and max(spike["y"]) > 1000  # drawn even if it is a single point
-    at.toggle[0].set_value(False).run()  # the teacher wants the spike itself
+    at.toggle[0].set_value(True).run()  # the teacher wants the spike itself
     loss = {s["layout"]["title"]["text"]: s for s in plotly_specs(at)}["Running loss"]
-    assert loss["layout"]["yaxis"].get("type") != "log" and not at.exception
+    assert loss["layout"]["yaxis"]["type"] == "log" and not at.exception
 
 
 def test_speed_results_are_kept_and_listed_like_runs(app_env):

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.classroom import CLASS, board_rows, differing_knobs
+from core.board import CLASS, board_rows, differing_knobs
 from core.jobs import get_manager
 from core.runs.names import KNOB_TEXT
 from ui.live import AXIS, PLOTLY_URL, STYLE, _asset, clock

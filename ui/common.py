@@ -7,6 +7,7 @@ ui/run_files.py. A page's URL: ui/url_state.py.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import streamlit as st
 
@@ -22,6 +23,45 @@ def app_url() -> str:
         if name and base.endswith("/" + name):
             return base[: -len(name) - 1]
     return base
+
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def share_url() -> tuple[str, str]:
+    """The app's address for others to open, and "" or a line on why they cannot.
+
+    The teacher's own browser often reaches the server as 127.0.0.1: a server listening on every interface
+    (--server.address 0.0.0.0) is shared under this machine's network address instead."""
+    base = app_url()
+    parts = urlsplit(base)
+    if (parts.hostname or "") not in LOOPBACK:
+        return base, ""
+    listening = str(st.get_option("server.address") or "")
+    if listening in LOOPBACK:
+        return base, ("This server listens on this computer only: other computers cannot open these links. Start "
+                      "it with --server.address 0.0.0.0 (README: Starting a class).")
+    ip = network_address()
+    if ip is None:
+        return base, "This computer has no network address that others could reach."
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, f"{ip}{port}", parts.path, "", "")).rstrip("/"), ""
+
+
+def network_address() -> str | None:
+    """This machine's address on its network (a UDP socket's own end: nothing is sent), or None."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("10.254.254.254", 1))
+            ip = probe.getsockname()[0]
+    except OSError:
+        try:
+            ip = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            return None
+    return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
 
 
 def runs_root() -> str:

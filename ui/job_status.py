@@ -99,9 +99,18 @@ def sidebar_status(live: bool = True) -> None:
 
 
 def _sidebar_view(job: Job | None, was_active: bool, live: bool = True) -> None:
-    st.markdown("**Your training job**")
+    from ui.classroom import may_control, owner_id
+
+    # a job followed from someone else's URL is not this browser's own
+    st.markdown("**Your training job**" if job is None or may_control(job) else "**The job you follow**")
     if job is None:
-        st.caption("None yet: start one on the Train page.")
+        elsewhere = get_manager().newest_of(owner_id())  # started in another tab of this browser
+        if elsewhere is None:
+            st.caption("None yet: start one on the Train page.")
+        else:
+            st.markdown(f"{status_line(elsewhere.snapshot())} (in another tab)")
+            st.page_link("pages/train.py", label="Open it here", icon=":material/open_in_new:",
+                         query_params={JOB_PARAM: elsewhere.token})
         return
     snap = job.snapshot()
     if snap.active and not live:  # drawn once with the page, so it says nothing that the job's end makes untrue

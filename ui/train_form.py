@@ -43,7 +43,8 @@ from core.links import (
 )
 from core.memory import check_fits, dataset_shape
 from core.optimizers import LABELS as OPTIMIZER_LABELS
-from ui.common import app_url, data_dir, presenting
+from ui.app import entered
+from ui.common import data_dir, presenting, share_url
 from ui.url_state import drop, from_link, strangers, to_link
 
 PAGE = "train"
@@ -142,6 +143,8 @@ def read_link() -> None:
     value the page cannot take is dropped, with a line saying so."""
     query = from_link(PAGE, (*LINK_SETTINGS, LOCK, *CLASS_PARAMS))
     if query is None:
+        if entered() and in_lesson() and not any(n in st.query_params for n in (*LINK_SETTINGS, LOCK)):
+            leave_lesson()  # the Train page opened from the menu is not the lesson's
         return
     others = strangers((*LINK_SETTINGS, LOCK, *CLASS_PARAMS))
     link = parse_link({**query, **{name: st.query_params[name] for name in others}})
@@ -155,6 +158,11 @@ def read_link() -> None:
     values.update(link.values)
     link.problems += fit_to_page(values, link.values)
     values["preset"] = matching_preset(values)
+    lesson = bool(link.locked or link.school.get("lesson") or link.school.get("challenge"))
+    if lesson and not in_lesson() and not new_session:  # what Leave the lesson gives back
+        st.session_state[key("own")] = {name: st.session_state.get(key(name)) for name in LINK_SETTINGS}
+    elif not lesson:
+        st.session_state.pop(key("own"), None)
     for name in LINK_SETTINGS:
         st.session_state[key(name)] = values[name]
     st.session_state[key("locked")] = link.locked
@@ -165,6 +173,23 @@ def read_link() -> None:
         st.session_state[NAME] = link.school["name"]
     if new_session and "dataset" not in link.values:
         st.session_state[key("dataset_note")] = default_dataset(data_dir())[1]
+
+
+def in_lesson() -> bool:
+    """Whether the settings are a lesson's: set by a link that locks controls, or names a lesson or challenge."""
+    return bool(st.session_state.get(key("locked")) or st.session_state.get(key("lesson"))
+                or st.session_state.get(key("challenge")))
+
+
+def leave_lesson() -> None:
+    """Unlock every control and give back the settings from before the lesson's link (a new session's: the
+    defaults); the lesson's and challenge's marks go too."""
+    own = st.session_state.pop(key("own"), None) or defaults()
+    for name in LINK_SETTINGS:
+        if own.get(name) is not None:
+            st.session_state[key(name)] = own[name]
+    for name in ("locked", "lesson", "challenge"):
+        st.session_state[key(name)] = set() if name == "locked" else None
 
 
 def fit_to_page(values: dict, given: dict) -> list[str]:
@@ -338,12 +363,31 @@ def share_box() -> None:
                  if columns[i % 4].checkbox(f"Lock {LABELS[name].lower()}", value=name in current,
                                             key=f"share_lock_{name}")}
         query = {**link_query(chosen(), locks), **class_query(school(), name=False)}  # never the student's name
-        st.code(f"{app_url()}/train?{urlencode(query, safe=',/:')}", language=None)
+        base, why_not = share_url()
+        st.code(f"{base}/train?{urlencode(query, safe=',/:')}", language=None)
+        if why_not:
+            st.caption(why_not)
 
 
-def summary_line() -> str:
-    """The settings in a few words, for the folded settings while a job is shown."""
-    v = chosen()
+def run_values(config: TrainConfig) -> dict:
+    """A run's config in the controls' terms (the link's names)."""
+    values = {name: getattr(config, name) for name in LINK_SETTINGS if name in SETTINGS}
+    folder = config.dataset.startswith("folder:")
+    values.update(dataset="folder" if folder else config.dataset, folder=config.dataset[7:] if folder else "")
+    values["preset"] = matching_preset(values)
+    return values
+
+
+def changed_knobs(run: dict) -> list[str]:
+    """The controls that no longer show what the run shown trained with, in words ("lr 0.002")."""
+    now = chosen()
+    return [f"{LABELS[name].lower()} {now[name]:g}" if isinstance(now[name], float) else f"{LABELS[name].lower()} "
+            f"{now[name]}" for name in (*PRESET_KNOBS, "dataset", "nproc", "seed") if now.get(name) != run.get(name)]
+
+
+def summary_line(values: dict | None = None) -> str:
+    """The settings in a few words (the controls', or a run's in run_values' terms), for the folded settings."""
+    v = values or chosen()
     preset = f"{PRESET_TEXT[v['preset']]} · " if v["preset"] in PRESETS else ""
     batch = f"batch {v['batch_size']}" + (f" × {v['nproc']} processes" if v["nproc"] > 1 else "")
     rule = f"momentum {v['momentum']:g}" if v["optimizer"] == "sgd" else OPTIMIZER_LABELS[v["optimizer"]]
