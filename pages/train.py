@@ -61,7 +61,7 @@ with st.expander(f"Settings{lock}: {summary_line(shown)}", key=key("settings_ope
         st.info(f"The controls differ from the run shown ({', '.join(changed)}): click **Train** to train them.",
                 icon=":material/edit:")
     if in_lesson():
-        line, leave = st.columns([4, 1], vertical_alignment="center")
+        line, leave = st.columns([5, 2], vertical_alignment="center")
         line.caption(locked_line() or "These settings are a lesson's.")
         leave.button("Leave the lesson", icon=":material/lock_open:", on_click=leave_lesson, width="stretch",
                      help="Unlock every control and go back to your own settings from before the lesson's link.")
