@@ -264,6 +264,8 @@ def test_speed_lab_sweep_draws_a_point_per_width(page):
     page.get_by_role("heading", name="Sweep: images per second by width").wait_for()
     set_slider(page, "Timed steps per point", "3")
     page.get_by_role("button", name="Run sweep").click()
-    page.wait_for_function(f"() => {{ const p = ({CHART_POINTS})('Training speed'); "
-                           "return p !== null && p.some(n => n === 6); }", timeout=180_000)
-    assert 6 in chart_points(page, "Training speed")  # 6, 16, 32, 64, 128, 256
+    # the sweep's fragment redraws its chart twice a second, and on a busy machine the page can hold the old copy
+    # beside the new one for a while: any copy of the chart with a line of 6 points (6, 16, 32, 64, 128, 256)
+    six = ("() => [...document.querySelectorAll('.js-plotly-plot')].some(g => g.layout && g.layout.title && "
+           "(g.layout.title.text || '').includes('Training speed') && g.data.some(t => (t.x || []).length === 6))")
+    page.wait_for_function(six, timeout=180_000)
