@@ -95,6 +95,9 @@ def app_env(tmp_path, monkeypatch):
     monkeypatch.setattr(core.jobs, "_manager", manager)
     yield manager
     manager.shutdown()
+    for job in manager.jobs():  # a stopped job's thread finishes its step (and its checkpoint) before the next test:
+        if job.worker is not None and job.worker.kind == "thread":  # it would train beside it, in this process
+            job.worker.handle.join(30)
 
 
 # -- helpers the test files share ------------------------------------------------------------------------------
