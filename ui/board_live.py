@@ -19,7 +19,8 @@ from starlette.routing import Route
 from core.board import CLASS, board_rows, differing_knobs
 from core.jobs import get_manager
 from core.runs.names import KNOB_TEXT
-from ui.live import AXIS, PLOTLY_URL, STYLE, _asset, clock
+from ui.job_status import clock
+from ui.live import AXIS, PLOTLY_URL, STYLE, _asset
 
 BOARD_URL = "api/board"
 POLL_MS = 1000

@@ -51,6 +51,11 @@ def job_active(job: Job | None) -> bool:
     return job is not None and job.snapshot().active
 
 
+def clock(seconds: float) -> str:
+    """Seconds as a clock shows them: 1:05."""
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
 def status_parts(snap: Snapshot, steps: bool = True) -> tuple[str, str, str]:
     """(icon, word, detail) of the job's state, e.g. ('directions_run', 'running', ': epoch 1 of 2, step 500 of
     25,000'): the icon a Material Symbols name;
@@ -60,7 +65,7 @@ def status_parts(snap: Snapshot, steps: bool = True) -> tuple[str, str, str]:
         manager = get_manager()
         job = manager.get(snap.id)
         wait = manager.wait_seconds(job) if job is not None else None
-        about = f", about {int(wait // 60)}:{int(wait % 60):02d} to wait" if wait is not None else ""
+        about = f", about {clock(wait)} to wait" if wait is not None else ""
         slots = manager.max_running
         at_once = f"{slots} jobs train at once" if slots > 1 else "one job trains at a time"
         detail = f" (place {snap.place} in the queue{about}; {at_once})"

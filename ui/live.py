@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from core.figures import accuracy_traces, loss_ranges, running_loss_trace
 from core.jobs import Snapshot, get_manager
-from ui.job_status import status_parts
+from ui.job_status import clock, status_parts
 
 STATIC = Path(__file__).resolve().parent / "static"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -50,10 +50,6 @@ AXIS = dict(gridcolor="#e6eaf1", zerolinecolor="#d5dae3", linecolor="#d5dae3", a
 def time_left(snap: Snapshot) -> str:
     seconds = snap.seconds_left
     return "" if seconds is None else f" · about {clock(seconds)} left"
-
-
-def clock(seconds: float) -> str:
-    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
 def processes_note(snap: Snapshot) -> str:
