@@ -40,9 +40,13 @@ def stage(pg, name: str) -> None:
 
 
 def shown(pg) -> dict[str, str]:
-    """The chosen weight's numbers as the Update tab shows them (text, to know their precision)."""
-    return pg.evaluate("() => Object.fromEntries([...document.querySelectorAll('.step-values [data-name]')]"
-                       ".map(s => [s.dataset.name, s.innerText]))")
+    """The chosen weight's numbers as the Update tab shows them (text, to know their precision): the newest
+    step's, as a busy page can hold the last step's copy beside the new one for a moment."""
+    return pg.evaluate("""() => {
+        const blocks = [...document.querySelectorAll('.step-values')];
+        const newest = blocks.sort((a, b) => Number(b.dataset.step) - Number(a.dataset.step))[0];
+        return Object.fromEntries([...newest.querySelectorAll('[data-name]')].map(s => [s.dataset.name, s.innerText]));
+    }""")
 
 
 def ulp(text: str) -> float:

@@ -120,7 +120,7 @@ def test_killing_one_rank_ends_the_run_as_failed_within_30_s(tmp_path):
                           "--batch-size", "8", "--nproc", "2"], cwd=ROOT, env=ENV, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: any(e["type"] == "loss" for d in runs.glob("*") for e in events(d)), 120, "a loss point")
+        wait_for(lambda: any(e["type"] == "loss" for e in written_events(runs)), 120, "a loss point")
         ranks = {rank_of(pid): pid for pid in children(p.pid)}
         assert set(ranks) == {0, 1}
         os.kill(ranks[1], signal.SIGKILL)
@@ -260,7 +260,7 @@ def test_ctrl_c_stops_every_rank_and_keeps_the_run(tmp_path, shapes_dir):
                           "--nproc", "2"], cwd=ROOT, env=ENV, text=True, stderr=subprocess.PIPE,
                          start_new_session=True)
     try:
-        wait_for(lambda: any(e["type"] == "loss" for d in runs.glob("*") for e in events(d)), 120, "a loss point")
+        wait_for(lambda: any(e["type"] == "loss" for e in written_events(runs)), 120, "a loss point")
         ranks = descendants(p.pid)
         os.killpg(p.pid, signal.SIGINT)
         err = p.communicate(timeout=30)[1]
@@ -291,7 +291,7 @@ def test_killing_the_server_ends_a_data_parallel_job_and_every_rank(tmp_path, sh
     server = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT), runs=str(runs), data=shapes_dir)],
                               cwd=ROOT)
     try:
-        wait_for(lambda: any(e["type"] == "loss" for d in runs.glob("2*") for e in events(d)), 120, "a loss point")
+        wait_for(lambda: any(e["type"] == "loss" for e in written_events(runs, "2*")), 120, "a loss point")
         processes = descendants(server.pid)
         assert len(processes) >= 3  # the worker and its two ranks
         server.kill()
@@ -329,10 +329,28 @@ def start_ddp(tmp_path, runs, env=None) -> subprocess.Popen:
                             stdout=open(tmp_path / "out.txt", "w"), stderr=open(tmp_path / "err.txt", "w"))
 
 
-def training_ranks(p, runs) -> dict[int, int]:
-    wait_for(lambda: any(e["type"] == "loss" for d in runs.glob("*") for e in events(d)), 120, "a loss point")
-    ranks = {rank_of(pid): pid for pid in children(p.pid)}
-    assert set(ranks) == {0, 1}
+def written_events(runs, folders: str = "*") -> list[dict]:
+    """Every event written so far under runs, [] before rank 0 has made its folder or its metrics.jsonl, and
+    without a line it is still writing."""
+    found = []
+    for path in runs.glob(f"{folders}/metrics.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                pass
+    return found
+
+
+def training_ranks(p, runs, ranks: dict[int, int]) -> dict[int, int]:
+    """Waits for a loss point and both ranks, and fills `ranks` (rank -> pid) in place, so a test's `finally`
+    can end the ranks found even when the wait fails."""
+    wait_for(lambda: any(e["type"] == "loss" for e in written_events(runs)), 120, "a loss point")
+
+    def both():
+        ranks.update({rank: pid for pid in children(p.pid) if (rank := rank_of(pid)) is not None})
+        return set(ranks) >= {0, 1}
+    wait_for(both, 30, "ranks 0 and 1 among the launcher's children")
     return ranks
 
 
@@ -348,8 +366,9 @@ def test_killing_rank_0_leaves_a_summary_that_says_so(tmp_path):
     it writes the summary: failed, rank 0 killed; no .running marker is left (main left both undone)."""
     runs = tmp_path / "runs"
     p = start_ddp(tmp_path, runs)
+    ranks = {}
     try:
-        ranks = training_ranks(p, runs)
+        training_ranks(p, runs, ranks)
         os.kill(ranks[0], signal.SIGKILL)
         p.wait(timeout=30)
     finally:
@@ -365,8 +384,9 @@ def test_killing_rank_0_leaves_a_summary_that_says_so(tmp_path):
 def test_killing_the_launcher_ends_the_run_as_interrupted_and_leaves_no_temporary_folder(tmp_path):
     runs = tmp_path / "runs"
     p = start_ddp(tmp_path, runs)
+    ranks = {}
     try:
-        ranks = training_ranks(p, runs)
+        training_ranks(p, runs, ranks)
         assert list((tmp_path / "tmp").glob("cnn-ddp-*"))
         p.kill()
         p.wait(timeout=10)
@@ -386,8 +406,9 @@ def test_a_rank_that_stops_answering_is_noticed_by_its_heartbeat_not_the_5_minut
     silence allowed (60 s; 8 s here) the launcher ends it, and the run is failed, saying which rank and why."""
     runs = tmp_path / "runs"
     p = start_ddp(tmp_path, runs, env={"CNN_DDP_SILENT_SECONDS": "8"})
+    ranks = {}
     try:
-        ranks = training_ranks(p, runs)
+        training_ranks(p, runs, ranks)
         os.kill(ranks[1], signal.SIGSTOP)
         stopped = time.monotonic()
         p.wait(timeout=60)
@@ -453,8 +474,9 @@ def test_stopping_the_launcher_while_a_rank_hangs_still_leaves_a_summary(tmp_pat
     the launcher ends both by force after 5 s. Main wrote no summary; the launcher now writes it: interrupted."""
     runs = tmp_path / "runs"
     p = start_ddp(tmp_path, runs)
+    ranks = {}
     try:
-        ranks = training_ranks(p, runs)
+        training_ranks(p, runs, ranks)
         os.kill(ranks[1], signal.SIGSTOP)
         time.sleep(1)
         p.send_signal(signal.SIGTERM)
