@@ -56,7 +56,7 @@ def board_rows(entries: list, hide_names: bool = False) -> list[dict]:
 
 
 BOARD_KNOBS = ("lr", "momentum", "batch_size", "epochs", "optimizer", "conv_width", "conv2_width", "schedule",
-               "nesterov", "seed", "nproc")
+               "nesterov", "train_images", "seed", "nproc")
 
 
 def differing_knobs(configs: list) -> list[dict[str, str]]:

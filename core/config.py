@@ -83,6 +83,9 @@ class TrainConfig:
                             "Data directory", "a non-empty path", lambda v: isinstance(v, str) and v.strip() != "")
     epochs: int = setting(2, "--epochs", "how many times the network sees every training image", "Epochs",
                           "a whole number from 1 to 1000", whole_number(1, 1000), pages={"train": (1, 30)})
+    train_images: int = setting(0, "--train-images", "train on N of the training images, the same N every run "
+                                "(0 = all of them): few images and many epochs show overfitting", "Training images",
+                                "0 (all) or a whole number of images", whole_number(0, 10**8))
     lr: float = setting(0.001, "--lr", "learning rate: how big a step the optimizer takes; too big and the loss "
                         "explodes (diverges)", "Learning rate", "> 0 and at most 10",
                         Range(0, 10, whole=False, open_low=True), ladder=LEARNING_RATES)

@@ -343,6 +343,14 @@ def check_folder(path: str | os.PathLike) -> None:
     _unreadable_is_bad_input(_check_folder, Path(path).expanduser())
 
 
+def folder_classes(path: str | os.PathLike) -> list[str]:
+    """An image folder's class names (its train/ sub-folders), checked as check_folder does: DatasetError, with
+    the reason, where it cannot be an image dataset."""
+    folder = Path(path).expanduser()
+    _unreadable_is_bad_input(_check_folder, folder)
+    return _unreadable_is_bad_input(lambda f: [d.name for d in _class_dirs(f / "train")], folder)
+
+
 def _check_folder(folder: Path) -> None:
     _check_folder_layout(folder)
     if not _has_images(folder / "train") or not _has_images(folder / "test"):

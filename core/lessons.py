@@ -7,6 +7,7 @@ by core/links.py like any other link: a lesson cannot hold a value the Train pag
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -40,7 +41,7 @@ class LessonLink:
     def url(self) -> str:
         """The link's path and query, e.g. 'train?dataset=shapes&lr=0.01&lock=lr'."""
         query = self.query()
-        return self.page + ("?" + urlencode(query, safe=",:") if query else "")
+        return self.page + ("?" + urlencode(query, safe=",:/") if query else "")
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,19 @@ def lesson_boards(dataset: str = "cifar10") -> list[str]:
     return list(dict.fromkeys(link.board() for lesson in lessons(dataset) for link in lesson.links if link.board()))
 
 
-def lessons(dataset: str = "cifar10", gpu: bool = True) -> list[Lesson]:
-    """The lessons in the tutorial's order, on `dataset` (cifar10, or shapes where CIFAR-10 cannot be had); on a
-    machine without a GPU (gpu=False) the CPU-against-GPU lesson asks what this machine can answer."""
-    tour = [*_first_steps(dataset), _inside_a_step(dataset), *_knobs(dataset), *_devices(dataset, gpu),
-            _challenges(dataset)]
+def dataset_settings(dataset: str) -> dict[str, str]:
+    """A dataset in a link's terms: {"dataset": "shapes"}, or {"dataset": "folder", "folder": PATH}."""
+    if dataset.startswith("folder:"):
+        return {"dataset": "folder", "folder": dataset[len("folder:"):]}
+    return {"dataset": dataset}
+
+
+def lessons(dataset: str = "cifar10", gpu: bool = True, classes: int = 10) -> list[Lesson]:
+    """The lessons in the tutorial's order, on `dataset` (cifar10; shapes where CIFAR-10 cannot be had; or the
+    teacher's image folder, folder:PATH, of `classes` classes); on a machine without a GPU (gpu=False) the
+    CPU-against-GPU lesson asks what this machine can answer."""
+    d = Data(dataset, classes if dataset.startswith("folder:") else 10)
+    tour = [*_first_steps(d), _inside_a_step(d), *_knobs(d), *_devices(d, gpu), _challenges(d)]
     return [dataclasses.replace(lesson, title=f"{i}. {lesson.title}", links=tuple(_of_lesson(link, i)
                                                                                   for link in lesson.links))
             for i, lesson in enumerate(tour, 1)]
@@ -74,23 +83,58 @@ def _of_lesson(link: LessonLink, number: int) -> LessonLink:
     return dataclasses.replace(link, school={"lesson": number, **link.school})
 
 
-def _train_link(dataset: str, label: str, locked: set[str], **changes) -> LessonLink:
-    """A Train link that names every knob: the tutorial's settings with `changes`."""
+@dataclass(frozen=True)
+class Data:
+    """The dataset the lessons run on, as their words need it."""
+
+    name: str  # cifar10, shapes or folder:PATH
+    classes: int = 10
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return dataset_settings(self.name)
+
+    @property
+    def guess_loss(self) -> str:
+        """The loss of a guess spread evenly over the classes: "ln(10) = 2.30"."""
+        return f"ln({self.classes}) = {math.log(self.classes):.2f}"
+
+    @property
+    def chance(self) -> str:
+        return f"{1 / self.classes:.0%}"
+
+    def about(self) -> str:
+        """What the pictures are, for the first lesson."""
+        if self.name == "cifar10":
+            return ("50,000 small colour photos in 10 classes (planes, cars, birds, cats, deer, dogs, frogs, horses, "
+                    "ships, trucks), and 10,000 more kept apart to test on. Each picture is")
+        if self.name == "shapes":
+            return ("10,000 drawn shapes in 10 classes, made on this machine (the offline stand-in for CIFAR-10's "
+                    "50,000 photos), and 2,000 more kept apart to test on. Each picture is")
+        return (f"the pictures in your folder `{self.name[len('folder:'):]}`: its train/ sub-folder to learn from, "
+                f"its test/ sub-folder kept apart to test on, one folder per class ({self.classes} classes). Each "
+                "picture becomes")
+
+
+def _train_link(d: Data, label: str, locked: set[str], **changes) -> LessonLink:
+    """A Train link that names every knob: the tutorial's settings with `changes` (a folder is locked with the
+    dataset)."""
     knobs = preset_values("tutorial")
     preset = "tutorial" if all(knobs.get(k, v) == v for k, v in changes.items()) else "custom"
-    return LessonLink(label, "train", dict(dataset=dataset, preset=preset, **{**knobs, **changes}), frozenset(locked))
+    if "dataset" in locked and "folder" in d.settings:
+        locked = {*locked, "folder"}
+    return LessonLink(label, "train", dict(**d.settings, preset=preset, **{**knobs, **changes}), frozenset(locked))
 
 
-def _first_steps(d: str) -> list[Lesson]:
+def _first_steps(d: Data) -> list[Lesson]:
     """The data, the network's shapes, and training as the tutorial does."""
     return [
         Lesson(
             "The data",
-            "The network learns from labelled pictures: 50,000 small colour images in 10 classes for CIFAR-10, "
-            "10,000 drawn shapes for the offline Shapes set. Each picture is 3 channels (red, green, blue) of "
+            f"The network learns from labelled pictures: {d.about()} 3 channels (red, green, blue) of "
             "32x32 pixels, each pixel a number from 0 to 255. The tutorial first scales these to 0..1 and "
             "then *normalizes* them to -1..1, centred on 0, which makes SGD's job easier.",
-            (LessonLink("Open the Data page", "data", dict(dataset=d)),),
+            (LessonLink("Open the Data page", "data", d.settings),),
             "the images per class (are the classes balanced?) and the two histograms: the same pixels before "
             "and after normalization.",
             "A pixel has the value 191 (of 255). What is it after ToTensor, and after Normalize((0.5,), (0.5,))?",
@@ -110,16 +154,17 @@ def _first_steps(d: str) -> list[Lesson]:
             "The tutorial's loop: take 4 images, compute the cross-entropy loss of the network's guesses, "
             "backpropagate, and let SGD (learning rate 0.001, momentum 0.9) nudge every weight. It prints the "
             "*running loss*, the average loss of the last batches: watch it fall. A guess spread evenly over "
-            "10 classes has a loss of ln(10) = 2.30.",
+            f"{d.classes} classes has a loss of {d.guess_loss}.",
             (_train_link(d, "Train with the tutorial's settings", {"dataset", "preset", "lr", "momentum", "batch_size",
                                                             "conv_width", "conv2_width", "epochs"}),),
-            "the Running loss chart (how soon does it leave 2.30?) and the test accuracy after each epoch.",
-            "After 2 epochs, is the network better than guessing (10%)? By how much?",
+            f"the Running loss chart (how soon does it leave {d.guess_loss.split(' = ')[1]}?) and the test accuracy "
+            "after each epoch.",
+            f"After 2 epochs, is the network better than guessing ({d.chance})? By how much?",
         ),
     ]
 
 
-def _inside_a_step(d: str) -> Lesson:
+def _inside_a_step(d: Data) -> Lesson:
     """What one step of the loop does to one weight, with the numbers in (the Step page)."""
     return Lesson(
         "Inside one step",
@@ -130,14 +175,14 @@ def _inside_a_step(d: str) -> Lesson:
         "buf = μ·buf + g, then w_new = w − lr·buf. The Step page takes one step on one batch, shows each stage "
         "with PyTorch's own numbers, and checks the rule written out against `optimizer.step()`.",
         (LessonLink("Take one step with the tutorial's settings", "step",
-                    dict(dataset=d, lr=0.001, momentum=0.9, batch_size=4), frozenset({"lr"})),),
+                    dict(**d.settings, lr=0.001, momentum=0.9, batch_size=4), frozenset({"lr"})),),
         "the Update tab: w, g, buf and w_new of one weight; press Take the step and watch buf build up; then the "
         "Effect tab: the batch's loss for a much smaller and a much larger step than the learning rate.",
         "The gradient of this weight is −0.02 and lr is 0.001: which way does the weight move, and by how much?",
     )
 
 
-def _knobs(d: str) -> list[Lesson]:
+def _knobs(d: Data) -> list[Lesson]:
     """What each knob does: learning rate, momentum, longer training."""
     return [
         Lesson(
@@ -145,7 +190,7 @@ def _knobs(d: str) -> list[Lesson]:
             "The learning rate is the size of SGD's step. Too high and the steps overshoot: the loss jumps "
             "up instead of down and *diverges* (the weights blow up), or every ReLU ends up outputting 0 "
             "and the network guesses one class. Too low and the weights barely move: after an epoch the "
-            "loss is still near 2.30.",
+            f"loss is still near {d.guess_loss.split(' = ')[1]}.",
             (_train_link(d, "Too high: learning rate 10", {"lr", "epochs"}, lr=10.0, epochs=1),
              _train_link(d, "Too low: learning rate 0.0001", {"lr", "epochs"}, lr=0.0001, epochs=1),
              _train_link(d, "About right: 0.001", {"lr", "epochs"}, lr=0.001, epochs=1)),
@@ -182,18 +227,25 @@ def _knobs(d: str) -> list[Lesson]:
         ),
         Lesson(
             "Overfitting",
-            "Trained for long enough, a network starts to *memorize* its training images instead of learning "
-            "what a class looks like. Its accuracy on the training images keeps climbing while its accuracy "
-            "on test images it has never seen stalls or falls. The accuracy chart shows both.",
-            (_train_link(d, "Train for 12 epochs, a wide network", {"epochs", "conv_width"}, epochs=12, lr=0.01,
-                   batch_size=32, conv_width=32, conv2_width=32),),
+            "Trained for long enough on too few pictures, a network starts to *memorize* its training images "
+            "instead of learning what a class looks like. Its accuracy on the training images keeps climbing while "
+            "its accuracy on test images it has never seen stalls or falls. This link trains on only "
+            f"{OVERFIT['train_images']} training images, {OVERFIT['epochs']} times over (about a minute); the "
+            "accuracy chart shows both lines.",
+            (_train_link(d, f"Train on {OVERFIT['train_images']} images for {OVERFIT['epochs']} epochs",
+                         {"epochs", "train_images"}, **OVERFIT),),
             "the gap between the train line and the test line, epoch by epoch.",
-            "From which epoch on does more training stop helping on the test set?",
+            "From which epoch on does more training stop helping on the test set? What would close the gap?",
         ),
     ]
 
 
-def _devices(d: str, gpu: bool = True) -> list[Lesson]:
+# Lesson 6's run: few images, many epochs, a learning rate that memorizes them. Train and test accuracy part by 20
+# points or more within its 30 epochs on Shapes (seeds 0-2) and on the CIFAR-10 folder (docs/benchmarks.md)
+OVERFIT = dict(train_images=500, epochs=30, lr=0.01, batch_size=8)
+
+
+def _devices(d: Data, gpu: bool = True) -> list[Lesson]:
     """Where it trains: a wider network on a GPU, then several processes (data parallelism)."""
     return [
         Lesson(
@@ -238,10 +290,20 @@ CHALLENGES = {
 }
 
 
-def _challenges(d: str) -> Lesson:
+def _challenges(d: Data) -> Lesson:
     """Two class challenges: the class's answers gather on the Board page, ranked."""
-    beat, fastest = CHALLENGES.get(d, CHALLENGES["shapes"])
-    tutorial = "54% after 2 epochs" if d == "cifar10" else "about 70% after 1 epoch"
+    if d.name not in CHALLENGES:  # a teacher's folder: no goal is known, so the board ranks by accuracy
+        return Lesson(
+            "Class challenges",
+            "A question for the whole class at once. Everyone opens the same link, types their name beside Train, "
+            "chooses their own settings and trains; the **Board** page (on the projector) shows every run live, "
+            "best first. On your own pictures no goal is known yet: the first runs set it.",
+            (_train_link(d, "Best test accuracy in one epoch", {"dataset", "epochs"}, epochs=1),),
+            "the Board page: which settings reached the best test accuracy.",
+            "Which knob did the best runs change most? Would the same settings win with a different seed?",
+        )
+    beat, fastest = CHALLENGES[d.name]
+    tutorial = "54% after 2 epochs" if d.name == "cifar10" else "about 70% after 1 epoch"
     return Lesson(
         "Class challenges",
         "A question for the whole class at once. Everyone opens the same link, types their name beside Train, "

@@ -19,7 +19,7 @@ DATASET_CHOICES = (*DATASETS, "folder")
 PRESET_CHOICES = (*PRESETS, "custom")
 # every setting a link can hold, in the order the Train page shows them
 LINK_SETTINGS = ("dataset", "folder", "preset", "epochs", "optimizer", "lr", "momentum", "batch_size", "conv_width",
-                 "conv2_width", "schedule", "nesterov", "device", "nproc", "seed")
+                 "conv2_width", "schedule", "nesterov", "train_images", "device", "nproc", "seed")
 # what a preset sets (core/config.py's PRESETS): moving one of these by hand makes the settings Custom
 PRESET_KNOBS = ("epochs", "optimizer", "lr", "momentum", "batch_size", "conv_width", "conv2_width", "schedule",
                 "nesterov")
@@ -134,7 +134,7 @@ def link_query(values: Mapping[str, Any], locked: set[str] | frozenset[str] = fr
     """Query parameters for these settings (LINK_SETTINGS order; `folder` only with dataset=folder) and locks."""
     query = {name: _text(values[name]) for name in LINK_SETTINGS
              if name in values and (name != "folder" or values.get("dataset") == "folder")
-             and (name != "nproc" or values[name] != 1)}  # one process, as ever: not worth a word in a link
+             and (name, values[name]) not in (("nproc", 1), ("train_images", 0), ("seed", 0))}  # the defaults
     if locked:
         query[LOCK] = "all" if set(LINK_SETTINGS) <= set(locked) else ",".join(n for n in LINK_SETTINGS if n in locked)
     return query

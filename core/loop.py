@@ -40,6 +40,23 @@ STOP_MESSAGE = "stopped by the user"  # a stop with a reason of its own (Control
 TRAIN_SAMPLE = 2000  # training images measured at each epoch end: train accuracy beside test accuracy
 
 
+def spread(n: int, k: int) -> torch.Tensor:
+    """k of the indices 0..n-1 (all of them where k >= n), drawn the same way every time and sorted: a fair share of
+    every class even where the images are stored class after class (an image folder)."""
+    if k >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:k].sort().values
+
+
+def train_share(dataset: Dataset, images: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images and labels a run trains on: all of them, or (images > 0) that many, the same ones
+    every run."""
+    if not images:
+        return dataset.train_images, dataset.train_labels
+    pick = spread(len(dataset.train_labels), images)
+    return dataset.train_images[pick], dataset.train_labels[pick]
+
+
 class Control:
     """Stop and pause requests from outside the loop (UI thread, signal handler, parent process).
 
@@ -175,7 +192,11 @@ class Loop:
         self.optimizer = make_optimizer(self.model, config, device)
         self.normalize = Normalizer(dataset.mean, dataset.std, device)
         # the whole dataset lives on the device once; batches are slices of it
-        self.train_x, self.train_y = dataset.train_images.to(device), dataset.train_labels.to(device)
+        self.train_x, self.train_y = (t.to(device) for t in train_share(dataset, config.train_images))
+        # the training images whose accuracy is measured at every epoch's end: the same ones every epoch, drawn
+        # from the whole set (an image folder lists its classes one after another)
+        sample = spread(len(self.train_y), TRAIN_SAMPLE).to(device)
+        self.sample_x, self.sample_y = self.train_x[sample], self.train_y[sample]
         self.test_x, self.test_y = dataset.test_images.to(device), dataset.test_labels.to(device)
         self.global_batch = config.batch_size * team.size
         self.steps_per_epoch = epoch_steps(len(self.train_y), config.batch_size, team.size)
@@ -303,9 +324,9 @@ class Loop:
             logits = infer(self.net, self.test_x, self.normalize)
             # the same fixed training images every epoch: train accuracy climbing while test accuracy stalls
             # is overfitting
-            train_logits = infer(self.net, self.train_x[:TRAIN_SAMPLE], self.normalize)
+            train_logits = infer(self.net, self.sample_x, self.normalize)
         result = summarize(logits, self.test_y, self.dataset.num_classes)
-        result["train_accuracy"] = (train_logits.argmax(1) == self.train_y[:TRAIN_SAMPLE]).float().mean().item()
+        result["train_accuracy"] = (train_logits.argmax(1) == self.sample_y).float().mean().item()
         full_epoch = epoch_tally.steps == self.steps_per_epoch
         self.last_eval = dict(type="epoch", epoch=epoch, partial=not full_epoch, steps=self.step,
                               images_seen=self.images_seen, **result, eval_seconds=time.perf_counter() - started,
@@ -377,7 +398,8 @@ def check_fits_dataset(config: TrainConfig, device: torch.device, dataset: Datas
     """Bad input (memory too small for the network and batch) before the first step, and before a run folder;
     `processes` of them on this machine's memory, when a launcher checks a CPU data-parallel run."""
     check_fits(config, str(device), processes, channels=dataset.channels, image_size=dataset.image_size,
-               num_classes=dataset.num_classes, num_train=len(dataset.train_labels),
+               num_classes=dataset.num_classes,
+               num_train=min(config.train_images or math.inf, len(dataset.train_labels)),
                num_test=len(dataset.test_labels))
 
 

@@ -10,12 +10,12 @@ import time
 import streamlit as st
 
 from core.board import CLASS, board_csv, board_rows, board_title
-from core.data import default_dataset
 from core.lessons import lesson_boards, lessons
 from ui.app import require_app
 from ui.board_live import board_element, board_jobs, boards
 from ui.classroom import is_teacher
-from ui.common import data_dir, plain, presenting
+from ui.common import plain, presenting
+from ui.lesson_data import lesson_dataset
 from ui.url_state import controls_from_link, to_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
@@ -23,7 +23,7 @@ require_app()  # first: a page run without dashboard.py is run again through it
 # Board heights: the table and chart take what the screen has below the title and the controls
 BOARD_HEIGHT = "clamp(300px, calc(100vh - 330px), 760px)"
 
-dataset = default_dataset(data_dir())[0]
+dataset = lesson_dataset()  # the Lessons page's: its challenges' boards
 titles = [lesson.title for lesson in lessons(dataset)]
 known = boards()  # the ones with runs, newest first; then every lesson's and challenge's, ready before a class starts
 label = lambda board: board_title(board, titles)  # noqa: E731

@@ -23,12 +23,19 @@ def dataset_label(name: str) -> str:
     return labels[name]
 
 
-controls_from_link("data", {"dataset": ("data_dataset", dataset_label)})  # /data?dataset=shapes
+def folder_path(text: str) -> str:
+    if not text.strip():
+        raise ValueError("it is empty")
+    return text.strip()
+
+
+# /data?dataset=shapes, /data?dataset=folder&folder=/data/pictures
+controls_from_link("data", {"dataset": ("data_dataset", dataset_label), "folder": ("data_folder", folder_path)})
 choice = st.selectbox("Dataset", list(DATASETS), key="data_dataset", persist_state="session")
 name = DATASETS[choice]
-to_link("data", {"dataset": name}, ["dataset"])  # a link to this page shows this dataset
+folder = st.text_input("Folder path", key="data_folder", persist_state="session") if name == "folder" else ""
+to_link("data", {"dataset": name, **({"folder": folder.strip()} if folder.strip() else {})}, ["dataset", "folder"])
 if name == "folder":
-    folder = st.text_input("Folder path", key="data_folder", persist_state="session")
     if not folder.strip():
         st.info("Enter the path of a folder with train/ and test/ sub-folders, one sub-folder per class.")
         st.stop()

@@ -1,36 +1,65 @@
-"""Lessons: a tour of the tutorial, each step a link that sets the dashboard up for it."""
+"""Lessons: a tour of the tutorial, each step a link that sets the dashboard up for it, on the dataset the teacher
+chooses (Shapes, CIFAR-10 where it can be had, or an image folder)."""
 
 import streamlit as st
 
 from core.board import board_title
-from core.data import default_dataset
+from core.data import DatasetError, dataset_label, folder_classes
 from core.device import available_devices
 from core.lessons import lessons
 from ui.app import require_app
-from ui.common import data_dir, share_url
+from ui.common import plain, share_url
+from ui.lesson_data import ANOTHER_FOLDER, lesson_dataset_choices, parse_lesson_dataset
 from ui.url_state import controls_from_link, to_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
 st.title("Lessons: the tutorial, step by step")
-dataset, why = default_dataset(data_dir())
+choices, why = lesson_dataset_choices()
 if why:
     st.info(why)
-tour = lessons(dataset, gpu=available_devices() != ["cpu"])
-titles = [lesson.title for lesson in tour]
+LESSONS = len(lessons("shapes"))
 
 
 def lesson_number(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= len(tour):
-        raise ValueError(f"the lessons are numbered 1 to {len(tour)}")
+    if not text.isdigit() or not 1 <= int(text) <= LESSONS:
+        raise ValueError(f"the lessons are numbered 1 to {LESSONS}")
     return int(text)
 
 
-controls_from_link("lessons", {"lesson": ("lesson", lesson_number)})  # ?lesson=4 opens the fourth
+# ?lesson=4 opens the fourth; &dataset=shapes (or folder:PATH) is the class's dataset
+controls_from_link("lessons", {"lesson": ("lesson", lesson_number),
+                               "dataset": ("lessons_dataset", parse_lesson_dataset)})
+held = st.session_state.get("lessons_dataset") or ""
+if held not in choices and held != ANOTHER_FOLDER and not held.startswith("folder:"):  # new, or gone
+    st.session_state.lessons_dataset = choices[0]
+options = [*dict.fromkeys([*choices, st.session_state.lessons_dataset]), ANOTHER_FOLDER]
 st.session_state.setdefault("lesson", 1)
-number = st.selectbox("Lesson", range(1, len(tour) + 1), key="lesson", format_func=lambda n: titles[n - 1],
-                      persist_state="session")
-to_link("lessons", {"lesson": str(number)}, ["lesson"])  # the lesson is in the URL: a class can be sent to it
+pick, number_col = st.columns([2, 3])
+dataset = pick.selectbox("The class's dataset", options, key="lessons_dataset", persist_state="session",
+                         format_func=lambda d: "Another image folder…" if d == ANOTHER_FOLDER else dataset_label(d),
+                         help="Every lesson's links train on it, and the lessons' words describe it.")
+classes = 10
+if dataset == ANOTHER_FOLDER:
+    path = pick.text_input("Folder path", key="lessons_folder", persist_state="session",
+                           placeholder="/data/my-pictures (train/ and test/, a folder per class in each)")
+    if not path.strip():
+        st.info("Enter the path of a folder on this machine with train/ and test/ sub-folders, one sub-folder per "
+                "class in each; the lessons' links will train on it.")
+        st.stop()
+    dataset = f"folder:{path.strip()}"
+if dataset.startswith("folder:"):
+    try:
+        classes = len(folder_classes(dataset[len("folder:"):]))
+    except DatasetError as exc:
+        st.error(f"The lessons cannot use that folder: {plain(str(exc))}")
+        st.stop()
+tour = lessons(dataset, gpu=available_devices() != ["cpu"], classes=classes)
+titles = [lesson.title for lesson in tour]
+number = number_col.selectbox("Lesson", range(1, len(tour) + 1), key="lesson", format_func=lambda n: titles[n - 1],
+                              persist_state="session")
+# the lesson and its dataset (where not the default) are in the URL: a class can be sent to it
+to_link("lessons", {"lesson": str(number), "dataset": dataset if dataset != choices[0] else ""}, ["lesson", "dataset"])
 lesson = tour[number - 1]
 
 st.header(lesson.title)

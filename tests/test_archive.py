@@ -32,7 +32,9 @@ def untouched(root: Path, before: set[str]) -> bool:
 
 def test_a_run_is_named_by_what_it_is_and_takes_a_title_and_a_note(run):
     info = load_run(run)
-    assert info.title == f"Shapes (offline) · Tutorial · epochs 1 · lr 0.01 · batch 32 · {info.accuracy:.1%}"
+    started = f"{info.name[9:11]}:{info.name[11:13]}"  # the folder's name: 20261202-140512-shapes-9124
+    assert info.title == (f"Shapes (offline) · Tutorial · epochs 1 · lr 0.01 · batch 32 · {info.accuracy:.1%} · "
+                          f"{started}")
     write_meta(run, "  My   first run ", "lr 0.01 learns fast")
     info = load_run(run)
     assert info.title == "My first run" and info.meta["note"] == "lr 0.01 learns fast"

@@ -94,8 +94,8 @@ def test_measure_scaling_draws_images_per_second_by_processes(projector):
     if os.cpu_count() > 1:
         expected.append(f"1 process, {os.cpu_count()} threads")
     pg.get_by_text(f"{len(expected)} of {len(expected)} measured (finished)").wait_for(timeout=240_000)
-    pg.wait_for_function(f"() => {{ const b = ({BARS})('Scaling out'); return b && b[0].x.length === {len(expected)}; }}",
-                         timeout=30_000)
+    every_bar = f"() => {{ const b = ({BARS})('Scaling out'); return b && b[0].x.length === {len(expected)}; }}"
+    pg.wait_for_function(every_bar, timeout=30_000)
     bars = pg.evaluate(BARS, "Scaling out")
     assert [b["name"] for b in bars] == ["conv width 6"]
     assert bars[0]["x"] == expected and all(y > 100 for y in bars[0]["y"])

@@ -86,7 +86,7 @@ def test_one_schema_gives_the_flags_the_checks_the_command_line_and_the_readme_t
     # every setting that differs from its default makes the round trip through the command line
     c = TrainConfig(dataset="shapes", data_dir="/tmp/d", epochs=3, lr=0.05, momentum=0.5, nesterov=True,
                     schedule="one-cycle", batch_size=32, conv_width=7, conv2_width=9, device="cpu", seed=3,
-                    threads=1, log_interval=5, max_steps=100, target_accuracy=0.6, nproc=2)
+                    threads=1, log_interval=5, max_steps=100, target_accuracy=0.6, nproc=2, train_images=500)
     other = c.replace(nesterov=False, optimizer="rmsprop")  # Nesterov momentum is SGD's alone
     assert all(getattr(c, n) != f.default or getattr(other, n) != f.default for n, f in SETTINGS.items()
                if n != "dataset")

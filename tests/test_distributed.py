@@ -89,7 +89,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
     assert json.loads((Path(two["run_dir"]) / "config.json").read_text())["nproc"] == 2
     from core.runs import load_run, run_line
 
-    assert run_line(load_run(two["run_dir"])).endswith("· 2 processes (DDP) · " + f"{two['test_accuracy']:.1%}")
+    assert f"· 2 processes (DDP) · {two['test_accuracy']:.1%} · " in run_line(load_run(two["run_dir"]))
 
 
 def test_the_same_seed_and_world_size_give_the_same_run_launch_after_launch(tmp_path):

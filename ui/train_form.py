@@ -127,7 +127,7 @@ def defaults() -> dict:
     """A new session's settings: the tutorial's, on CIFAR-10 where it can be had, else on Shapes."""
     devices = available_devices()
     dataset, _ = default_dataset(data_dir())
-    return dict(dataset=dataset, folder="", preset="tutorial", **preset_values("tutorial"),
+    return dict(dataset=dataset, folder="", preset="tutorial", **preset_values("tutorial"), train_images=0,
                 device=devices[1] if len(devices) > 1 else "cpu", nproc=1, seed=0)
 
 
@@ -220,6 +220,10 @@ def write_link(values: dict) -> None:
     name, _ = student_name()
     query = {**link_query(values, st.session_state.get(key("locked"), set())),
              **class_query({**school(), "name": name})}
+    if values["nproc"] == 1 and values["device"] == defaults()["device"]:
+        # this machine's own device goes without a word: a lesson's link that names none is then the URL as it
+        # stays, and the browser's Back is not spent on the page's rewriting it
+        query.pop("device", None)
     to_link(PAGE, query, (*LINK_SETTINGS, LOCK, *CLASS_PARAMS))
     st.session_state["train_chosen"] = values
 
@@ -291,6 +295,8 @@ def controls() -> None:
                   help=widget_help("conv2_width"))
         st.selectbox(options=list(SCHEDULES), format_func=SCHEDULE_TEXT.get, **widget("schedule"))
         st.checkbox(**widget("nesterov", off=not sgd), help=widget_help("nesterov"))
+        st.number_input(**span("train_images"), step=100, **widget("train_images", None),
+                        help=widget_help("train_images"))
 
 
 def where_it_trains(device: str, nproc: int, batch: int) -> None:
@@ -382,7 +388,8 @@ def changed_knobs(run: dict) -> list[str]:
     """The controls that no longer show what the run shown trained with, in words ("lr 0.002")."""
     now = chosen()
     return [f"{LABELS[name].lower()} {now[name]:g}" if isinstance(now[name], float) else f"{LABELS[name].lower()} "
-            f"{now[name]}" for name in (*PRESET_KNOBS, "dataset", "nproc", "seed") if now.get(name) != run.get(name)]
+            f"{now[name]}" for name in (*PRESET_KNOBS, "dataset", "train_images", "nproc", "seed")
+            if now.get(name) != run.get(name)]
 
 
 def summary_line(values: dict | None = None) -> str:
@@ -391,5 +398,6 @@ def summary_line(values: dict | None = None) -> str:
     preset = f"{PRESET_TEXT[v['preset']]} · " if v["preset"] in PRESETS else ""
     batch = f"batch {v['batch_size']}" + (f" × {v['nproc']} processes" if v["nproc"] > 1 else "")
     rule = f"momentum {v['momentum']:g}" if v["optimizer"] == "sgd" else OPTIMIZER_LABELS[v["optimizer"]]
+    subset = f" of {v['train_images']:,} images" if v.get("train_images") else ""
     return (f"{DATASET_LABELS.get(v['dataset'], '')} · {preset}lr {v['lr']:g} · {rule} · {batch} · "
-            f"width {v['conv_width']} · {v['epochs']} epoch{'s' if v['epochs'] != 1 else ''}")
+            f"width {v['conv_width']} · {v['epochs']} epoch{'s' if v['epochs'] != 1 else ''}{subset}")

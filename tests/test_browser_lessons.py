@@ -1,0 +1,139 @@
+"""The lessons walked as a teacher walks them, in a real browser at 1280x720: Back from a lesson's Train page
+returns to the lesson; the overfitting lesson reaches its point (train and test accuracy 15 points apart) within
+about a minute; the
+Lessons page runs every lesson on the teacher's own image folder, its words and links on that folder.
+
+Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
+"""
+
+import json
+import os
+import re
+import time
+
+import pytest
+
+from core.lessons import OVERFIT
+from tests.test_browser import CHROMIUM, FINISHED, browser, choose, start_server  # noqa: F401 - fixtures
+from tests.test_browser_classroom import PROJECTOR, newest_run
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+CLASSES = ("circle", "square", "stripes")
+
+
+def draw_folder(root):
+    """A small image folder: 3 classes, 30 training and 10 test pictures each (16x16 PNGs told apart by pattern)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:16, :16]
+    masks = {"circle": (yy - 8) ** 2 + (xx - 8) ** 2 < 25, "square": (abs(yy - 8) < 5) & (abs(xx - 8) < 5),
+             "stripes": yy % 4 < 2}
+    for split, count in (("train", 30), ("test", 10)):
+        for name, mask in masks.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 60, (16, 16, 3), dtype=np.uint8)
+                pixels[mask] = rng.integers(150, 255, 3, dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def school(tmp_path_factory):
+    home = tmp_path_factory.mktemp("lessons")
+    folder = draw_folder(home / "pictures")
+    proc, url = start_server(home)
+    yield url, home, folder
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def projector(browser):  # noqa: F811
+    context = browser.new_context(viewport=PROJECTOR)
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    yield pg
+    context.close()
+
+
+ACCURACY = """() => { const g = [...document.querySelectorAll('.js-plotly-plot')]
+    .find(g => g.layout && g.layout.title && (g.layout.title.text || '').includes('accuracy'));
+    return g ? Object.fromEntries(g.data.filter(t => t.name).map(t => [t.name, [...t.y]])) : null; }"""
+
+
+def train_with_name(pg, home, name="Ada") -> dict:
+    """Type a name (a lesson's Train asks for one), press Train; the config that trained."""
+    box = pg.get_by_placeholder("Your name, for the class board")
+    box.fill(name)
+    box.press("Enter")
+    pg.wait_for_function(f"() => new URL(location.href).searchParams.get('name') === '{name}'")
+    before = set((home / "runs").glob("*"))
+    pg.get_by_role("button", name="Train", exact=True).click()
+    return json.loads((newest_run(home, before) / "config.json").read_text())
+
+
+def test_the_overfitting_lesson_parts_train_and_test_by_15_points_and_back_returns_to_it(school, projector):
+    url, home, _ = school
+    pg = projector
+    pg.goto(f"{url}/lessons?lesson=8")
+    pg.get_by_role("heading", name="8. Overfitting").wait_for()
+    pg.get_by_role("link", name=re.compile("^Train on 500 images")).click()
+    pg.get_by_role("heading", name="Train the network").wait_for()
+    pg.wait_for_function("() => location.search.includes('lesson=8')")
+    time.sleep(1)  # the page has drawn its controls and written its URL
+    pg.go_back()  # the lesson, at once: the Train page's own URL writing spends no step of the history
+    pg.get_by_role("heading", name="8. Overfitting").wait_for(timeout=10_000)
+    assert pg.url.endswith("/lessons?lesson=8")
+    pg.get_by_role("link", name=re.compile("^Train on 500 images")).click()
+    pg.get_by_role("heading", name="Train the network").wait_for()
+    pg.get_by_text("Epochs, Training images: set by the lesson").wait_for()
+    started = time.monotonic()
+    config = train_with_name(pg, home)
+    assert {k: config[k] for k in OVERFIT} == OVERFIT
+    pg.wait_for_function(FINISHED, timeout=240_000, polling=500)
+    seconds = time.monotonic() - started
+    lines = pg.evaluate(ACCURACY)
+    assert len(lines["test"]) == len(lines["train"]) == OVERFIT["epochs"], lines
+    gap = max(train - test for train, test in zip(lines["train"], lines["test"]))
+    print(f"overfitting lesson: {seconds:.0f} s, largest train-test gap {gap:.1%}")
+    assert gap >= 0.15, lines
+
+
+def test_the_lessons_run_on_the_teachers_image_folder(school, projector):
+    url, home, folder = school
+    pg = projector
+    pg.goto(f"{url}/lessons")
+    pg.get_by_role("heading", name="1. The data").wait_for()
+    choose(pg, "The class's dataset", "Another image folder…")
+    path = pg.get_by_role("textbox", name="Folder path", exact=True)
+    path.fill(str(folder))
+    path.press("Enter")
+    pg.get_by_text(f"the pictures in your folder {folder}").wait_for()  # lesson 1's words are the folder's
+    pg.wait_for_function("() => new URLSearchParams(location.search).get('dataset') || ''", timeout=10_000)
+    assert pg.evaluate("() => new URLSearchParams(location.search).get('dataset')") == f"folder:{folder}"
+    share = pg.locator("p", has_text="or share:").first.inner_text()
+    assert f"data?dataset=folder&folder={folder}" in share
+    pg.get_by_role("link", name="Open the Data page").click()
+    pg.get_by_role("heading", name="The data").wait_for()
+    pg.get_by_text("90 training").wait_for()  # 3 classes x 30: the folder's pictures
+    assert pg.get_by_role("combobox", name="Dataset").input_value() == "Image folder"
+    pg.go_back()
+    pg.get_by_role("heading", name="1. The data").wait_for()
+    # a class sent to lesson 3 on the folder: its question counts the folder's classes, its link trains on it
+    pg.goto(f"{url}/lessons?lesson=3&dataset=folder:{folder}")
+    pg.get_by_role("heading", name="3. Train it the tutorial's way").wait_for()
+    assert pg.get_by_text("better than guessing (33%)").is_visible()
+    assert pg.get_by_text("A guess spread evenly over 3 classes has a loss of ln(3) = 1.10").is_visible()
+    pg.get_by_role("link", name="Train with the tutorial's settings").click()
+    pg.get_by_role("heading", name="Train the network").wait_for()
+    assert pg.get_by_role("combobox", name="Dataset").input_value() == "Image folder"
+    path = pg.get_by_role("textbox", name="Folder path", exact=True)
+    assert path.input_value() == str(folder) and path.is_disabled()  # locked with the dataset
+    assert pg.get_by_role("combobox", name="Dataset").is_disabled()
+    config = train_with_name(pg, home, "Grace")
+    assert config["dataset"] == f"folder:{folder}" and config["epochs"] == 2 and config["lr"] == 0.001
+    pg.wait_for_function(FINISHED, timeout=120_000, polling=500)
