@@ -15,7 +15,7 @@ import pytest
 
 from core.lessons import OVERFIT
 from tests.test_browser import CHROMIUM, FINISHED, browser, choose, start_server  # noqa: F401 - fixtures
-from tests.test_browser_classroom import PROJECTOR, newest_run
+from tests.test_browser_classroom import newest_run, projector  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -51,15 +51,6 @@ def school(tmp_path_factory):
     proc.wait(10)
 
 
-@pytest.fixture
-def projector(browser):  # noqa: F811
-    context = browser.new_context(viewport=PROJECTOR)
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    yield pg
-    context.close()
-
-
 ACCURACY = """() => { const g = [...document.querySelectorAll('.js-plotly-plot')]
     .find(g => g.layout && g.layout.title && (g.layout.title.text || '').includes('accuracy'));
     return g ? Object.fromEntries(g.data.filter(t => t.name).map(t => [t.name, [...t.y]])) : null; }"""
@@ -76,7 +67,7 @@ def train_with_name(pg, home, name="Ada") -> dict:
     return json.loads((newest_run(home, before) / "config.json").read_text())
 
 
-def test_the_overfitting_lesson_parts_train_and_test_by_15_points_and_back_returns_to_it(school, projector):
+def test_the_overfitting_lesson_parts_train_and_test_by_15_points_and_back_returns_to_it(school, projector):  # noqa: F811
     url, home, _ = school
     pg = projector
     pg.goto(f"{url}/lessons?lesson=8")
@@ -103,7 +94,7 @@ def test_the_overfitting_lesson_parts_train_and_test_by_15_points_and_back_retur
     assert gap >= 0.15, lines
 
 
-def test_the_lessons_run_on_the_teachers_image_folder(school, projector):
+def test_the_lessons_run_on_the_teachers_image_folder(school, projector):  # noqa: F811
     url, home, folder = school
     pg = projector
     pg.goto(f"{url}/lessons")
