@@ -14,7 +14,7 @@ import time
 import pytest
 
 from core.lessons import OVERFIT
-from tests.test_browser import CHROMIUM, FINISHED, browser, choose, start_server  # noqa: F401 - fixtures
+from tests.test_browser import CHROMIUM, FINISHED, browser, choose, start_server, sync_api  # noqa: F401 - fixtures
 from tests.test_browser_classroom import newest_run, projector  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -123,7 +123,8 @@ def test_the_lessons_run_on_the_teachers_image_folder(school, projector):  # noq
     pg.get_by_role("heading", name="Train the network").wait_for()
     assert pg.get_by_role("combobox", name="Dataset").input_value() == "Image folder"
     path = pg.get_by_role("textbox", name="Folder path", exact=True)
-    assert path.input_value() == str(folder) and path.is_disabled()  # locked with the dataset
+    sync_api.expect(path).to_have_value(str(folder))  # the page sets it a moment after drawing the box
+    assert path.is_disabled()  # locked with the dataset
     assert pg.get_by_role("combobox", name="Dataset").is_disabled()
     config = train_with_name(pg, home, "Grace")
     assert config["dataset"] == f"folder:{folder}" and config["epochs"] == 2 and config["lr"] == 0.001
