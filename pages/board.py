@@ -14,7 +14,7 @@ from core.lessons import lesson_boards, lessons
 from ui.app import require_app
 from ui.board_live import board_element, board_jobs, boards
 from ui.classroom import is_teacher
-from ui.common import plain, presenting
+from ui.common import held, plain, presenting
 from ui.lesson_data import lesson_dataset
 from ui.url_state import controls_from_link, to_link
 
@@ -43,8 +43,10 @@ controls_from_link("board", {"board": ("board_choice", board_key)})
 if st.session_state.get("board_choice") not in choices:
     st.session_state["board_choice"] = choices[0]
 top_left, top_middle, top_right = st.columns([6, 4, 2], vertical_alignment="bottom")
-board = top_left.selectbox("Lesson or challenge", choices, format_func=label, key="board_choice")
+board = top_left.selectbox("Lesson or challenge", choices, format_func=label, key="board_choice",
+                           **held("board_choice", choices))
 chart = top_middle.radio("Chart", ["accuracy", "loss"], horizontal=True, key="board_chart",
+                         **held("board_chart", ["accuracy", "loss"]),
                          format_func={"accuracy": "Accuracy against the knob", "loss": "Every run's loss"}.get)
 to_link("board", {"board": board}, ["board"])
 top_right.download_button(  # made on the click: the board as it is then

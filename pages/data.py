@@ -6,6 +6,7 @@ import torch
 from core.data import DATASET_LABELS, DATASET_NAMES, Normalizer
 from core.figures import class_count_figure, image_grid, pixel_histogram_figure
 from ui.app import require_app
+from ui.common import held
 from ui.run_files import dataset_for
 from ui.url_state import controls_from_link, to_link
 
@@ -31,9 +32,11 @@ def folder_path(text: str) -> str:
 
 # /data?dataset=shapes, /data?dataset=folder&folder=/data/pictures
 controls_from_link("data", {"dataset": ("data_dataset", dataset_label), "folder": ("data_folder", folder_path)})
-choice = st.selectbox("Dataset", list(DATASETS), key="data_dataset", persist_state="session")
+choice = st.selectbox("Dataset", list(DATASETS), key="data_dataset", persist_state="session",
+                      **held("data_dataset", list(DATASETS)))
 name = DATASETS[choice]
-folder = st.text_input("Folder path", key="data_folder", persist_state="session") if name == "folder" else ""
+folder = (st.text_input("Folder path", key="data_folder", persist_state="session", **held("data_folder"))
+          if name == "folder" else "")
 to_link("data", {"dataset": name, **({"folder": folder.strip()} if folder.strip() else {})}, ["dataset", "folder"])
 if name == "folder":
     if not folder.strip():

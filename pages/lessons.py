@@ -8,7 +8,7 @@ from core.data import DatasetError, dataset_label, folder_classes
 from core.device import available_devices
 from core.lessons import lessons
 from ui.app import require_app
-from ui.common import plain, share_url
+from ui.common import held, plain, share_url
 from ui.lesson_data import ANOTHER_FOLDER, lesson_dataset_choices, parse_lesson_dataset
 from ui.url_state import controls_from_link, to_link
 
@@ -30,18 +30,19 @@ def lesson_number(text: str) -> int:
 # ?lesson=4 opens the fourth; &dataset=shapes (or folder:PATH) is the class's dataset
 controls_from_link("lessons", {"lesson": ("lesson", lesson_number),
                                "dataset": ("lessons_dataset", parse_lesson_dataset)})
-held = st.session_state.get("lessons_dataset") or ""
-if held not in choices and held != ANOTHER_FOLDER and not held.startswith("folder:"):  # new, or gone
+kept = st.session_state.get("lessons_dataset") or ""
+if kept not in choices and kept != ANOTHER_FOLDER and not kept.startswith("folder:"):  # new, or gone
     st.session_state.lessons_dataset = choices[0]
 options = [*dict.fromkeys([*choices, st.session_state.lessons_dataset]), ANOTHER_FOLDER]
 st.session_state.setdefault("lesson", 1)
 pick, number_col = st.columns([2, 3])
 dataset = pick.selectbox("The class's dataset", options, key="lessons_dataset", persist_state="session",
+                         **held("lessons_dataset", options),
                          format_func=lambda d: "Another image folder…" if d == ANOTHER_FOLDER else dataset_label(d),
                          help="Every lesson's links train on it, and the lessons' words describe it.")
 classes = 10
 if dataset == ANOTHER_FOLDER:
-    path = pick.text_input("Folder path", key="lessons_folder", persist_state="session",
+    path = pick.text_input("Folder path", key="lessons_folder", persist_state="session", **held("lessons_folder"),
                            placeholder="/data/my-pictures (train/ and test/, a folder per class in each)")
     if not path.strip():
         st.info("Enter the path of a folder on this machine with train/ and test/ sub-folders, one sub-folder per "
@@ -57,7 +58,7 @@ if dataset.startswith("folder:"):
 tour = lessons(dataset, gpu=available_devices() != ["cpu"], classes=classes)
 titles = [lesson.title for lesson in tour]
 number = number_col.selectbox("Lesson", range(1, len(tour) + 1), key="lesson", format_func=lambda n: titles[n - 1],
-                              persist_state="session")
+                              persist_state="session", **held("lesson", list(range(1, len(tour) + 1))))
 # the lesson and its dataset (where not the default) are in the URL: a class can be sent to it
 to_link("lessons", {"lesson": str(number), "dataset": dataset if dataset != choices[0] else ""}, ["lesson", "dataset"])
 lesson = tour[number - 1]

@@ -8,6 +8,7 @@ from core.data import Normalizer
 from core.figures import feature_map_images, filter_images, image_grid
 from core.model import ModelArgs, layer_table
 from ui.app import require_app
+from ui.common import held
 from ui.run_files import dataset_for, follow_running, model_for, pick_run
 from ui.train_form import chosen_settings
 from ui.url_state import controls_from_link, to_link
@@ -36,10 +37,12 @@ st.session_state.setdefault("network_conv_width", chosen_settings()["conv_width"
 st.session_state.setdefault("network_conv2_width", chosen_settings()["conv2_width"])
 c1, c2, c3 = st.columns(3)
 width = c1.slider("Conv width", *WIDTHS, key="network_conv_width", persist_state="session",
-                  help="Output channels of conv1.")
+                  **held("network_conv_width"), help="Output channels of conv1.")
 width2 = c2.slider("Conv2 width", *page_range("conv2_width"), key="network_conv2_width", persist_state="session",
+                   **held("network_conv2_width"),
                    help="Output channels of conv2.")
-channels, size = INPUTS[c3.selectbox("Input", list(INPUTS), key="network_input", persist_state="session")]
+channels, size = INPUTS[c3.selectbox("Input", list(INPUTS), key="network_input", persist_state="session",
+                                     **held("network_input", list(INPUTS)))]
 to_link("network", {"conv_width": str(width), "conv2_width": str(width2)}, LINKED)  # the page is a link to these
 args = ModelArgs(in_channels=channels, image_size=size, num_classes=10, conv_width=width, conv2_width=width2)
 

@@ -6,6 +6,7 @@ from core.data import Normalizer
 from core.evaluate import UploadError, caption, predict, prepare_upload, select_examples, top_losses
 from core.figures import confusion_figure, image_grid, per_class_figure, probability_figure
 from ui.app import require_app
+from ui.common import held
 from ui.run_files import dataset_for, follow_running, model_for, no_runs_yet, pick_run, predictions_for
 
 require_app()  # first: a page run without dashboard.py is run again through it
@@ -89,8 +90,8 @@ if epochs:
     st.plotly_chart(confusion_figure(row["confusion"], classes, normalize), key="confusion_chart",
                     on_select=select_cell, selection_mode="points")
     t1, t2 = st.columns(2)
-    true_name = t1.selectbox("True class", classes, key="results_true")
-    pred_name = t2.selectbox("Predicted class", classes, key="results_pred")
+    true_name = t1.selectbox("True class", classes, key="results_true", **held("results_true", classes))
+    pred_name = t2.selectbox("Predicted class", classes, key="results_pred", **held("results_pred", classes))
     cell = select_examples(labels, predicted, 24, seed, true_class=classes.index(true_name),
                            predicted_class=classes.index(pred_name))
     if len(cell):

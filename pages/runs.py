@@ -14,7 +14,7 @@ from core.runs.compare import legend_names, per_class, settings_table
 from core.speed import speed_results
 from ui.app import require_app
 from ui.classroom import may_change, owner_id
-from ui.common import plain, runs_root
+from ui.common import held, plain, runs_root
 from ui.url_state import from_link, to_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
@@ -152,6 +152,7 @@ elif len(chosen) >= 2:
     legends = legend_names(picked)
     c1, c2, c3 = st.columns([2, 2, 1])
     x = c1.radio("Loss against", ["images_seen", "train_seconds"], horizontal=True, key="runs_x",
+                 **held("runs_x", ["images_seen", "train_seconds"]),
                  format_func={"images_seen": "images seen", "train_seconds": "seconds of training"}.get)
     smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, step=0.01, key="runs_smoothing",
                           help="An exponential moving average of the running loss; the raw line stays faint behind.")
@@ -174,7 +175,8 @@ elif len(chosen) >= 2:
 
 # -- one run: title, note, download, delete -------------------------------------------------------------------
 st.header("One run")
-name = st.selectbox("Run", list(by_name), format_func=lambda n: f"{by_name[n].title} ({n})", key="runs_one")
+name = st.selectbox("Run", list(by_name), format_func=lambda n: f"{by_name[n].title} ({n})", key="runs_one",
+                    **held("runs_one", list(by_name)))
 run = load_run(by_name[name].path, with_events=False)  # the files below are made on the click
 mine = may_change(run.meta)  # a student's run is theirs (and the teacher's) to rename and delete
 if not mine:

@@ -31,7 +31,7 @@ from core.optimizers import LABELS as OPTIMIZER_LABELS
 from core.optimizers import Rule
 from core.step import LOSSES, Stepper, number
 from ui.app import require_app
-from ui.common import data_dir, plain, runs_root
+from ui.common import data_dir, held, plain, runs_root
 from ui.run_files import dataset_for, model_for
 from ui.url_state import from_link, strangers, to_link
 
@@ -122,9 +122,10 @@ def write_link(values: dict) -> None:
     to_link("step", query, OWN)
 
 
-def widget(name: str, off: bool = False) -> dict:
-    """A control's key; disabled when the lesson locks it, or `off` (e.g. momentum for Adam)."""
-    return dict(key=key(name), disabled=off or name in st.session_state.get(key("locked"), set()))
+def widget(name: str, off: bool = False, options: list | None = None) -> dict:
+    """A control's key and value; disabled when the lesson locks it, or `off` (e.g. momentum for Adam)."""
+    return dict(key=key(name), disabled=off or name in st.session_state.get(key("locked"), set()),
+                **held(key(name), options))
 
 
 def off_sgd() -> None:
@@ -139,16 +140,16 @@ def controls(run_names: list[str]) -> dict:
     a, b, c, d = st.columns(4)
     with a:
         st.selectbox("Network", options, format_func=lambda n: "Fresh: the seed's initial weights" if n == FRESH
-                     else f"Trained: {n}", **widget("network"),
+                     else f"Trained: {n}", **widget("network", options=options),
                      help="A fresh network, as the Train page's first step has it, or a finished run's checkpoint.")
         trained = get("network") != FRESH
         st.selectbox(setting_label("dataset"), list(DATASET_LABELS), format_func=DATASET_LABELS.get,
-                     **widget("dataset", off=trained))
+                     **widget("dataset", off=trained, options=list(DATASET_LABELS)))
         if get("dataset") == "folder":
             st.text_input("Folder path", **widget("folder"), help="A folder with train/ and test/.")
     with b:
         st.selectbox(setting_label("optimizer"), list(OPTIMIZERS), format_func=OPTIMIZER_LABELS.get,
-                     on_change=off_sgd, **widget("optimizer"), help=widget_help("optimizer"))
+                     on_change=off_sgd, **widget("optimizer", options=list(OPTIMIZERS)), help=widget_help("optimizer"))
         st.select_slider(setting_label("lr"), ladder("lr"), **widget("lr"), help=widget_help("lr"))
     with c:
         sgd = get("optimizer") == "sgd"
@@ -161,6 +162,7 @@ def controls(run_names: list[str]) -> dict:
         st.slider(setting_label("conv2_width"), *span("conv2_width"), **widget("conv2_width", off=trained))
         st.number_input(setting_label("seed"), *bounds("seed"), step=1, **widget("seed"))
     st.radio("Loss function", list(LOSSES), format_func=LOSSES.get, horizontal=True, key=key("loss"),
+             **held(key("loss"), list(LOSSES)),
              help="Cross-entropy, as the tutorial trains; or MSE on one-hot targets, as one telling's nn.MSELoss.")
     return {name: get(name) for name in (*NAMES, "loss", "network")}
 
@@ -272,7 +274,7 @@ def weight_picker(stepper: Stepper) -> tuple[str, tuple[int, ...]]:
     params = stepper.named_parameters()
     names = list(params)
     cols = st.columns(5)
-    name = cols[0].selectbox("Follow the weight of", names, key=key("weight_of"),
+    name = cols[0].selectbox("Follow the weight of", names, key=key("weight_of"), **held(key("weight_of"), names),
                              help="Which weight the Update and History tabs show: a layer's tensor, and a position.")
     shape = params[name].shape
     titles = {4: ("Output channel", "Input channel", "Row", "Column"), 2: ("Output", "Input"), 1: ("Output",)}
@@ -280,8 +282,9 @@ def weight_picker(stepper: Stepper) -> tuple[str, tuple[int, ...]]:
     for i, size in enumerate(shape):  # a position kept from a wider network than this one: its last place
         if st.session_state.get(key(f"{name}_{i}"), 0) > size - 1:
             st.session_state[key(f"{name}_{i}")] = size - 1
-    index = tuple(int(cols[i + 1].number_input(title, 0, size - 1, min(defaults_at[len(shape)][i], size - 1),
-                                               key=key(f"{name}_{i}")))
+    index = tuple(int(cols[i + 1].number_input(title, 0, size - 1, key=key(f"{name}_{i}"),
+                                               **held(key(f"{name}_{i}"),
+                                                      default=min(defaults_at[len(shape)][i], size - 1))))
                   for i, (title, size) in enumerate(zip(titles[len(shape)], shape)))
     return name, index
 
@@ -328,7 +331,7 @@ go.button("Take the step", type="primary", on_click=take, width="stretch",
 again.button("Next batch", on_click=take, args=(True,), width="stretch",
              help="The next batch of the epoch's shuffle, and a step on it.")
 new.button("Start again", on_click=start_again, width="stretch", help="The network as it was, and step 1.")
-toggle.toggle("Skip zero_grad", key=key("skip_zero_grad"),
+toggle.toggle("Skip zero_grad", key=key("skip_zero_grad"), **held(key("skip_zero_grad"), default=False),
               help="The next backward() adds its gradient to the one already in .grad, as it does when the loop "
                    "forgets optimizer.zero_grad().")
 st.markdown(f"**Step {result.step}** on batch {stepper.batch_number}: batch loss {result.loss:.4f} → "
@@ -358,6 +361,7 @@ for tab, stage in zip(tabs[1:], STAGES[1:]):
         if stage in ("Forward", "Loss functions"):
             count = len(result.labels)
             image = st.columns(3)[0].selectbox("Image of the batch", range(count), key=key("image"),
+                                               **held(key("image"), list(range(count))),
                                                format_func=lambda i: f"#{i + 1} {classes[int(result.labels[i])]}")
             (view.forward if stage == "Forward" else view.losses)(result, classes, image)
         elif stage == "Backward":

@@ -101,3 +101,17 @@ def presentation_switch() -> None:
 
 def presenting() -> bool:
     return bool(st.session_state.get(PRESENT, False))
+
+
+def held(session_key: str, options: list | None = None, default=None) -> dict:
+    """A keyed control's value in this session, as the control's own default too (`index` where it takes
+    `options`): the kwargs to give it. The browser can mount a control afresh (a click while a run is still drawn):
+    it then shows, and sends back, the control's default. Without this the Step page's settings jumped to every
+    control's first option or minimum, and trained that (tests/test_browser_step.py met it in about one run of
+    three)."""
+    value = st.session_state.get(session_key, default)
+    if value is None:
+        return {}
+    if options is None:
+        return dict(value=value)
+    return dict(index=list(options).index(value)) if value in options else {}

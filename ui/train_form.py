@@ -44,7 +44,7 @@ from core.links import (
 from core.memory import check_fits, dataset_shape
 from core.optimizers import LABELS as OPTIMIZER_LABELS
 from ui.app import entered
-from ui.common import data_dir, presenting, share_url
+from ui.common import data_dir, held, presenting, share_url
 from ui.url_state import drop, from_link, strangers, to_link
 
 PAGE = "train"
@@ -250,12 +250,12 @@ def choose_optimizer() -> None:
     to_custom()
 
 
-def widget(name: str, on_change=to_custom, off: bool = False) -> dict:
-    """What every Train control takes: its key, kept across pages, disabled when the lesson locks it (or `off`:
-    momentum with Adam), and (a knob) making the settings Custom when moved by hand."""
+def widget(name: str, on_change=to_custom, off: bool = False, options: list | None = None) -> dict:
+    """What every Train control takes: its key, kept across pages, and its value (`ui.common.held`), disabled when
+    the lesson locks it (or `off`: momentum with Adam), and (a knob) making the settings Custom when moved by hand."""
     locked = name in st.session_state.get(key("locked"), set())
     return dict(key=key(name), persist_state="session", disabled=locked or off, on_change=on_change,
-                label=LABELS[name])
+                label=LABELS[name], **held(key(name), options))
 
 
 def span(name: str, value=None) -> dict:
@@ -267,13 +267,14 @@ def span(name: str, value=None) -> dict:
 def controls() -> None:
     """The knobs, each with its range and help from the schema."""
     value = lambda name: st.session_state[key(name)]  # noqa: E731
-    st.radio(options=PRESET_CHOICES, horizontal=True, format_func=PRESET_TEXT.get, **widget("preset", set_preset),
+    st.radio(options=PRESET_CHOICES, horizontal=True, format_func=PRESET_TEXT.get,
+             **widget("preset", set_preset, options=PRESET_CHOICES),
              help="Tutorial: exactly the tutorial's settings. Fast: reaches the tutorial's accuracy in seconds.")
     left, right = st.columns(2)
     sgd = value("optimizer") == "sgd"
     with left:
         dataset = st.selectbox(options=list(DATASET_LABELS), format_func=DATASET_LABELS.get,
-                               **widget("dataset", None))
+                               **widget("dataset", None, options=list(DATASET_LABELS)))
         if dataset == "folder":
             st.text_input(**widget("folder", None),
                           help="A folder with train/ and test/, one sub-folder per class inside each.")
@@ -290,10 +291,11 @@ def controls() -> None:
         st.number_input(**span("seed"), step=1, **widget("seed", None), help=widget_help("seed"))
     with st.expander("More settings"):
         st.selectbox(options=list(OPTIMIZERS), format_func=OPTIMIZER_LABELS.get,
-                     **widget("optimizer", choose_optimizer), help=widget_help("optimizer"))
+                     **widget("optimizer", choose_optimizer, options=list(OPTIMIZERS)), help=widget_help("optimizer"))
         st.slider(**span("conv2_width", value("conv2_width")), **widget("conv2_width"),
                   help=widget_help("conv2_width"))
-        st.selectbox(options=list(SCHEDULES), format_func=SCHEDULE_TEXT.get, **widget("schedule"))
+        st.selectbox(options=list(SCHEDULES), format_func=SCHEDULE_TEXT.get,
+                     **widget("schedule", options=list(SCHEDULES)))
         st.checkbox(**widget("nesterov", off=not sgd), help=widget_help("nesterov"))
         st.number_input(**span("train_images"), step=100, **widget("train_images", None),
                         help=widget_help("train_images"))
@@ -304,9 +306,9 @@ def where_it_trains(device: str, nproc: int, batch: int) -> None:
     devices, choices = available_devices(), process_choices(device)
     device_col, processes_col = st.columns(2)
     device_col.selectbox(options=devices, format_func=lambda d: DEVICE_LABELS.get(d, d),
-                         **widget("device", choose_device), help="Where it trains.")
+                         **widget("device", choose_device, options=devices), help="Where it trains.")
     processes_col.selectbox(options=choices, format_func=lambda n: processes_text(device, n),
-                            **widget("nproc", None, off=len(choices) == 1),
+                            **widget("nproc", None, off=len(choices) == 1, options=choices),
                             help="Data parallelism, as torchrun runs it: each process trains a copy of the network "
                                  "on its share of every batch, and the gradients are averaged every step.")
     if nproc > 1:

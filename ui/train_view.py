@@ -20,7 +20,7 @@ from core.figures import accuracy_figure, loss_ranges, running_loss_figure
 from core.jobs import get_manager
 from core.loop import TUTORIAL_ACCURACY
 from ui.classroom import is_teacher, may_control, owner_id
-from ui.common import plain, presenting
+from ui.common import held, plain, presenting
 from ui.job_status import current_job, job_active
 from ui.train_form import NAME, chosen, key, school, settings_config, student_name
 
@@ -110,7 +110,7 @@ def buttons(job, snap, config: TrainConfig | None) -> None:
     Train alone). Someone else's job (a URL copied from another browser) is followed, never controlled."""
     train_col, pause_col, stop_col, name_col = st.columns([1, 1, 1, 3])
     train_col.button("Train", type="primary", disabled=config is None, width="stretch", on_click=on_train)
-    name_col.text_input("Your name", key=NAME, persist_state="session", max_chars=MAX_NAME,
+    name_col.text_input("Your name", key=NAME, persist_state="session", max_chars=MAX_NAME, **held(NAME),
                         label_visibility="collapsed", placeholder="Your name, for the class board",
                         help="Shown on the class board beside your runs. Plain text, at most 40 characters.")
     if problem := st.session_state.pop(key("start_error"), None):
