@@ -127,13 +127,20 @@ def accuracy_traces(epochs: Sequence[dict]) -> list[dict]:
     return [accuracy_trace(epochs), train_accuracy_trace(epochs)]
 
 
-def accuracy_figure(epochs: Sequence[dict], num_classes: int = 10, tutorial: float | None = 0.54) -> go.Figure:
+def accuracy_figure(epochs: Sequence[dict], num_classes: int = 10, tutorial: float | None = 0.54,
+                    planned: int | None = None) -> go.Figure:
+    """Test (and train) accuracy by epoch, with chance and the tutorial's figure as lines. The legend sits above
+    the plot, under the title, where no point and no line's label can be under it; `planned` epochs: a tick per
+    epoch up to 12, Plotly's own spacing beyond (30 ticks crowd a projector's chart)."""
     shapes = [("y", 1 / num_classes, f"chance ({1 / num_classes:.0%})", "gray", "dot", "bottom right")]
     if tutorial is not None:
         shapes.append(("y", tutorial, f"tutorial after 2 epochs ({tutorial:.0%})", "#ef6c00", "dash", "top left"))
+    few = max(planned or 0, len(epochs)) <= 12
     return _figure(accuracy_traces(epochs), shapes, title={"text": "Test accuracy"},
-                   legend={"x": 0.02, "y": 0.98, "bgcolor": "rgba(255,255,255,0.8)"},
-                   xaxis={"title": {"text": "epoch"}, "dtick": 1, "rangemode": "tozero"},
+                   # the title in the top margin's upper half, the legend in its lower half: apart at any width
+                   margin={**LAYOUT["margin"], "t": 85},
+                   legend={"orientation": "h", "x": 0.5, "xanchor": "center", "y": 1.0, "yanchor": "bottom"},
+                   xaxis={"title": {"text": "epoch"}, "rangemode": "tozero", **({"dtick": 1} if few else {})},
                    yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"})
 
 
@@ -393,7 +400,7 @@ def image_grid(images: torch.Tensor, captions: Sequence[str] = (), frames: Seque
         return Image.new("RGB", (1, 1), "white")
     _, c, h, w = images.shape
     tile_w, tile_h = w * scale, h * scale
-    pad, text_h = 6, (18 * caption_lines + 4) if captions else 0
+    pad, text_h = 6, (LINE * caption_lines + 4) if captions else 0
     columns = max(1, min(columns, n))
     rows = -(-n // columns)
     sheet = Image.new("RGB", (columns * (tile_w + 2 * pad), rows * (tile_h + 2 * pad + text_h)), "white")
@@ -412,11 +419,14 @@ def image_grid(images: torch.Tensor, captions: Sequence[str] = (), frames: Seque
         if i < len(captions):
             for k, line in enumerate(str(captions[i]).split("\n")[:caption_lines]):
                 text, size = _fit(draw, line, tile_w + 2 * pad - 4)
-                draw.text((x0 + 2, y0 + tile_h + 2 * pad + 2 + 18 * k), text, fill="black", font=_font(size))
+                draw.text((x0 + 2, y0 + tile_h + 2 * pad + 2 + LINE * k), text, fill="black", font=_font(size))
     return sheet
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, sizes: Sequence[int] = (15, 13, 11)) -> tuple[str, int]:
+LINE = 21  # a caption line's height in an image grid, for its largest font
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, sizes: Sequence[int] = (18, 16, 14, 12)) -> tuple[str, int]:
     """The caption as it fits under its image: a smaller font first, then cut with an ellipsis, so that
     neighbouring captions never run into each other."""
     for size in sizes:

@@ -42,7 +42,7 @@ def board_key(text: str) -> str:
 controls_from_link("board", {"board": ("board_choice", board_key)})
 if st.session_state.get("board_choice") not in choices:
     st.session_state["board_choice"] = choices[0]
-top_left, top_middle, top_right = st.columns([6, 4, 2], vertical_alignment="bottom")
+top_left, top_middle, top_right = st.columns([5, 4, 3], vertical_alignment="bottom")
 board = top_left.selectbox("Lesson or challenge", choices, format_func=label, key="board_choice",
                            **held("board_choice", choices))
 chart = top_middle.radio("Chart", ["accuracy", "loss"], horizontal=True, key="board_chart",

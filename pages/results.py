@@ -40,7 +40,10 @@ st.markdown(f"Predictions after epoch **{pred['epoch']}**: **{accuracy:.1%}** of
 
 # -- ground truth vs prediction -------------------------------------------------------------------
 st.header("Ground truth vs prediction")
-c1, c2, c3, c4 = st.columns([2, 1, 2, 1.4])
+# 6 pictures a row: each shows about as large as it is drawn in the page's column at 1280x720, so its two caption
+# lines stay readable on a projector (8 a row shrank them to about 9 px)
+GRID_COLUMNS = 6
+c1, c2, c3, c4 = st.columns([2, 1.5, 2, 1.4])
 count = c1.slider("Number of images", 4, 64, 16, step=4)
 only_mistakes = c2.checkbox("Only mistakes")
 class_name = c3.selectbox("Class", ["All classes", *classes])
@@ -53,7 +56,7 @@ if len(chosen) == 0:
     st.info("No test image matches these filters.")
 else:
     st.image(image_grid(data.test_images[chosen], [caption(classes, int(labels[i]), probs[i]) for i in chosen],
-                        [bool(predicted[i] == labels[i]) for i in chosen]),
+                        [bool(predicted[i] == labels[i]) for i in chosen], columns=GRID_COLUMNS),
              caption=f"Sample {seed}: a green frame is a right guess, a red one a wrong guess.")
 
 # -- per-class accuracy --------------------------------------------------------------------------------
@@ -96,7 +99,7 @@ if epochs:
                            predicted_class=classes.index(pred_name))
     if len(cell):
         st.image(image_grid(data.test_images[cell], [caption(classes, int(labels[i]), probs[i]) for i in cell],
-                            [bool(predicted[i] == labels[i]) for i in cell], columns=8, scale=4),
+                            [bool(predicted[i] == labels[i]) for i in cell], columns=GRID_COLUMNS, scale=4),
                  caption=f"{len(cell)} of the test images that are {true_name} and were taken for {pred_name}")
     else:
         st.caption(f"No {true_name} was taken for {pred_name}.")
@@ -107,7 +110,7 @@ st.caption("The mistakes the network was most sure about: often odd pictures, so
 worst = top_losses(probs, labels, 16)
 if len(worst):
     st.image(image_grid(data.test_images[worst], [caption(classes, int(labels[i]), probs[i]) for i in worst],
-                        [False] * len(worst)))
+                        [False] * len(worst), columns=GRID_COLUMNS))
 
 # -- try your own image ----------------------------------------------------------------------------------------
 st.header("Try your own image")

@@ -14,7 +14,7 @@ from core.runs.compare import legend_names, per_class, settings_table
 from core.speed import speed_results
 from ui.app import require_app
 from ui.classroom import may_change, owner_id
-from ui.common import held, plain, runs_root
+from ui.common import held, plain, presenting, runs_root
 from ui.url_state import from_link, to_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
@@ -98,7 +98,7 @@ def speed_section() -> None:
         except (KeyError, TypeError, ValueError):  # a file edited by hand, say: left out, as a damaged run is
             continue
         with st.expander(label):
-            st.dataframe(frame, hide_index=True)
+            st.dataframe(frame, hide_index=True, placeholder="–")
             st.download_button("Download (.csv)", frame.to_csv(index=False), result["file"].replace(".json", ".csv"),
                                "text/csv", key=f"speed_csv_{i}")
 
@@ -115,10 +115,21 @@ datasets = f1.multiselect("Dataset", sorted(frame["Dataset"].unique()), key="run
                           placeholder="All datasets")
 statuses = f2.multiselect("Status", sorted(frame["Status"].unique()), key="runs_statuses", placeholder="Any status")
 shown = frame[frame["Dataset"].isin(datasets or frame["Dataset"]) & frame["Status"].isin(statuses or frame["Status"])]
-st.dataframe(shown, hide_index=True, width="stretch", column_config={
-    "Test accuracy": st.column_config.NumberColumn(format="%.1f%%"),
-    "Images/s": st.column_config.NumberColumn(format="%,.0f"),
-    "Training (s)": st.column_config.NumberColumn(format="%.1f")})
+# the run's name takes the room (it starts with the dataset and ends with the time it started); the rest stay
+# narrow, and in presentation mode the table keeps what a class reads, so it fits a 1280-px projector
+WHAT_A_CLASS_READS = ["Run", "Name", "Status", "Test accuracy", "Images/s", "Training (s)"]
+st.dataframe(shown, hide_index=True, width="stretch", placeholder="–", column_order=WHAT_A_CLASS_READS if presenting()
+             else [c for c in shown.columns if c != "Dataset"], column_config={
+    "Run": st.column_config.TextColumn(width="large"),
+    "Name": st.column_config.TextColumn(width="small"),
+    "Dataset": st.column_config.TextColumn(width="small"),
+    "Status": st.column_config.TextColumn(width="small"),
+    "Test accuracy": st.column_config.NumberColumn(format="%.1f%%", width="small"),
+    "Images/s": st.column_config.NumberColumn(format="%,.0f", width="small"),
+    "Training (s)": st.column_config.NumberColumn(format="%.1f", width="small"),
+    "Device": st.column_config.TextColumn(width="small"),
+    "Started": st.column_config.TextColumn(width="small"),
+    "Folder": st.column_config.TextColumn(width="medium")})
 
 # -- compare -----------------------------------------------------------------------------------------------------
 st.header("Compare runs")

@@ -102,12 +102,12 @@ def sweep_results(rows: list[dict], saved: float | None = None) -> None:
         ratio = (pivot[pivot.columns.max()] / pivot[pivot.columns.min()]).rename("all threads ÷ 1 thread")
         st.markdown("**All threads against one** (above 1: more threads help; below 1: they get in the way):")
         st.dataframe(ratio.reset_index().rename(columns=TABLE).style.format({"all threads ÷ 1 thread": "{:.2f}"}),
-                     hide_index=True)
+                     hide_index=True, placeholder="–")
     columns = [c for c in TABLE if c in frame and frame[c].notna().any()]  # no column of nothing (the GPU's
     table = frame[columns].rename(columns=TABLE)                           # naive speed on a CPU-only sweep)
     st.dataframe(table.style.format({"images/s": "{:,.0f}", "ms per step": "{:.2f}", "ms to move a batch": "{:.3f}",
                                      "images/s, the tutorial's way": "{:,.0f}", "CPU threads": "{:.0f}"},
-                                    na_rep="–"), hide_index=True)
+                                    na_rep="–"), hide_index=True, placeholder="–")
     st.caption("images/s: forward, backward and optimizer step with the data already on the device "
                "(on a GPU, each step replayed as one CUDA graph, as training does). ms to move a batch: from the "
                "host, normalized. The tutorial's way (GPU only): every kernel launched one by one, copying every "
@@ -197,7 +197,7 @@ def scaling_results(rows: list[dict], saved: float | None = None) -> None:
     frame = pd.DataFrame(rows)
     columns = [c for c in SCALING_TABLE if c in frame]
     st.dataframe(frame[columns].rename(columns=SCALING_TABLE).style.format(
-        {"images/s": "{:,.0f}", "efficiency": "{:.0%}"}, na_rep="–"), hide_index=True)
+        {"images/s": "{:,.0f}", "efficiency": "{:.0%}"}, na_rep="–"), hide_index=True, placeholder="–")
     st.caption("Each bar: 100 training steps of Shapes (python -m core.train --nproc N), timed without the start "
                "and the evaluation. Efficiency: images/s ÷ (processes × one process's images/s); 100% would be "
                "perfect scaling. On a CPU the last bar is one process using every core's threads, without DDP.")

@@ -92,6 +92,20 @@ def test_the_overfitting_lesson_parts_train_and_test_by_15_points_and_back_retur
     gap = max(train - test for train, test in zip(lines["train"], lines["test"]))
     print(f"overfitting lesson: {seconds:.0f} s, largest train-test gap {gap:.1%}")
     assert gap >= 0.15, lines
+    # 30 epochs on a projector's chart: the legend above the plot, where no point is; a readable number of ticks
+    look = pg.evaluate("""() => { const g = [...document.querySelectorAll('.js-plotly-plot')]
+        .find(g => g.layout && g.layout.title && (g.layout.title.text || '').includes('accuracy'));
+        const legend = g.querySelector('.legend').getBoundingClientRect();
+        const plot = g.querySelector('.nsewdrag').getBoundingClientRect();
+        const ticks = g.querySelectorAll('.xtick text').length;
+        return {legend_bottom: legend.bottom, plot_top: plot.top, ticks: ticks}; }""")
+    assert look["legend_bottom"] <= look["plot_top"] + 1 and 3 <= look["ticks"] <= 12, look
+    # the run's pictures on the Results page: their captions' largest font shows at 12 px or more at 1280x720
+    pg.get_by_role("link", name="Results", exact=True).click()
+    grid = pg.locator('[data-testid="stImage"]').filter(has_text="a green frame is a right guess").locator("img")
+    grid.wait_for()
+    shown = grid.evaluate("img => img.clientWidth / img.naturalWidth")
+    assert shown * 18 >= 12, shown
 
 
 def test_the_lessons_run_on_the_teachers_image_folder(school, projector):  # noqa: F811

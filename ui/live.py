@@ -104,11 +104,12 @@ def metrics(snap: Snapshot) -> list[tuple[str, str, str | None]]:
     if snap.epochs:
         accuracy = f"{snap.epochs[-1]['test_accuracy']:.1%}"
     else:
-        accuracy = "after epoch 1" if snap.active else "–"
+        accuracy = "–"
     return [("Images/s" if snap.active or not snap.end else "Images/s (whole run)", f"{rate or 0:,.0f}", None),
             ("Running loss", loss_text(value),
              f"{value - previous:+.3f}" if value is not None and previous is not None and snap.active else None),
-            (f"Test accuracy (epoch {snap.epochs[-1]['epoch']})" if snap.epochs else "Test accuracy", accuracy, None)]
+            (f"Test accuracy (epoch {snap.epochs[-1]['epoch']})" if snap.epochs else
+             "Test accuracy (after epoch 1)" if snap.active else "Test accuracy", accuracy, None)]
 
 
 def loss_text(value: float | None) -> str:

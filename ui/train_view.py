@@ -180,7 +180,8 @@ def notices(snap) -> None:
 def sized(fig):
     """A live chart as the page shows it: low enough to fit under the metrics on a projector, with larger text
     in presentation mode."""
-    fig.update_layout(autosize=True, margin=dict(t=50, b=45))  # as high as the element (CHART_HEIGHT)
+    # as high as the element (CHART_HEIGHT); a top margin that holds a legend under the title is kept
+    fig.update_layout(autosize=True, margin=dict(t=max(50, fig.layout.margin.t or 0), b=45))
     if presenting():
         big = dict(tickfont=dict(size=20), title_font=dict(size=21))
         fig.update_layout(font=dict(size=20), title_font=dict(size=23), legend_font=dict(size=19))
@@ -194,7 +195,9 @@ def charts(job, snap) -> None:
     itself while the job is active (ui/live.py): training never waits for any of it. No job yet: the charts are
     drawn empty, so the browser loads its charting code before Train is clicked (seconds on a slow machine) and
     the first loss point shows at once."""
-    feed, seq, losses, total, accuracy = None, 0, [], None, accuracy_figure([], 10, None)
+    # the epochs the x axis is for: the job's, else the controls' (the chart is drawn once; the browser adds points)
+    planned = snap.config.epochs if job is not None else st.session_state.get("train_epochs")
+    feed, seq, losses, total, accuracy = None, 0, [], None, accuracy_figure([], 10, None, planned=planned)
     if job is None:
         st.info("Choose the settings and click **Train**. The running loss will appear here as it falls.")
     else:
@@ -204,7 +207,8 @@ def charts(job, snap) -> None:
         losses, total = snap.losses, live.total_images(snap)
         if snap.start:
             cifar = "cifar" in snap.config.dataset.lower()
-            accuracy = accuracy_figure(snap.epochs, len(snap.start["classes"]), TUTORIAL_ACCURACY if cifar else None)
+            accuracy = accuracy_figure(snap.epochs, len(snap.start["classes"]), TUTORIAL_ACCURACY if cifar else None,
+                                       planned=snap.config.epochs)
     left, right = st.columns([3, 2])
     with left:
         live.live_chart(sized(running_loss_figure(losses, total_images=total)), key="running_loss_chart",
