@@ -143,3 +143,66 @@ def test_the_lessons_run_on_the_teachers_image_folder(school, projector):  # noq
     config = train_with_name(pg, home, "Grace")
     assert config["dataset"] == f"folder:{folder}" and config["epochs"] == 2 and config["lr"] == 0.001
     pg.wait_for_function(FINISHED, timeout=120_000, polling=500)
+
+
+def folder_links():
+    """Every link of every lesson on an image folder (a placeholder path here; the test's own folder in the test)."""
+    from core.lessons import lessons
+
+    tour = lessons("folder:/PLACEHOLDER", gpu=False, classes=len(CLASSES))
+    return [(i, j) for i, lesson in enumerate(tour) for j, _ in enumerate(lesson.links)]
+
+
+SLIDERS = {"epochs": "Epochs", "lr": "Learning rate", "momentum": "Momentum", "batch_size": "Batch size",
+           "conv_width": "Conv width"}
+
+
+@pytest.mark.parametrize("lesson, index", folder_links(), ids=[f"{i + 1}.{j + 1}" for i, j in folder_links()])
+def test_every_lesson_link_on_the_teachers_folder_sets_its_page_up(school, projector, lesson, index):
+    """Each link, as the Lessons page gives it on the teacher's folder: its page on that folder, the values and
+    locks set; a Train link trains on the folder."""
+    from core.lessons import lessons
+    from core.links import parse_link
+
+    url, home, folder = school
+    title, link = (lambda ls: (ls[lesson].title, ls[lesson].links[index]))(
+        lessons(f"folder:{folder}", gpu=False, classes=len(CLASSES)))
+    pg = projector
+    pg.goto(f"{url}/{link.url()}")
+    if link.page == "data":
+        pg.get_by_text("90 training").wait_for()
+        assert pg.get_by_role("combobox", name="Dataset").input_value() == "Image folder"
+        return
+    if link.page == "network":
+        pg.get_by_role("heading", name="The network, layer by layer").wait_for()
+        return
+    if link.page == "speed":
+        pg.get_by_role("heading", name="Sweep: images per second by width").wait_for()
+        return
+    if link.page == "runs":
+        pg.get_by_role("heading", name="Compare runs").wait_for()
+        return
+    if link.page == "step":  # one step on a batch of the folder's pictures, the learning rate held
+        pg.get_by_text("Step 1 on batch 1").wait_for(timeout=60_000)
+        pg.get_by_text(re.compile("Settings: ")).click()
+        assert pg.get_by_role("slider", name="Learning rate").is_disabled()
+        sync_api.expect(pg.get_by_role("textbox", name="Folder path", exact=True)).to_have_value(str(folder))
+        return
+    settings = parse_link(link.query()).values
+    pg.get_by_role("slider", name="Learning rate").wait_for()
+    assert pg.get_by_role("combobox", name="Dataset").input_value() == "Image folder", title
+    sync_api.expect(pg.get_by_role("textbox", name="Folder path", exact=True)).to_have_value(str(folder))
+    for name, label in SLIDERS.items():
+        slider = pg.get_by_role("slider", name=label)
+        assert float(slider.get_attribute("aria-valuetext")) == float(settings[name]), (title, label)
+        sgd_only = name == "momentum" and settings.get("optimizer", "sgd") != "sgd"
+        assert slider.is_disabled() == (name in link.locked or sgd_only), (title, label, link.locked)
+    config = train_with_name(pg, home)
+    assert config["dataset"] == f"folder:{folder}", title
+    assert all(config[k] == v for k, v in settings.items() if k not in ("preset", "folder", "dataset")), title
+    try:  # a diverging run can end on its own between a look at Stop and the click
+        pg.get_by_role("button", name="Stop", exact=True).click(timeout=5000)
+    except sync_api.TimeoutError:
+        pass
+    pg.wait_for_function("() => [...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Status:') "
+                         "&& /stopped|finished|diverged|failed/.test(p.innerText))", timeout=60_000)
