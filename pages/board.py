@@ -9,10 +9,10 @@ import time
 
 import streamlit as st
 
-from core.board import CLASS, board_csv, board_rows, board_title
+from core.board import CLASS, board_title
 from core.lessons import lesson_boards, lessons
 from ui.app import require_app
-from ui.board_live import board_element, board_jobs, boards
+from ui.board_live import board_element, board_jobs, boards, csv_link
 from ui.classroom import is_teacher
 from ui.common import held, plain, presenting
 from ui.lesson_data import lesson_dataset
@@ -49,11 +49,7 @@ chart = top_middle.radio("Chart", ["accuracy", "loss"], horizontal=True, key="bo
                          **held("board_chart", ["accuracy", "loss"]),
                          format_func={"accuracy": "Accuracy against the knob", "loss": "Every run's loss"}.get)
 to_link("board", {"board": board}, ["board"])
-top_right.download_button(  # made on the click: the board as it is then
-    "Board (.csv)", lambda: board_csv(board_rows([(s, s.entry) for s in (j.snapshot() for j in board_jobs(board))],
-                                                 CLASS.hide_names)),
-    f"board-{time.strftime('%Y%m%d-%H%M')}.csv", "text/csv", icon=":material/download:",
-    help="Download the board (.csv): name, settings, status, accuracy, seconds and challenge of every run.")
+top_right.html(csv_link(board))  # the board as it is at the click (ui/board_live.py: board_csv_route)
 
 board_element(board, chart, BOARD_HEIGHT)
 

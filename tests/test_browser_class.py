@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.conftest import TEACHER_KEY
+from tests.conftest import ROOT, TEACHER_KEY
 from tests.test_browser import CHROMIUM, browser, start_server, sync_api  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -130,12 +130,14 @@ def test_a_class_trains_a_challenge_and_the_teacher_sees_it_on_the_board(school,
 
         # the board's CSV: the three rows
         with board.expect_download() as download:
-            board.get_by_role("button", name="Board (.csv)").click()
+            board.get_by_role("link", name="Board (.csv)").click()  # a link served by the app's own route
         table = list(csv.DictReader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
         assert sorted(r["name"] for r in table) == sorted(STUDENTS)
         by_name = {r["name"]: r for r in table}
         assert by_name["Grace"]["challenge"] == "passed" and by_name["Ada"]["status"] == "stopped"
         assert abs(float(by_name["Grace"]["test_accuracy"]) * 100 - grace_accuracy) < 0.06
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        board.screenshot(path=ROOT / "test-artifacts" / "board-1280x720.png")  # the teacher's projector
 
         # Grace cannot delete Ada's run on the Runs page; the run folder records Ada's name
         ada_run = next(p for p in (home / "runs").iterdir() if '"Ada"' in (p / "meta.json").read_text())

@@ -158,7 +158,7 @@ SLIDERS = {"epochs": "Epochs", "lr": "Learning rate", "momentum": "Momentum", "b
 
 
 @pytest.mark.parametrize("lesson, index", folder_links(), ids=[f"{i + 1}.{j + 1}" for i, j in folder_links()])
-def test_every_lesson_link_on_the_teachers_folder_sets_its_page_up(school, projector, lesson, index):
+def test_every_lesson_link_on_the_teachers_folder_sets_its_page_up(school, projector, lesson, index):  # noqa: F811
     """Each link, as the Lessons page gives it on the teacher's folder: its page on that folder, the values and
     locks set; a Train link trains on the folder."""
     from core.lessons import lessons

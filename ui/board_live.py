@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import math
 import threading
+import time
+from urllib.parse import urlencode
 
 import streamlit as st
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.board import CLASS, board_rows, differing_knobs
+from core.board import CLASS, board_csv, board_rows, differing_knobs
 from core.jobs import get_manager
 from core.runs.names import KNOB_TEXT
 from ui.job_status import clock
 from ui.live import AXIS, PLOTLY_URL, STYLE, _asset
 
 BOARD_URL = "api/board"
+CSV_URL = "api/board.csv"
 POLL_MS = 1000
 MAX_POINTS = 200  # a run's loss line on the board: enough for its shape, little for 30 runs a second
 CHARTS = ("accuracy", "loss")
@@ -137,7 +140,32 @@ async def board_route(request: Request) -> Response:
     return JSONResponse(state, headers={"Cache-Control": "no-store"})
 
 
-ROUTES = [Route("/" + BOARD_URL, board_route, methods=["GET"])]
+async def board_csv_route(request: Request) -> Response:
+    """GET api/board.csv?board=KEY: the board as it is at the click, as a spreadsheet (the Board page's download).
+
+    Served here, not by a download button's file made on the click: the teacher's download failed in about one
+    test run in five that way (cancelled, or the button spun for 30 s). Streamlit's media_file_manager.py leaves
+    such a file to no session, so the end of any two page runs of any session, which a class's pages make every
+    second or two, can delete it before the browser fetches it."""
+    board = request.query_params.get("board", "")[:300]
+    text = board_csv(board_rows([(s, s.entry) for s in (job.snapshot() for job in board_jobs(board))],
+                                CLASS.hide_names))
+    name = f"board-{time.strftime('%Y%m%d-%H%M')}.csv"
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
+def csv_link(board: str) -> str:
+    """The board's download, as the page shows it: a link to CSV_URL (plain HTML: the browser downloads it)."""
+    import html
+
+    href = html.escape(f"{CSV_URL}?{urlencode({'board': board})}")
+    return (f'<a class="cnn-download" href="{href}" download title="Download the board (.csv): name, settings, '
+            'status, accuracy, seconds and challenge of every run, as the board is at the click.">'
+            "&#x2913; Board (.csv)</a>")
+
+
+ROUTES = [Route("/" + BOARD_URL, board_route, methods=["GET"]), Route("/" + CSV_URL, board_csv_route, methods=["GET"])]
 
 _board = st.components.v2.component("cnn_board", js=_asset("feed.js", "board.js"), css=_asset("board.css"),
                                     isolate_styles=False)
@@ -145,7 +173,5 @@ _board = st.components.v2.component("cnn_board", js=_asset("feed.js", "board.js"
 
 def board_element(board: str, chart: str, height: str, key: str = "class_board") -> None:
     """The board's table and chart, drawn with its state now and then kept up to date by the browser."""
-    from urllib.parse import urlencode
-
     feed = f"{BOARD_URL}?{urlencode({'board': board, 'chart': chart})}"
     _board(data={"state": STATES.of(board, chart), "feed": feed, "src": PLOTLY_URL, "height": height}, key=key)
