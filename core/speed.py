@@ -28,6 +28,9 @@ from core.model import ModelArgs, Net
 from core.train_step import make_optimizer, make_step
 
 BUSY_SHARE = 0.75  # a CPU point whose threads got less of the CPU than this was measured on a busy machine
+# a scaling bar of several processes: rank 0 also waits for the others at every step's all-reduce (quiet, 2
+# processes: 0.86 here; with two programs busy on each core: 0.64, and the one-process bars 0.33-0.39)
+BUSY_SHARE_DDP = 0.5
 
 
 class SpeedError(ValueError):
@@ -287,9 +290,11 @@ def scaling(spec: ScalingSpec, data_dir: str | os.PathLike,
         if n == 1 and threads == spec.threads:
             single[width] = rate
         base = single.get(width)
+        share = end.get("cpu_share")  # rank 0's: the CPU its threads got while it trained
         yield dict(device=spec.device, width=width, processes=n, threads=threads, batch_size=spec.batch_size,
                    global_batch_size=end["global_batch_size"], images_per_second=rate,
-                   efficiency=rate / (n * base) if base and threads == spec.threads else None)
+                   efficiency=rate / (n * base) if base and threads == spec.threads else None,
+                   cpu_share=share, busy=share is not None and share < (BUSY_SHARE if n == 1 else BUSY_SHARE_DDP))
 
 
 KEEP_RESULTS = 50  # speed results kept on disk (the oldest go first)

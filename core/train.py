@@ -231,7 +231,7 @@ def report(end: dict, as_json: bool) -> int:
                                                   "train_seconds", "images_per_second", "test_accuracy",
                                                   "per_class_accuracy", "final_running_loss", "device", "run_dir",
                                                   "world_size", "batch_size", "global_batch_size",
-                                                  "replica_difference")}))
+                                                  "replica_difference", "cpu_share")}))
     return EXIT_CODES.get(end["status"], EXIT_OTHER)
 
 

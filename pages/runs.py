@@ -112,8 +112,11 @@ if not runs:
 frame = table()
 f1, f2 = st.columns(2)
 datasets = f1.multiselect("Dataset", sorted(frame["Dataset"].unique()), key="runs_datasets",
+                          **held("runs_datasets", sorted(frame["Dataset"].unique()), many=True),
                           placeholder="All datasets")
-statuses = f2.multiselect("Status", sorted(frame["Status"].unique()), key="runs_statuses", placeholder="Any status")
+statuses = f2.multiselect("Status", sorted(frame["Status"].unique()), key="runs_statuses",
+                          placeholder="Any status",
+                          **held("runs_statuses", sorted(frame["Status"].unique()), many=True))
 shown = frame[frame["Dataset"].isin(datasets or frame["Dataset"]) & frame["Status"].isin(statuses or frame["Status"])]
 # the run's name takes the room (it starts with the dataset and ends with the time it started); the rest stay
 # narrow, and in presentation mode the table keeps what a class reads, so it fits a 1280-px projector
@@ -153,7 +156,7 @@ def follow_link() -> None:
 
 follow_link()
 chosen = st.multiselect("Compare runs", readable, format_func=lambda n: f"{by_name[n].title} ({n})",
-                        max_selections=MOST, key="runs_compare",
+                        max_selections=MOST, key="runs_compare", **held("runs_compare", readable, many=True),
                         help="Two to eight runs. The page's link keeps them: share it to show the same comparison.")
 to_link("runs", {COMPARE: chosen}, [COMPARE])  # an empty list takes the parameter away
 if len(chosen) == 1:

@@ -16,7 +16,7 @@ from core.model import ModelArgs
 from core.optimizers import LABELS as OPTIMIZER_LABELS
 from core.speed import BUSY_SHARE, CannotKeep, ScalingSpec, SpeedError, SweepSpec, keep_result, newest_result
 from ui.app import require_app
-from ui.common import data_dir, runs_root
+from ui.common import data_dir, held, runs_root
 from ui.train_form import chosen_settings
 
 require_app()  # first: a page run without dashboard.py is run again through it
@@ -52,16 +52,43 @@ def session_job(key: str):
     return get_manager().get(st.session_state.get(key))
 
 
+def active(key: str) -> bool:
+    """Whether this session's measuring job `<key>_job_id` (key "race": its racers) is waiting or running."""
+    if key == "race":
+        jobs = [get_manager().get(i) for i in st.session_state.get("race_jobs", {}).values()]
+    else:
+        jobs = [session_job(f"{key}_job_id")]
+    return any(job is not None and job.snapshot().active for job in jobs)
+
+
+def live(view, key: str) -> None:
+    """A view drawn with the page and, while its measurement runs, redrawn twice a second by a fragment; when the
+    measurement ends the whole page runs once more, and the timer stops. Idle, the four views cost nothing (on a
+    timer each, they redrew the last results' charts eight times a second; beside them a CI run's click on Measure
+    scaling found its button replaced again and again for 30 s)."""
+    was = active(key)
+
+    def redraw() -> None:
+        view()
+        if was and not active(key):
+            st.rerun(scope="app")
+
+    st.fragment(redraw, run_every=0.5 if was else None)()
+
+
 # -- the sweep ----------------------------------------------------------------------------------
 st.header("Sweep: images per second by width")
 c1, c2 = st.columns(2)
-widths = c1.multiselect("Conv widths", WIDTHS, default=WIDTHS, key="speed_widths")
-batches = c2.multiselect("Batch sizes", BATCHES, default=[4, 64], key="speed_batches")
+widths = c1.multiselect("Conv widths", WIDTHS, key="speed_widths", **held("speed_widths", WIDTHS, WIDTHS, many=True))
+batches = c2.multiselect("Batch sizes", BATCHES, key="speed_batches",
+                         **held("speed_batches", BATCHES, [4, 64], many=True))
 c3, c4, c5 = st.columns(3)
-chosen_devices = c3.multiselect("Devices", devices, default=devices, key="speed_devices")
+chosen_devices = c3.multiselect("Devices", devices, key="speed_devices",
+                                **held("speed_devices", devices, devices, many=True))
 thread_options = {"1 thread": 1, f"all {CORES} threads": CORES} if CORES > 1 else {"1 thread": 1}
-threads = c4.multiselect("CPU threads", list(thread_options), default=list(thread_options), key="speed_threads")
-steps = c5.slider("Timed steps per point", 3, 100, 10, key="speed_steps",
+threads = c4.multiselect("CPU threads", list(thread_options), key="speed_threads",
+                         **held("speed_threads", list(thread_options), list(thread_options), many=True))
+steps = c5.slider("Timed steps per point", 3, 100, key="speed_steps", **held("speed_steps", default=10),
                   help="Each point also runs 3 untimed warm-up steps first.")
 if st.button("Run sweep", type="primary"):
     try:
@@ -149,13 +176,12 @@ def measurements(key: str, kind: str, draw, hint: str) -> None:
     draw(snap.rows)
 
 
-@st.fragment(run_every=0.5)
 def sweep_view() -> None:
     measurements("speed", "sweep", sweep_results,
                  "Choose what to compare and click **Run sweep**. Points appear as they are measured.")
 
 
-sweep_view()
+live(sweep_view, "speed")
 
 
 # -- scaling out ----------------------------------------------------------------------------------------
@@ -171,11 +197,14 @@ st.markdown(
     "batch*).")
 s1, s2, s3 = st.columns(3)
 scale_device = s1.selectbox("Scaling device", ["cpu"] + (["cuda"] if GPUS else []), key="scaling_device",
+                            **held("scaling_device", ["cpu"] + (["cuda"] if GPUS else [])),
                             format_func=lambda d: f"{GPUS} GPU(s), nccl" if d == "cuda" else f"CPU, {CORES} cores")
 most = GPUS if scale_device == "cuda" else max(2, CORES)
 ladder = tuple(sorted({*(2**i for i in range(most.bit_length()) if 2**i <= most), most}))  # 1, 2, 4, ... most
-scale_widths = s2.multiselect("Scaling conv widths", WIDTHS, default=[6, 64], key="scaling_widths")
-scale_batch = s3.select_slider("Batch size per process", BATCHES, value=64, key="scaling_batch")
+scale_widths = s2.multiselect("Scaling conv widths", WIDTHS, key="scaling_widths",
+                              **held("scaling_widths", WIDTHS, [6, 64], many=True))
+scale_batch = s3.select_slider("Batch size per process", BATCHES, key="scaling_batch",
+                               **held("scaling_batch", default=64))
 if st.button("Measure scaling", type="primary"):
     try:
         scale_spec = ScalingSpec(device=scale_device, widths=tuple(sorted(scale_widths)), batch_size=scale_batch,
@@ -193,6 +222,12 @@ SCALING_TABLE = {"width": "conv width", "processes": "processes", "threads": "CP
 def scaling_results(rows: list[dict], saved: float | None = None) -> None:
     if saved:
         st.caption(f"The last measurement, {time.strftime('%d %b %H:%M', time.localtime(saved))}.")
+    busy = [r for r in rows if r.get("busy")]
+    if busy:
+        share = min(r["cpu_share"] for r in busy)
+        st.warning(f"The machine was busy while {len(busy)} of these bars were measured (a process got as little "
+                   f"as {share:.0%} of the CPU its threads asked for): another program is using the cores, so "
+                   "those bars are too slow and the efficiencies can be wrong. Close it and measure again.")
     st.plotly_chart(scaling_figure(rows), key="scaling_chart")
     frame = pd.DataFrame(rows)
     columns = [c for c in SCALING_TABLE if c in frame]
@@ -203,13 +238,12 @@ def scaling_results(rows: list[dict], saved: float | None = None) -> None:
                "perfect scaling. On a CPU the last bar is one process using every core's threads, without DDP.")
 
 
-@st.fragment(run_every=0.5)
 def scaling_view() -> None:
     measurements("scaling", "scaling", scaling_results, f"Click **Measure scaling** to train on "
                  f"{', '.join(map(str, ladder))} processes in turn (each start takes a few seconds).")
 
 
-scaling_view()
+live(scaling_view, "scaling")
 
 
 # -- estimate ---------------------------------------------------------------------------------------
@@ -241,7 +275,6 @@ if st.button("Estimate"):
     st.session_state.estimate_images = num_train
 
 
-@st.fragment(run_every=0.5)
 def estimate_view() -> None:
     job = session_job("estimate_job_id")
     if job is None:
@@ -255,7 +288,7 @@ def estimate_view() -> None:
                   f"{int(seconds // 60)} min {seconds % 60:.0f} s", help=f"{row['images_per_second']:,.0f} images/s")
 
 
-estimate_view()
+live(estimate_view, "estimate")
 
 # -- the race ------------------------------------------------------------------------------------------
 st.header("Race: the same training on two devices")
@@ -293,7 +326,6 @@ if get_manager().max_running < 2:
                "starts with its own training.")
 
 
-@st.fragment(run_every=0.5)
 def race_view() -> None:
     jobs = {name: get_manager().get(i) for name, i in st.session_state.get("race_jobs", {}).items()}
     jobs = {name: job for name, job in jobs.items() if job is not None}
@@ -327,4 +359,4 @@ def race_view() -> None:
         st.warning(message)
 
 
-race_view()
+live(race_view, "race")

@@ -353,6 +353,22 @@ def test_speed_page_runs_a_sweep(app_env):
     assert all(list(t["x"]) == [6, 16] for t in chart["data"])
 
 
+def test_speed_page_warns_of_a_busy_machine_under_a_scaling_measurement(app_env):
+    from core.speed import keep_result
+    from ui.common import runs_root
+
+    row = dict(device="cpu", width=6, processes=1, threads=1, batch_size=64, global_batch_size=64,
+               images_per_second=900.0, efficiency=1.0)
+    keep_result(runs_root(), "scaling", {"rows": [{**row, "cpu_share": 0.99, "busy": False}]})
+    at = page("speed").run()
+    assert not at.exception and not [w for w in at.warning if "busy" in w.value]
+    keep_result(runs_root(), "scaling", {"rows": [{**row, "cpu_share": 0.39, "busy": True},
+                                                  {**row, "processes": 2, "cpu_share": 0.8, "busy": False}]})
+    at = page("speed").run()
+    (warning,) = [w.value for w in at.warning if "busy" in w.value]
+    assert "1 of these bars" in warning and "39%" in warning
+
+
 def test_knobs_survive_a_visit_to_another_page(app_env):
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
     at.switch_page("pages/train.py").run()

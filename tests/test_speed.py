@@ -133,6 +133,23 @@ def test_scaling_trains_on_each_number_of_processes_and_says_the_efficiency(shap
     assert one["efficiency"] == 1.0 and two["efficiency"] == pytest.approx(
         two["images_per_second"] / (2 * one["images_per_second"]))
     assert all(row["images_per_second"] > 0 for row in rows) and rows[-1]["efficiency"] in (None, 1.0)
+    assert all(0 < row["cpu_share"] <= 1.5 for row in rows), rows  # the CPU each bar's rank 0 got
+
+
+def test_a_busy_machine_is_noticed_by_the_scaling_measurement(shapes_dir):
+    """With other programs busy on every core, a scaling bar says so (the Speed page then warns, as for the sweep
+    and the race) instead of reporting the slowdown as the cost of more processes."""
+    from core.speed import ScalingSpec, scaling
+
+    cores = os.cpu_count() or 1
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * cores)]
+    try:
+        rows = list(scaling(ScalingSpec(widths=(6,), processes=(1,), batch_size=64, steps=40), shapes_dir))
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+    assert rows and all(row["busy"] and row["cpu_share"] < 0.75 for row in rows), rows
 
 
 def test_bad_scaling_is_one_line_and_a_stopped_one_ends_early(shapes_dir):

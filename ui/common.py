@@ -103,15 +103,17 @@ def presenting() -> bool:
     return bool(st.session_state.get(PRESENT, False))
 
 
-def held(session_key: str, options: list | None = None, default=None) -> dict:
+def held(session_key: str, options: list | None = None, default=None, many: bool = False) -> dict:
     """A keyed control's value in this session, as the control's own default too (`index` where it takes
     `options`): the kwargs to give it. The browser can mount a control afresh (a click while a run is still drawn):
     it then shows, and sends back, the control's default. Without this the Step page's settings jumped to every
     control's first option or minimum, and trained that (tests/test_browser_step.py met it in about one run of
-    three)."""
+    three). `default`: the control's value before the session has one; `many`: a multiselect's."""
     value = st.session_state.get(session_key, default)
     if value is None:
         return {}
+    if many:  # a multiselect: its chosen options, as its default
+        return dict(default=[v for v in value if options is None or v in options])
     if options is None:
         return dict(value=value)
     return dict(index=list(options).index(value)) if value in options else {}
