@@ -82,32 +82,19 @@ class UploadError(ValueError):
 
 def prepare_upload(data: bytes, image_size: int, channels: int) -> torch.Tensor:
     """A PNG/JPEG file -> uint8 (1, C, S, S) as the network sees it (centre-cropped square, resized)."""
-    import io
+    from PIL import Image
 
-    from PIL import Image, UnidentifiedImageError
+    from core.untrusted import open_image
 
     if len(data) > MAX_UPLOAD_BYTES:
         raise UploadError(f"the file is {len(data) / 1e6:.1f} MB; please upload an image under "
                           f"{MAX_UPLOAD_BYTES // 1024 // 1024} MB")
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            if probe.format not in ("PNG", "JPEG"):
-                raise UploadError(f"the file is a {probe.format or 'unknown'} image; please upload a PNG or JPEG")
-            if probe.width * probe.height > MAX_UPLOAD_PIXELS:
-                raise UploadError(f"the image is {probe.width}x{probe.height} pixels, too large to open safely")
-            probe.verify()
-        with Image.open(io.BytesIO(data)) as img:
-            img = img.convert("RGB" if channels == 3 else "L")
-            side = min(img.size)
-            left, top = (img.width - side) // 2, (img.height - side) // 2
-            img = img.crop((left, top, left + side, top + side)).resize((image_size, image_size), Image.BILINEAR)
-            pixels = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-    except UploadError:
-        raise
-    except UnidentifiedImageError:
-        raise UploadError("the file is not a PNG or JPEG image") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise UploadError("the file is a damaged PNG or JPEG image (its data ends early or does not decode)") from None
+    img = open_image(data, "the file", MAX_UPLOAD_PIXELS, formats=("PNG", "JPEG"), error=UploadError)
+    img = img.convert("RGB" if channels == 3 else "L")
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side)).resize((image_size, image_size), Image.BILINEAR)
+    pixels = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
     return pixels.view(image_size, image_size, channels).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 

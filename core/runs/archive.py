@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import shutil
-import stat
 import time
 import zipfile
 from pathlib import Path
@@ -40,6 +39,7 @@ from core.runs.folder import (
     read_events,
     run_name,
 )
+from core.untrusted import UntrustedError, read_capped, read_member, zip_members
 
 MAX_MEMBERS = 16
 MAX_HISTORY_BYTES = 16 * 2**20  # MAX_EVENTS running-loss points take about 10 MB as JSON lines
@@ -54,7 +54,7 @@ LOSS_COLUMNS = ("epoch", "step", "images_seen", "train_seconds", "running_loss",
 EPOCH_COLUMNS = ("epoch", "test_accuracy", "train_accuracy", "train_loss", "seconds", "images_per_second")
 
 
-class ArchiveError(ValueError):
+class ArchiveError(UntrustedError):
     """A file that cannot be taken in as a run; the message says why in one line."""
 
 
@@ -112,49 +112,25 @@ def export_run(root: str | os.PathLike, name: str, target: str | os.PathLike) ->
 # -- import -----------------------------------------------------------------------------------------------
 
 def _checked_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
-    members = zf.infolist()
-    if len(members) > MAX_MEMBERS:
-        raise ArchiveError(f"it holds {len(members)} files; a run has at most {len(FILES)}")
-    seen, total = set(), 0
-    for m in members:
-        name = m.filename
-        if stat.S_ISLNK(m.external_attr >> 16):
-            raise ArchiveError(f"{name} is a link; a run holds plain files only")
-        if m.flag_bits & 0x1:
-            raise ArchiveError(f"{name} is encrypted; a run zip of this app never is")
-        if m.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise ArchiveError(f"{name} is packed with a method this app does not read (method {m.compress_type})")
-        if name not in FILES or "/" in name or "\\" in name or name in seen:
-            raise ArchiveError(f"{name!r} is not a file of a run (a run holds {', '.join(FILES)}, not in folders)")
-        seen.add(name)
-        if m.file_size > FILES[name]:
-            raise ArchiveError(f"{name} would be {m.file_size / 2**20:,.0f} MB unpacked, more than a run's "
-                               f"({FILES[name] / 2**20:,.0f} MB)")
-        total += m.file_size
-    if "config.json" not in seen:
+    members = zip_members(zf, max_members=MAX_MEMBERS, limit=lambda name: FILES.get(name), total=MAX_ARCHIVE_BYTES,
+                          what="a run zip", error=ArchiveError)
+    if "config.json" not in {m.filename for m in members}:
         raise ArchiveError("it has no config.json: it is not a run exported by this app")
-    if total > MAX_ARCHIVE_BYTES:
-        raise ArchiveError(f"it would be {total / 2**20:,.0f} MB unpacked, more than a run can be")
     return members
 
 
 def _unpack(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], folder: Path) -> None:
-    """Each member into `folder`, read with a cap: a header that lies about the size gains nothing."""
+    """Each member into `folder`, read with a cap (core.untrusted.read_member); the history's points counted."""
     for m in members:
         if m.filename in NOT_KEPT:
             continue
-        limit = FILES[m.filename]
-        with zf.open(m) as src, open(folder / m.filename, "wb") as dst:
-            copied = lines = 0
-            while chunk := src.read(1 << 20):
-                copied += len(chunk)
-                if copied > limit:
-                    raise ArchiveError(f"{m.filename} unpacks to more than its header says (a zip bomb?)")
-                lines += chunk.count(b"\n") if m.filename == "metrics.jsonl" else 0
-                if lines > MAX_EVENTS:
+        with open(folder / m.filename, "wb") as dst:
+            read_member(zf, m, FILES[m.filename], out=dst, error=ArchiveError)
+        if m.filename == "metrics.jsonl":
+            with open(folder / m.filename, "rb") as f:
+                if sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) > MAX_EVENTS:
                     raise ArchiveError(f"its history has more than {MAX_EVENTS:,} points, more than a run of this "
                                        "app writes")
-                dst.write(chunk)
 
 
 def _check_run(folder: Path) -> None:
@@ -230,21 +206,7 @@ def is_run_zip(data: bytes) -> bool:
 
 
 def _read_capped(path: Path) -> bytes:
-    """A regular file's bytes, at most a run's size: never a FIFO (which would wait for ever) or a device such as
-    /dev/zero (which never ends)."""
-    try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise ArchiveError(f"{path} is not a regular file")
-        if info.st_size > MAX_ARCHIVE_BYTES:
-            raise ArchiveError(f"{path.name} is {info.st_size / 2**20:,.0f} MB, more than a run can be")
-        with open(path, "rb") as f:
-            data = f.read(MAX_ARCHIVE_BYTES + 1)  # a file that grows meanwhile is still read with a cap
-        if len(data) > MAX_ARCHIVE_BYTES:
-            raise ArchiveError(f"{path.name} is more than a run can be")
-        return data
-    except OSError as exc:
-        raise ArchiveError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    return read_capped(path, MAX_ARCHIVE_BYTES, error=ArchiveError)
 
 
 DATASET_OF_SHAPE = {(3, 32): "cifar10", (1, 28): "mnist"}  # what a bare checkpoint was most likely trained on
