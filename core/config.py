@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
+import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+from core.datasets import OwnError, check_name
 
 DATASETS = ("cifar10", "mnist", "fashion-mnist", "shapes")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -77,7 +80,8 @@ STEP_PAGE = 128  # the Step page's widths and batch: a step drawn, with every nu
 
 @dataclass(frozen=True)
 class TrainConfig:
-    dataset: str = setting("cifar10", "--dataset", "cifar10, mnist, fashion-mnist, shapes (offline) or folder:PATH",
+    dataset: str = setting("cifar10", "--dataset", "cifar10, mnist, fashion-mnist, shapes (offline), folder:PATH or "
+                           "own:NAME (python -m core.datasets list)",
                            "Dataset")
     data_dir: str = setting("data", "--data-dir", "where datasets are downloaded and cached (default: data)",
                             "Data directory", "a non-empty path", lambda v: isinstance(v, str) and v.strip() != "")
@@ -101,6 +105,9 @@ class TrainConfig:
                              lambda v: isinstance(v, bool))
     schedule: str = setting("constant", "--schedule", "learning rate: constant (the tutorial) or one-cycle (warm up, "
                             "then anneal to 0)", "Learning-rate schedule", choices=SCHEDULES)
+    augment: bool = setting(False, "--augment", "random flips and crops of every training batch (shifted up to 4 "
+                            "pixels), made on the device: more varied pictures against overfitting (off: the "
+                            "tutorial's way)", "Flips and crops", "true or false", lambda v: isinstance(v, bool))
     batch_size: int = setting(4, "--batch-size", "images per optimizer step and process (the tutorial uses 4)",
                               "Batch size",
                               "a whole number from 1 to 4096", whole_number(1, 4096), ladder=BATCH_SIZES,
@@ -240,10 +247,15 @@ def _check(ok: bool, message: str) -> None:
 
 def validate(c: TrainConfig) -> None:
     """Raise ConfigError with a message a student understands for the first bad setting."""
-    _check(isinstance(c.dataset, str) and (c.dataset in DATASETS or c.dataset.startswith("folder:")),
-           f"dataset must be one of {', '.join(DATASETS)} or folder:PATH, not {c.dataset!r}")
+    _check(isinstance(c.dataset, str) and (c.dataset in DATASETS or c.dataset.startswith(("folder:", "own:"))),
+           f"dataset must be one of {', '.join(DATASETS)}, folder:PATH or own:NAME, not {c.dataset!r}")
     if c.dataset.startswith("folder:"):
         _check(c.dataset[len("folder:"):].strip() != "", "folder: needs a path, e.g. folder:/data/my-images")
+    if c.dataset.startswith("own:"):
+        try:
+            check_name(c.dataset[len("own:"):])
+        except OwnError as exc:
+            raise ConfigError(f"own: needs the name of an own dataset, e.g. own:fruit; {exc}") from None
     for name, f in SETTINGS.items():
         meta, value = f.metadata, getattr(c, name)
         if meta["check"] is not None:
@@ -262,6 +274,20 @@ class ArgParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see --help)\n")
+
+
+def exit_code(command: Callable[[], None], bad_input: tuple[type[Exception], ...]) -> int:
+    """A command-line tool's work done, as its exit code: 0 done, 2 bad input (`bad_input`: its one line on stderr),
+    1 a file that could not be read or written (its line)."""
+    try:
+        command()
+    except bad_input as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})", file=sys.stderr)
+        return 1
+    return 0
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:

@@ -23,6 +23,8 @@ from typing import Callable, Iterator
 
 import torch
 
+from core.untrusted import MAX_IMAGE_PIXELS, open_image
+
 CACHE_VERSION = 1
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -35,6 +37,7 @@ DATASET_LABELS = {
     "fashion-mnist": "Fashion-MNIST",
     "shapes": "Shapes (offline)",
     "folder": "Image folder",  # folder:PATH
+    "own": "Own pictures",  # own:NAME (core/datasets.py)
 }
 DATASET_NAMES = {text: name for name, text in DATASET_LABELS.items()}  # what the pages show -> dataset name
 OFFLINE_HINT = ("Train on the offline Shapes set instead (made on this machine), or on a folder of your own "
@@ -86,6 +89,8 @@ def dataset_label(name: str) -> str:
     """The dataset's name as a person reads it."""
     if name.startswith("folder:"):
         return f"{DATASET_LABELS['folder']} {name[len('folder:'):]}"
+    if name.startswith("own:"):
+        return f"{DATASET_LABELS['own']}: {name[len('own:'):]}"
     return DATASET_LABELS.get(name, name)
 
 
@@ -102,6 +107,26 @@ class Normalizer:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.shift, images.float(), self.scale)
+
+
+AUGMENT_SHIFT = 4  # pixels a random crop moves a picture at most, as torchvision's RandomCrop(32, padding=4)
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, shift: int = AUGMENT_SHIFT) -> torch.Tensor:
+    """A batch of uint8 images (N, C, H, W), each flipped left-right or not (even odds) and cropped back to H x W
+    from itself padded by `shift` black pixels on every side: torchvision's RandomHorizontalFlip and
+    RandomCrop(padding=4), made for the whole batch at once by indexing, on the batch's device. `generator` (on the
+    CPU) draws the flips and offsets: the same seed, the same pictures."""
+    n, c, h, w = images.shape
+    device = images.device
+    flip = (torch.rand(n, generator=generator) < 0.5).to(device)
+    dy, dx = (torch.randint(0, 2 * shift + 1, (n,), generator=generator).to(device) for _ in range(2))
+    padded = torch.nn.functional.pad(images, (shift, shift, shift, shift))
+    rows = dy[:, None] + torch.arange(h, device=device)
+    cols = dx[:, None] + torch.arange(w, device=device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    index = (torch.arange(n, device=device)[:, None, None, None], torch.arange(c, device=device)[None, :, None, None])
+    return padded[(*index, rows[:, None, :, None], cols[:, None, None, :])]
 
 
 def epoch_steps(images: int, batch_size: int, ranks: int = 1) -> int:
@@ -148,6 +173,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike = "data", progress: Prog
         folder = Path(name[len("folder:"):]).expanduser()
         cache = data_dir / "cache" / f"folder-{_unreadable_is_bad_input(_folder_signature, folder)}.pt"
         build = lambda: _unreadable_is_bad_input(_load_folder, folder, progress)  # noqa: E731
+    elif name.startswith("own:"):
+        folder = own_folder(data_dir, name[len("own:"):])
+        cache = data_dir / "cache" / f"own-{_own_signature(folder)}.pt"
+        build = lambda: _load_folder(folder, progress, size=(32, 32))  # noqa: E731
     elif name == "shapes":
         cache = shapes_cache(data_dir)
         build = lambda: make_shapes()  # noqa: E731
@@ -158,7 +187,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike = "data", progress: Prog
         cache = data_dir / "cache" / f"{name}.pt"
         build = lambda: _load_mnist_like(name, data_dir, progress)  # noqa: E731
     else:
-        raise DatasetError(f"unknown dataset {name!r}. Choose cifar10, mnist, fashion-mnist, shapes or folder:PATH.")
+        raise DatasetError(f"unknown dataset {name!r}. Choose cifar10, mnist, fashion-mnist, shapes, folder:PATH "
+                           "or own:NAME.")
     cached = _read_cache(cache, name)
     if cached is not None:
         return cached
@@ -401,7 +431,6 @@ def _list_images(split: Path) -> tuple[list[Path], list[int]]:
     return files, labels
 
 
-MAX_IMAGE_PIXELS = 4096 * 4096  # a folder image larger than this is refused before it is decoded
 
 
 def _decode(path: Path, size: tuple[int, int]) -> torch.Tensor:
@@ -434,21 +463,52 @@ def _regular_file(path: Path):
 
 
 def _decode_with_pil(path: Path) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
+    with _regular_file(path) as f:
+        rgb = open_image(f, str(path), MAX_IMAGE_PIXELS, error=_BadImage)
+    pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
+    return pixels.view(rgb.height, rgb.width, 3).permute(2, 0, 1)
+
+
+class _BadImage(DatasetError):
+    """An image of a folder that cannot be read: the load stops, naming it and what to do."""
+
+    def __init__(self, message: str):
+        super().__init__(f"{message}; remove it or replace it.")
+
+
+def own_folder(data_dir: str | os.PathLike, name: str) -> Path:
+    """The folder of own dataset `name` (core/datasets.py), once it can train: DatasetError saying what is missing."""
+    from core.datasets import OwnError, get_own
 
     try:
-        with _regular_file(path) as f, Image.open(f) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise DatasetError(f"{path} is {img.width}x{img.height} pixels, more than this app opens "
-                                   f"({MAX_IMAGE_PIXELS:,}); shrink it or remove it.")
-            rgb = img.convert("RGB")
-            pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
-            return pixels.view(rgb.height, rgb.width, 3).permute(2, 0, 1)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"{path} is not a readable image ({exc}); remove it or replace it.") from None
+        dataset = get_own(data_dir, name)
+    except OwnError as exc:
+        raise DatasetError(f"{exc}. Make it on the Own pictures page, or import its zip there.") from None
+    if not dataset.ready:
+        raise DatasetError(f"own dataset {name} cannot train yet. {dataset.missing_line()}")
+    return dataset.path
 
 
-def _load_folder(folder: Path, progress: Progress) -> Dataset:
+def dataset_version(name: str, data_dir: str | os.PathLike) -> str:
+    """What changes when a dataset's images do, for a cache of loaded datasets: an own dataset's pictures (its
+    class's pictures come and go on the Own pictures page); "" for the others."""
+    if not name.startswith("own:"):
+        return ""
+    from core.datasets import OwnError, own_path
+
+    try:
+        return _own_signature(own_path(data_dir, name[len("own:"):]))
+    except (OwnError, OSError):
+        return ""
+
+
+def _own_signature(folder: Path) -> str:
+    """An own dataset's pictures, by name and split: any picture added, removed or moved gives a new cache."""
+    names = sorted(str(p.relative_to(folder)) for p in folder.glob("*/*/*.png"))
+    return hashlib.sha1("\n".join([str(folder.resolve()), *names]).encode()).hexdigest()[:16]
+
+
+def _load_folder(folder: Path, progress: Progress, size: tuple[int, int] | None = None) -> Dataset:
     _check_folder_layout(folder)
     train_files, train_labels = _list_images(folder / "train")
     test_files, test_labels = _list_images(folder / "test")
@@ -459,10 +519,9 @@ def _load_folder(folder: Path, progress: Progress) -> Dataset:
     # half-way ("partially initialized module"); seen with torchvision 0.26
     import torchvision.transforms.v2.functional  # noqa: F401
 
-    first = _decode_with_pil(train_files[0])
-    height, width = first.shape[1:]
-    # keep the images' own size when it suits the network, else the tutorial's 32x32
-    size = (height, width) if height == width and 16 <= height <= 64 else (32, 32)
+    if size is None:  # keep the images' own size when it suits the network, else the tutorial's 32x32
+        height, width = _decode_with_pil(train_files[0]).shape[1:]
+        size = (height, width) if height == width and 16 <= height <= 64 else (32, 32)
     all_files = train_files + test_files
     out = torch.empty(len(all_files), 3, *size, dtype=torch.uint8)
     chunk = 5000

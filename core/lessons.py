@@ -13,13 +13,13 @@ from urllib.parse import urlencode
 
 from core.classroom import Challenge, board_of
 from core.config import preset_values
-from core.links import class_query, link_query
+from core.links import class_query, dataset_values, link_query
 
 
 @dataclass(frozen=True)
 class LessonLink:
     label: str
-    page: str  # the page's URL path: train, data, network, speed
+    page: str  # the page's URL path: train, data, network, speed, own
     settings: dict = field(default_factory=dict)
     locked: frozenset = frozenset()
     school: dict = field(default_factory=dict)  # the lesson's number and its challenge (a Train link's)
@@ -58,18 +58,11 @@ def lesson_boards(dataset: str = "cifar10") -> list[str]:
     return list(dict.fromkeys(link.board() for lesson in lessons(dataset) for link in lesson.links if link.board()))
 
 
-def dataset_settings(dataset: str) -> dict[str, str]:
-    """A dataset in a link's terms: {"dataset": "shapes"}, or {"dataset": "folder", "folder": PATH}."""
-    if dataset.startswith("folder:"):
-        return {"dataset": "folder", "folder": dataset[len("folder:"):]}
-    return {"dataset": dataset}
-
-
 def lessons(dataset: str = "cifar10", gpu: bool = True, classes: int = 10) -> list[Lesson]:
     """The lessons in the tutorial's order, on `dataset` (cifar10; shapes where CIFAR-10 cannot be had; or the
     teacher's image folder, folder:PATH, of `classes` classes); on a machine without a GPU (gpu=False) the
     CPU-against-GPU lesson asks what this machine can answer."""
-    d = Data(dataset, classes if dataset.startswith("folder:") else 10)
+    d = Data(dataset, classes if dataset.startswith(("folder:", "own:")) else 10)
     tour = [*_first_steps(d), _inside_a_step(d), *_knobs(d), *_devices(d, gpu), _challenges(d)]
     return [dataclasses.replace(lesson, title=f"{i}. {lesson.title}", links=tuple(_of_lesson(link, i)
                                                                                   for link in lesson.links))
@@ -87,12 +80,17 @@ def _of_lesson(link: LessonLink, number: int) -> LessonLink:
 class Data:
     """The dataset the lessons run on, as their words need it."""
 
-    name: str  # cifar10, shapes or folder:PATH
+    name: str  # cifar10, shapes, folder:PATH or own:NAME
     classes: int = 10
 
     @property
     def settings(self) -> dict[str, str]:
-        return dataset_settings(self.name)
+        return dataset_values(self.name)
+
+    @property
+    def own(self) -> bool:
+        """An own dataset (core/datasets.py): a few dozen pictures a class."""
+        return self.name.startswith("own:")
 
     @property
     def guess_loss(self) -> str:
@@ -111,6 +109,10 @@ class Data:
         if self.name == "shapes":
             return ("10,000 drawn shapes in 10 classes, made on this machine (the offline stand-in for CIFAR-10's "
                     "50,000 photos), and 2,000 more kept apart to test on. Each picture is")
+        if self.name.startswith("own:"):
+            return (f"your own pictures, the dataset {self.name[len('own:'):]} ({self.classes} classes) made on the "
+                    "Own pictures page: a fifth of each class kept apart to test on, the rest to learn from. Each "
+                    "picture becomes")
         return (f"the pictures in your folder `{self.name[len('folder:'):]}`: its train/ sub-folder to learn from, "
                 f"its test/ sub-folder kept apart to test on, one folder per class ({self.classes} classes). Each "
                 "picture becomes")
@@ -121,8 +123,8 @@ def _train_link(d: Data, label: str, locked: set[str], **changes) -> LessonLink:
     dataset)."""
     knobs = preset_values("tutorial")
     preset = "tutorial" if all(knobs.get(k, v) == v for k, v in changes.items()) else "custom"
-    if "dataset" in locked and "folder" in d.settings:
-        locked = {*locked, "folder"}
+    if "dataset" in locked:
+        locked = {*locked, *({"folder", "own"} & set(d.settings))}
     return LessonLink(label, "train", dict(**d.settings, preset=preset, **{**knobs, **changes}), frozenset(locked))
 
 
@@ -184,6 +186,10 @@ def _inside_a_step(d: Data) -> Lesson:
 
 def _knobs(d: Data) -> list[Lesson]:
     """What each knob does: learning rate, momentum, longer training."""
+    # an own dataset has a few dozen pictures a class: all of them, many times over
+    overfit = {**OVERFIT, "train_images": 0} if d.own else OVERFIT
+    overfit_what = "all your pictures" if d.own else f"{OVERFIT['train_images']} images"
+    overfit_text = "all your pictures" if d.own else f"only {OVERFIT['train_images']} training images"
     return [
         Lesson(
             "The learning rate",
@@ -229,13 +235,23 @@ def _knobs(d: Data) -> list[Lesson]:
             "Overfitting",
             "Trained for long enough on too few pictures, a network starts to *memorize* its training images "
             "instead of learning what a class looks like. Its accuracy on the training images keeps climbing while "
-            "its accuracy on test images it has never seen stalls or falls. This link trains on only "
-            f"{OVERFIT['train_images']} training images, {OVERFIT['epochs']} times over (about a minute); the "
-            "accuracy chart shows both lines.",
-            (_train_link(d, f"Train on {OVERFIT['train_images']} images for {OVERFIT['epochs']} epochs",
-                         {"epochs", "train_images"}, **OVERFIT),),
-            "the gap between the train line and the test line, epoch by epoch.",
-            "From which epoch on does more training stop helping on the test set? What would close the gap?",
+            f"its accuracy on test images it has never seen stalls or falls. The first link trains on "
+            f"{overfit_text}, {overfit['epochs']} times over (about a minute); the accuracy "
+            "chart shows both lines. The second trains the same with the standard fix: every batch's pictures "
+            "randomly flipped left-right and shifted a few pixels (*flips and crops*), so the network never sees "
+            "quite the same picture twice. "
+            + ("A few dozen pictures a class, as here, is where memorizing shows most." if d.own else
+               "Your own pictures overfit too: make a dataset of about 20 pictures a class on the Own pictures "
+               "page, choose it at the top of this page, and these links train on it."),
+            (_train_link(d, f"Train on {overfit_what} for {overfit['epochs']} epochs",
+                         {"epochs", "train_images", "augment"}, **overfit),
+             _train_link(d, "The same, with flips and crops", {"epochs", "train_images", "augment"}, **overfit,
+                         augment=True),
+             LessonLink("Make your own dataset", "own", {"own": d.name[len("own:"):]} if d.own else {})),
+            "the gap between the train line and the test line, epoch by epoch; then how much flips and crops close "
+            "it (the Runs page draws both runs' accuracy together).",
+            "From which epoch on does more training stop helping on the test set? Why would flipped and shifted "
+            "pictures help the test accuracy but slow the train accuracy?",
         ),
     ]
 

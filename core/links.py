@@ -1,6 +1,7 @@
 """Lesson links: the Train page's settings as URL query parameters, read back with the same checks.
 
     /train?dataset=shapes&lr=0.01&momentum=0.5&batch_size=16&conv_width=12&epochs=1&lock=lr,momentum
+    /train?dataset=own&own=fruit            an own dataset (core/datasets.py); dataset=folder&folder=PATH likewise
 
 `parse_link` turns a query into settings the page can show, one line per value it cannot take, and the
 names the link locks; `link_query` is the reverse. Values are checked by TrainConfig itself, so a link
@@ -14,12 +15,14 @@ from typing import Any, Mapping
 
 from core.classroom import ClassError, clean_name, parse_challenge
 from core.config import DATASETS, PRESETS, SETTINGS, ConfigError, TrainConfig, preset_values
+from core.datasets import OwnError, check_name
 
-DATASET_CHOICES = (*DATASETS, "folder")
+DATASET_CHOICES = (*DATASETS, "folder", "own")  # folder: with folder=PATH; own: with own=NAME (core/datasets.py)
 PRESET_CHOICES = (*PRESETS, "custom")
 # every setting a link can hold, in the order the Train page shows them
-LINK_SETTINGS = ("dataset", "folder", "preset", "epochs", "optimizer", "lr", "momentum", "batch_size", "conv_width",
-                 "conv2_width", "schedule", "nesterov", "train_images", "device", "nproc", "seed")
+LINK_SETTINGS = ("dataset", "folder", "own", "preset", "epochs", "optimizer", "lr", "momentum", "batch_size",
+                 "conv_width", "conv2_width", "schedule", "nesterov", "augment", "train_images", "device", "nproc",
+                 "seed")
 # what a preset sets (core/config.py's PRESETS): moving one of these by hand makes the settings Custom
 PRESET_KNOBS = ("epochs", "optimizer", "lr", "momentum", "batch_size", "conv_width", "conv2_width", "schedule",
                 "nesterov")
@@ -53,6 +56,11 @@ def _parse(name: str, text: str) -> Any:
         if not text:
             raise ConfigError("it is empty")
         return text
+    if name == "own":
+        try:
+            return check_name(text)
+        except OwnError as exc:
+            raise ConfigError(str(exc)) from None
     choices = {"dataset": DATASET_CHOICES, "preset": PRESET_CHOICES}.get(name) or SETTINGS[name].metadata["choices"]
     if choices:
         if text not in choices:
@@ -131,10 +139,11 @@ def _text(value: Any) -> str:
 
 
 def link_query(values: Mapping[str, Any], locked: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
-    """Query parameters for these settings (LINK_SETTINGS order; `folder` only with dataset=folder) and locks."""
+    """Query parameters for these settings (LINK_SETTINGS order; `folder` only with dataset=folder, `own` with
+    dataset=own) and locks."""
     query = {name: _text(values[name]) for name in LINK_SETTINGS
-             if name in values and (name != "folder" or values.get("dataset") == "folder")
-             and (name, values[name]) not in (("nproc", 1), ("train_images", 0), ("seed", 0))}  # the defaults
+             if name in values and (name not in ("folder", "own") or values.get("dataset") == name)
+             and (name, values[name]) not in (("nproc", 1), ("train_images", 0), ("seed", 0), ("augment", False))}
     if locked:
         query[LOCK] = "all" if set(LINK_SETTINGS) <= set(locked) else ",".join(n for n in LINK_SETTINGS if n in locked)
     return query
@@ -148,3 +157,20 @@ def nearest_preset(values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 
     best = min(PRESETS, key=lambda name: len(differing(name)))
     return best, differing(best)
+
+
+def link_dataset(values: Mapping[str, Any]) -> str:
+    """The config's dataset of a link's values: shapes, folder:PATH (dataset=folder&folder=PATH) or own:NAME."""
+    kind = values.get("dataset")
+    if kind in ("folder", "own"):
+        return f"{kind}:{(values.get(kind) or '').strip()}"
+    return kind
+
+
+def dataset_values(dataset: str) -> dict[str, str]:
+    """A config's dataset in a link's terms: {"dataset": "shapes"}, {"dataset": "folder", "folder": PATH} or
+    {"dataset": "own", "own": NAME}; the reverse of link_dataset."""
+    kind, _, rest = dataset.partition(":")
+    if kind in ("folder", "own") and rest:
+        return {"dataset": kind, kind: rest}
+    return {"dataset": dataset}

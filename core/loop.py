@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from core.config import ConfigError, TrainConfig
-from core.data import Dataset, Normalizer, Progress, epoch_steps, load_dataset, rank_batches
+from core.data import Dataset, Normalizer, Progress, augment, epoch_steps, load_dataset, rank_batches
 from core.device import (
     DeviceError,
     choose_threads,
@@ -187,6 +187,8 @@ class Loop:
             torch.set_num_threads(self.threads)
         torch.manual_seed(config.seed)  # every rank builds the same network (and DDP starts them from rank 0's)
         self.order = torch.Generator().manual_seed(config.seed)  # the batches' shuffle: the same on every rank
+        # the flips and crops (config.augment): each rank its own, from the seed
+        self.augment = torch.Generator().manual_seed(config.seed * 1000 + 1 + team.rank) if config.augment else None
         self.net = build_model(config, dataset).to(device)
         self.model = team.wrap(self.net)  # what trains: the network, or DDP around it
         self.optimizer = make_optimizer(self.model, config, device)
@@ -232,6 +234,8 @@ class Loop:
                     yield from self.obey_controls(epoch_tally)
                     if self.status != "finished":  # stopped: by the user, or interrupted (its launcher gone)
                         break
+                if self.augment is not None:
+                    images = augment(images, self.augment)  # flipped and shifted pictures, made on the device
                 loss = self.step_fn(images, labels)  # forward, loss, backward, optimizer step (train_step.py)
                 if self.scheduler is not None:
                     self.scheduler.step()

@@ -4,9 +4,10 @@ import streamlit as st
 import torch
 
 from core.data import DATASET_LABELS, DATASET_NAMES, Normalizer
+from core.datasets import OwnError, check_name, own_names
 from core.figures import class_count_figure, image_grid, pixel_histogram_figure
 from ui.app import require_app
-from ui.common import held
+from ui.common import data_dir, held
 from ui.run_files import dataset_for
 from ui.url_state import controls_from_link, to_link
 
@@ -30,19 +31,37 @@ def folder_path(text: str) -> str:
     return text.strip()
 
 
-# /data?dataset=shapes, /data?dataset=folder&folder=/data/pictures
-controls_from_link("data", {"dataset": ("data_dataset", dataset_label), "folder": ("data_folder", folder_path)})
+def own_name(text: str) -> str:
+    try:
+        return check_name(text)
+    except OwnError as exc:
+        raise ValueError(str(exc)) from None
+
+
+# /data?dataset=shapes, /data?dataset=folder&folder=/data/pictures, /data?dataset=own&own=fruit
+controls_from_link("data", {"dataset": ("data_dataset", dataset_label), "folder": ("data_folder", folder_path),
+                            "own": ("data_own", own_name)})
 choice = st.selectbox("Dataset", list(DATASETS), key="data_dataset", persist_state="session",
                       **held("data_dataset", list(DATASETS)))
 name = DATASETS[choice]
 folder = (st.text_input("Folder path", key="data_folder", persist_state="session", **held("data_folder"))
           if name == "folder" else "")
-to_link("data", {"dataset": name, **({"folder": folder.strip()} if folder.strip() else {})}, ["dataset", "folder"])
+owns = own_names(data_dir()) if name == "own" else []
+own = (st.selectbox("Own dataset", owns, key="data_own", persist_state="session", **held("data_own", owns))
+       if owns else "")
+to_link("data", {"dataset": name, **({"folder": folder.strip()} if folder.strip() else {}),
+                 **({"own": own} if own else {})}, ["dataset", "folder", "own"])
 if name == "folder":
     if not folder.strip():
         st.info("Enter the path of a folder with train/ and test/ sub-folders, one sub-folder per class.")
         st.stop()
     name = f"folder:{folder.strip()}"
+if name == "own":
+    if not own:
+        st.info("No own datasets on this server yet: make one from your pictures on the Own pictures page.")
+        st.page_link("pages/own.py", label="Own pictures", icon=":material/add_photo_alternate:")
+        st.stop()
+    name = f"own:{own}"
 data = dataset_for(name)
 if data is None:
     if name in ("cifar10", "mnist", "fashion-mnist"):

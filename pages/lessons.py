@@ -5,10 +5,11 @@ import streamlit as st
 
 from core.board import board_title
 from core.data import DatasetError, dataset_label, folder_classes
+from core.datasets import OwnError, get_own
 from core.device import available_devices
 from core.lessons import lessons
 from ui.app import require_app
-from ui.common import held, plain, share_url
+from ui.common import data_dir, held, plain, share_url
 from ui.lesson_data import ANOTHER_FOLDER, lesson_dataset_choices, parse_lesson_dataset
 from ui.url_state import controls_from_link, to_link
 
@@ -49,6 +50,12 @@ if dataset == ANOTHER_FOLDER:
                 "class in each; the lessons' links will train on it.")
         st.stop()
     dataset = f"folder:{path.strip()}"
+if dataset.startswith("own:"):
+    try:
+        classes = len(get_own(data_dir(), dataset[len("own:"):]).classes)
+    except OwnError as exc:  # deleted a moment ago
+        st.error(f"The lessons cannot use that dataset: {plain(str(exc))}")
+        st.stop()
 if dataset.startswith("folder:"):
     try:
         classes = len(folder_classes(dataset[len("folder:"):]))

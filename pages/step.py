@@ -25,7 +25,8 @@ from core.config import (
     widget_help,
 )
 from core.data import DATASET_LABELS, default_dataset
-from core.links import LINK_SETTINGS, LOCK, link_query, parse_link
+from core.datasets import own_names
+from core.links import LINK_SETTINGS, LOCK, link_dataset, link_query, parse_link
 from core.loop import build_model
 from core.optimizers import LABELS as OPTIMIZER_LABELS
 from core.optimizers import Rule
@@ -37,8 +38,8 @@ from ui.url_state import from_link, strangers, to_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
 
-NAMES = ("dataset", "folder", "optimizer", "lr", "momentum", "nesterov", "batch_size", "conv_width", "conv2_width",
-         "seed")  # the Train link's names this page takes; and run=, loss=
+NAMES = ("dataset", "folder", "own", "optimizer", "lr", "momentum", "nesterov", "batch_size", "conv_width",
+         "conv2_width", "seed")  # the Train link's names this page takes; and run=, loss=
 OWN = (*NAMES, "run", "loss", LOCK)  # the page's parameters
 span = lambda name: page_range(name, page="step")  # noqa: E731 - this page's ranges (core/config.py)
 ladder = lambda name: page_ladder(name, st.session_state.get(key(name)), "step")  # noqa: E731
@@ -52,7 +53,7 @@ def key(name: str) -> str:
 
 
 def defaults() -> dict:
-    return dict(dataset=default_dataset(data_dir())[0], folder="", optimizer="sgd", lr=0.01, momentum=0.9,
+    return dict(dataset=default_dataset(data_dir())[0], folder="", own="", optimizer="sgd", lr=0.01, momentum=0.9,
                 nesterov=False, batch_size=4, conv_width=6, conv2_width=16, seed=0, loss="cross-entropy",
                 network=FRESH)
 
@@ -102,7 +103,7 @@ def apply_link() -> None:
     values = {**base, **values}  # what the page could not take: its default
     if values["optimizer"] != "sgd":
         values["nesterov"] = False  # SGD's alone
-    if values["dataset"] == "folder" and not values["folder"]:
+    if values["dataset"] in ("folder", "own") and not values[values["dataset"]]:
         values["dataset"] = base["dataset"]
     for name, value in values.items():
         st.session_state[key(name)] = value
@@ -147,6 +148,13 @@ def controls(run_names: list[str]) -> dict:
                      **widget("dataset", off=trained, options=list(DATASET_LABELS)))
         if get("dataset") == "folder":
             st.text_input("Folder path", **widget("folder"), help="A folder with train/ and test/.")
+        elif get("dataset") == "own":
+            owns = own_names(data_dir())
+            if owns:
+                st.selectbox("Own dataset", owns, **widget("own", options=owns),
+                             help="Made on the Own pictures page.")
+            else:
+                st.caption("No own datasets yet: make one on the Own pictures page.")
     with b:
         st.selectbox(setting_label("optimizer"), list(OPTIMIZERS), format_func=OPTIMIZER_LABELS.get,
                      on_change=off_sgd, **widget("optimizer", options=list(OPTIMIZERS)), help=widget_help("optimizer"))
@@ -170,7 +178,7 @@ def controls(run_names: list[str]) -> dict:
 def network_for(values: dict) -> tuple:
     """(model, dataset, config) for the settings: a run's checkpoint (on its dataset, with its widths) or a fresh
     network. A run that cannot be used is said in one line, and the fresh network is used."""
-    config = TrainConfig(dataset=values["dataset"] if values["dataset"] != "folder" else f"folder:{values['folder']}",
+    config = TrainConfig(dataset=link_dataset(values),
                          data_dir=data_dir(), optimizer=values["optimizer"], lr=float(values["lr"]),
                          momentum=float(values["momentum"]), nesterov=bool(values["nesterov"]),
                          batch_size=values["batch_size"], conv_width=values["conv_width"],

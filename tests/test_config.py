@@ -29,7 +29,7 @@ def test_preset_with_overrides():
     (dict(conv_width=0), "conv width must be a whole number from 1 to 1024"),
     (dict(conv2_width=5000), "conv2 width must be a whole number"),
     (dict(device="tpu"), "device must be one of auto, cpu, cuda, mps"),
-    (dict(dataset="imagenet"), "dataset must be one of cifar10, mnist, fashion-mnist, shapes or folder:PATH"),
+    (dict(dataset="imagenet"), "dataset must be one of cifar10, mnist, fashion-mnist, shapes, folder:PATH or own:NAME"),
     (dict(dataset="folder:  "), "folder: needs a path"),
     (dict(seed=-1), "seed must be a whole number"),
     (dict(max_steps=0), "max steps must be a positive whole number"),
@@ -86,7 +86,8 @@ def test_one_schema_gives_the_flags_the_checks_the_command_line_and_the_readme_t
     # every setting that differs from its default makes the round trip through the command line
     c = TrainConfig(dataset="shapes", data_dir="/tmp/d", epochs=3, lr=0.05, momentum=0.5, nesterov=True,
                     schedule="one-cycle", batch_size=32, conv_width=7, conv2_width=9, device="cpu", seed=3,
-                    threads=1, log_interval=5, max_steps=100, target_accuracy=0.6, nproc=2, train_images=500)
+                    threads=1, log_interval=5, max_steps=100, target_accuracy=0.6, nproc=2, train_images=500,
+                    augment=True)
     other = c.replace(nesterov=False, optimizer="rmsprop")  # Nesterov momentum is SGD's alone
     assert all(getattr(c, n) != f.default or getattr(other, n) != f.default for n, f in SETTINGS.items()
                if n != "dataset")

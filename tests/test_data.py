@@ -170,3 +170,39 @@ def test_download_reports_progress_and_never_leaves_a_partial_file(tmp_path):
         assert not list((tmp_path / "out").glob("b.tar.gz*"))
     finally:
         server.shutdown()
+
+
+def test_flips_and_crops_move_each_picture_and_keep_its_pixels():
+    """augment: each picture flipped left-right or not and shifted by up to 4 pixels (black where it came in), as
+    torchvision's RandomHorizontalFlip and RandomCrop(32, padding=4); the same generator seed, the same batch."""
+    from core.data import augment
+
+    images = torch.randint(1, 256, (64, 3, 32, 32), dtype=torch.uint8)  # no black pixel of their own
+    out = augment(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    assert torch.equal(out, augment(images, torch.Generator().manual_seed(0)))
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    flips, shifts = 0, set()
+    for i in range(64):  # each output is one of the 2 x 9 x 9 flipped-or-not crops of its own padded picture
+        crops = {(flip, dy, dx): (padded[i].flip(2) if flip else padded[i])[:, dy:dy + 32, dx:dx + 32]
+                 for flip in (False, True) for dy in range(9) for dx in range(9)}
+        found = [where for where, crop in crops.items() if torch.equal(out[i], crop)]
+        assert found, i
+        flips += found[0][0]
+        shifts.add(found[0][1:])
+    assert 16 < flips < 48 and len(shifts) > 20  # both ways, and many shifts
+
+
+def test_a_run_with_flips_and_crops_trains_other_pictures_from_the_same_seed(small_shapes, tmp_path):
+    from core.config import TrainConfig
+    from core.loop import run_training
+
+    def final(augment: bool) -> float:
+        config = TrainConfig(dataset="shapes", data_dir=str(tmp_path), epochs=1, batch_size=32, lr=0.01,
+                             max_steps=20, augment=augment, device="cpu")
+        return [e for e in run_training(config, runs_root=tmp_path / "runs", dataset=small_shapes)
+                if e["type"] == "end"][0]["final_running_loss"]
+
+    plain_loss, augmented = final(False), final(True)
+    assert plain_loss == final(False) and augmented == final(True)  # each is the same run again
+    assert plain_loss != augmented

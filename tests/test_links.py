@@ -54,7 +54,7 @@ def test_every_lesson_link_is_usable_and_follows_the_tutorial(dataset):
     for number, lesson in enumerate(tour, 1):
         assert lesson.text and lesson.look_at and lesson.question.endswith("?") and lesson.links
         for link in lesson.links:
-            assert link.page in ("train", "step", "data", "network", "speed", "runs", "board")
+            assert link.page in ("train", "step", "data", "network", "speed", "runs", "board", "own")
             if link.page in ("train", "step"):
                 parsed = parse_link(link.query())
                 assert parsed.problems == [] and parsed.values["dataset"] == dataset
@@ -70,6 +70,29 @@ def test_every_lesson_link_is_usable_and_follows_the_tutorial(dataset):
     trained = [parse_link(link.query()).values for link in tour[6].links if link.page == "train"]
     assert [(v["optimizer"], v["momentum"] if v["optimizer"] == "sgd" else None) for v in trained] == [
         ("sgd", 0.0), ("sgd", 0.9), ("adam", None)] and tour[6].links[-1].page == "runs"
+    # overfitting: few images, many epochs; then the same with flips and crops; then your own pictures
+    overfit = [parse_link(link.query()).values for link in tour[7].links if link.page == "train"]
+    assert [(v["train_images"], v["epochs"], v.get("augment", False)) for v in overfit] == [(500, 30, False),
+                                                                                            (500, 30, True)]
+    assert tour[7].links[-1].page == "own"
+
+
+def test_the_lessons_run_on_an_own_dataset_with_all_its_pictures():
+    tour = lessons("own:fruit", classes=3)
+    assert "your own pictures, the dataset fruit (3 classes)" in tour[0].text
+    assert tour[0].links[0].url() == "data?dataset=own&own=fruit"  # the Data page shows its pictures
+    for lesson in tour:
+        for link in lesson.links:
+            if link.page in ("train", "step"):
+                parsed = parse_link(link.query())
+                assert parsed.problems == [] and (parsed.values["dataset"], parsed.values["own"]) == ("own", "fruit")
+                if "dataset" in parsed.locked:
+                    assert "own" in parsed.locked
+    overfit = [parse_link(link.query()).values for link in tour[7].links if link.page == "train"]
+    assert [(v.get("train_images", 0), v["epochs"], v.get("augment", False)) for v in overfit] == [
+        (0, 30, False), (0, 30, True)]  # all of its few dozen pictures a class
+    assert tour[7].links[-1].url() == "own?own=fruit"
+    assert "ln(3) = 1.10" in tour[2].text and "(33%)" in tour[2].question  # its words count its classes
 
 
 def test_without_a_gpu_the_cpu_against_gpu_lesson_asks_what_this_machine_can_answer():

@@ -19,8 +19,8 @@ def command(at: AppTest) -> str:
     return at.code[0].value
 
 
-@pytest.mark.parametrize("name", ["home", "lessons", "train", "step", "board", "results", "network", "data", "speed",
-                                  "runs"])
+@pytest.mark.parametrize("name", ["home", "lessons", "train", "step", "board", "results", "network", "data", "own",
+                                  "speed", "runs"])
 def test_every_page_runs_without_a_run_or_a_job(app_env, name):
     """Each page as the app runs it: through dashboard.py's navigation (the Lessons page's links need it)."""
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
@@ -28,6 +28,38 @@ def test_every_page_runs_without_a_run_or_a_job(app_env, name):
     assert not at.exception, at.exception
     assert not at.error  # nothing said wrong; drawn, with its title (the Step page's is its step line)
     assert (at.title and at.title[0].value) or any(m.value.startswith("**Step 1**") for m in at.markdown)
+
+
+def test_an_own_dataset_is_chosen_by_name_trained_from_its_link_and_said_when_it_cannot_train(app_env, tmp_path):
+    from core.datasets import add_pictures, create_own
+    from tests.test_datasets import picture
+
+    def train_page(**query) -> AppTest:  # through dashboard.py, as the app runs it: the page links need it
+        at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
+        for name, value in query.items():
+            at.query_params[name] = value
+        return at.run().switch_page("pages/train.py").run()
+
+    data_dir = tmp_path / "data"
+    at = train_page()
+    at.selectbox(key="train_dataset").set_value("own").run()
+    assert any("No own datasets on this server yet" in i.value for i in at.info)  # and where to make one
+    create_own(data_dir, "fruit", ["apple", "banana"])
+    create_own(data_dir, "pets", ["cat", "dog"])
+    for cls, colour in (("apple", (200, 0, 0)), ("banana", (220, 220, 0))):
+        add_pictures(data_dir, "fruit", cls, [(f"{i}.png", picture(colour, i)) for i in range(10)])
+    at.run()
+    assert at.selectbox(key="train_own").options == ["fruit", "pets"]
+    at.selectbox(key="train_own").set_value("pets").run()
+    assert "--dataset own:pets" in command(at) and at.query_params["own"] in ("pets", ["pets"])
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert any("cannot train yet. Still missing: 10 pictures of cat, 10 pictures of dog" in e.value
+               for e in at.error), [e.value for e in at.error]
+    assert not at.exception
+
+    link = train_page(dataset="own", own="fruit", epochs="20", batch_size="8", lr="0.01")  # the Own pictures link
+    assert "--dataset own:fruit" in command(link) and "--epochs 20" in command(link)
+    assert not link.exception and not link.warning
 
 
 def test_dashboard_entry_point_runs(app_env):

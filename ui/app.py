@@ -33,6 +33,7 @@ def app_pages() -> list:
         st.Page(ROOT / "pages/runs.py", title="Runs", icon=":material/folder_open:"),
         st.Page(ROOT / "pages/network.py", title="Network", icon=":material/hub:"),
         st.Page(ROOT / "pages/data.py", title="Data", icon=":material/image:"),
+        st.Page(ROOT / "pages/own.py", title="Own pictures", icon=":material/add_photo_alternate:"),
         st.Page(ROOT / "pages/speed.py", title="Speed", icon=":material/speed:"),
     ]
 

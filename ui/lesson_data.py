@@ -1,7 +1,8 @@
 """The dataset a class's lessons run on: the Lessons page's choice (the Board page follows it).
 
 Shapes always; CIFAR-10 where it is here or can be downloaded (first where it can: the Train page's default);
-every image folder this server's runs trained on, and the one on the Train page now.
+every image folder this server's runs trained on, and the one on the Train page now; every own dataset that can
+train (core/datasets.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.data import DatasetError, default_dataset, folder_classes
+from core.datasets import list_own
 from core.runs import list_runs
 from ui.common import data_dir, runs_root
 
@@ -26,10 +28,15 @@ def trained_folders() -> list[str]:
     return [name for name in dict.fromkeys(found) if Path(name[len("folder:"):]).expanduser().is_dir()]
 
 
+def ready_own() -> list[str]:
+    """The own datasets (own:NAME) that can train: each class has its pictures."""
+    return [f"own:{d.name}" for d in list_own(data_dir()) if d.ready]
+
+
 def lesson_dataset_choices() -> tuple[list[str], str]:
     """The datasets a teacher can run the lessons on, the default first; and why CIFAR-10 is missing, or ""."""
     default, why = default_dataset(data_dir())
-    return list(dict.fromkeys([default, "shapes", *trained_folders()])), why
+    return list(dict.fromkeys([default, "shapes", *trained_folders(), *ready_own()])), why
 
 
 def parse_lesson_dataset(text: str) -> str:

@@ -49,7 +49,7 @@ def pick_run(key: str, label: str = "Run", history: bool = True) -> runs_mod.Run
 # -- cached loads (shared by all sessions; invalidated by file modification time) ------------------
 
 @st.cache_resource(show_spinner="Loading the dataset (cached after the first time) ...", max_entries=4)
-def _dataset(name: str, directory: str):
+def _dataset(name: str, directory: str, version: str):
     from core.data import load_dataset
 
     return load_dataset(name, directory)
@@ -58,10 +58,10 @@ def _dataset(name: str, directory: str):
 def dataset_for(name: str):
     """The dataset, from the server's own data folder, or None with the reason shown (no network, missing folder,
     ...). Never from a folder a run's config.json names: an uploaded run would choose where the server writes."""
-    from core.data import DatasetError
+    from core.data import DatasetError, dataset_version
 
     try:
-        return _dataset(name, data_dir())
+        return _dataset(name, data_dir(), dataset_version(name, data_dir()))
     except DatasetError as exc:
         st.error(f"The dataset cannot be loaded: {exc}")
         return None

@@ -29,6 +29,7 @@ from core.config import (
     widget_help,
 )
 from core.data import DATASET_LABELS, default_dataset
+from core.datasets import own_names
 from core.device import available_devices, resolve_device
 from core.links import (
     CLASS_PARAMS,
@@ -37,6 +38,8 @@ from core.links import (
     PRESET_CHOICES,
     PRESET_KNOBS,
     class_query,
+    dataset_values,
+    link_dataset,
     link_query,
     nearest_preset,
     parse_link,
@@ -50,7 +53,8 @@ from ui.url_state import drop, from_link, strangers, to_link
 PAGE = "train"
 PRESET_TEXT = {"tutorial": "Tutorial", "fast": "Fast", "custom": "Custom"}
 SCHEDULE_TEXT = {"constant": "Constant (the tutorial)", "one-cycle": "One-cycle (warm up, then anneal)"}
-LABELS = {"folder": "Folder path", "preset": "Preset", **{n: setting_label(n) for n in LINK_SETTINGS if n in SETTINGS}}
+LABELS = {"folder": "Folder path", "own": "Own dataset", "preset": "Preset",
+          **{n: setting_label(n) for n in LINK_SETTINGS if n in SETTINGS}}
 CPU_PROCESSES = 2  # on a CPU, data parallelism is taught on 2 processes of one thread each
 
 
@@ -127,7 +131,8 @@ def defaults() -> dict:
     """A new session's settings: the tutorial's, on CIFAR-10 where it can be had, else on Shapes."""
     devices = available_devices()
     dataset, _ = default_dataset(data_dir())
-    return dict(dataset=dataset, folder="", preset="tutorial", **preset_values("tutorial"), train_images=0,
+    return dict(dataset=dataset, folder="", own="", preset="tutorial", **preset_values("tutorial"), augment=False,
+                train_images=0,
                 device=devices[1] if len(devices) > 1 else "cpu", nproc=1, seed=0)
 
 
@@ -160,9 +165,9 @@ def read_link() -> None:
     values["preset"] = matching_preset(values)
     lesson = bool(link.locked or link.school.get("lesson") or link.school.get("challenge"))
     if lesson and not in_lesson() and not new_session:  # what Leave the lesson gives back
-        st.session_state[key("own")] = {name: st.session_state.get(key(name)) for name in LINK_SETTINGS}
+        st.session_state[key("before_lesson")] = {name: st.session_state.get(key(name)) for name in LINK_SETTINGS}
     elif not lesson:
-        st.session_state.pop(key("own"), None)
+        st.session_state.pop(key("before_lesson"), None)
     for name in LINK_SETTINGS:
         st.session_state[key(name)] = values[name]
     st.session_state[key("locked")] = link.locked
@@ -184,7 +189,7 @@ def in_lesson() -> bool:
 def leave_lesson() -> None:
     """Unlock every control and give back the settings from before the lesson's link (a new session's: the
     defaults); the lesson's and challenge's marks go too."""
-    own = st.session_state.pop(key("own"), None) or defaults()
+    own = st.session_state.pop(key("before_lesson"), None) or defaults()
     for name in LINK_SETTINGS:
         if own.get(name) is not None:
             st.session_state[key(name)] = own[name]
@@ -278,6 +283,8 @@ def controls() -> None:
         if dataset == "folder":
             st.text_input(**widget("folder", None),
                           help="A folder with train/ and test/, one sub-folder per class inside each.")
+        elif dataset == "own":
+            own_control()
         st.slider(**span("epochs", value("epochs")), **widget("epochs"), help=widget_help("epochs"))
         st.select_slider(options=page_ladder("lr", value("lr")), **widget("lr"), help=widget_help("lr"))
         st.slider(**span("momentum"), step=0.01, **widget("momentum", off=not sgd),
@@ -299,6 +306,20 @@ def controls() -> None:
         st.checkbox(**widget("nesterov", off=not sgd), help=widget_help("nesterov"))
         st.number_input(**span("train_images"), step=100, **widget("train_images", None),
                         help=widget_help("train_images"))
+        st.checkbox(**widget("augment", None), help=widget_help("augment"))
+
+
+def own_control() -> None:
+    """Which own dataset (core/datasets.py): the server's, by name; none yet says where to make one."""
+    names = own_names(data_dir())
+    if not names:
+        st.info("No own datasets on this server yet: make one from your pictures on the Own pictures page.")
+        st.page_link("pages/own.py", label="Own pictures", icon=":material/add_photo_alternate:")
+        return
+    if st.session_state.get(key("own")) not in names:
+        st.session_state[key("own")] = names[0]
+    st.selectbox(options=names, **widget("own", None, options=names),
+                 help="Pictures you gave the app, sorted into classes: made on the Own pictures page.")
 
 
 def where_it_trains(device: str, nproc: int, batch: int) -> None:
@@ -322,8 +343,7 @@ def where_it_trains(device: str, nproc: int, batch: int) -> None:
 def settings_config(values: dict) -> tuple[TrainConfig | None, str]:
     """The config these settings describe, or None and why it cannot train (here)."""
     fields = {name: values[name] for name in LINK_SETTINGS if name in SETTINGS}
-    if values["dataset"] == "folder":
-        fields["dataset"] = f"folder:{(values['folder'] or '').strip()}"
+    fields["dataset"] = link_dataset(values)
     cpu_processes = values["nproc"] > 1 and values["device"] == "cpu"
     try:
         config = TrainConfig(**fields, data_dir=data_dir(), threads=1 if cpu_processes else 0)
@@ -365,8 +385,8 @@ def share_box() -> None:
                    "Tick the controls the students should not change.")
         current = st.session_state.get(key("locked"), set())
         columns = st.columns(4)
-        folder = st.session_state.get(key("dataset")) == "folder"
-        shown = [n for n in LINK_SETTINGS if n != "nproc" and (n != "folder" or folder)]
+        kind = st.session_state.get(key("dataset"))
+        shown = [n for n in LINK_SETTINGS if n != "nproc" and (n not in ("folder", "own") or n == kind)]
         locks = {name for i, name in enumerate(shown)
                  if columns[i % 4].checkbox(f"Lock {LABELS[name].lower()}", value=name in current,
                                             key=f"share_lock_{name}")}
@@ -380,8 +400,7 @@ def share_box() -> None:
 def run_values(config: TrainConfig) -> dict:
     """A run's config in the controls' terms (the link's names)."""
     values = {name: getattr(config, name) for name in LINK_SETTINGS if name in SETTINGS}
-    folder = config.dataset.startswith("folder:")
-    values.update(dataset="folder" if folder else config.dataset, folder=config.dataset[7:] if folder else "")
+    values.update({"folder": "", "own": "", **dataset_values(config.dataset)})
     values["preset"] = matching_preset(values)
     return values
 
@@ -390,7 +409,7 @@ def changed_knobs(run: dict) -> list[str]:
     """The controls that no longer show what the run shown trained with, in words ("lr 0.002")."""
     now = chosen()
     return [f"{LABELS[name].lower()} {now[name]:g}" if isinstance(now[name], float) else f"{LABELS[name].lower()} "
-            f"{now[name]}" for name in (*PRESET_KNOBS, "dataset", "train_images", "nproc", "seed")
+            f"{now[name]}" for name in (*PRESET_KNOBS, "dataset", "own", "augment", "train_images", "nproc", "seed")
             if now.get(name) != run.get(name)]
 
 
@@ -401,5 +420,7 @@ def summary_line(values: dict | None = None) -> str:
     batch = f"batch {v['batch_size']}" + (f" × {v['nproc']} processes" if v["nproc"] > 1 else "")
     rule = f"momentum {v['momentum']:g}" if v["optimizer"] == "sgd" else OPTIMIZER_LABELS[v["optimizer"]]
     subset = f" of {v['train_images']:,} images" if v.get("train_images") else ""
-    return (f"{DATASET_LABELS.get(v['dataset'], '')} · {preset}lr {v['lr']:g} · {rule} · {batch} · "
+    subset += ", flipped and cropped" if v.get("augment") else ""
+    data = f"{DATASET_LABELS['own']}: {v['own']}" if v["dataset"] == "own" else DATASET_LABELS.get(v["dataset"], "")
+    return (f"{data} · {preset}lr {v['lr']:g} · {rule} · {batch} · "
             f"width {v['conv_width']} · {v['epochs']} epoch{'s' if v['epochs'] != 1 else ''}{subset}")

@@ -15,7 +15,7 @@ import streamlit as st
 import ui.live as live
 from core.classroom import MAX_NAME, Entry, board_of
 from core.config import TrainConfig
-from core.data import DatasetError, check_folder
+from core.data import DatasetError, check_folder, own_folder
 from core.figures import accuracy_figure, loss_ranges, running_loss_figure
 from core.jobs import get_manager
 from core.loop import TUTORIAL_ACCURACY
@@ -33,15 +33,17 @@ CHART_HEIGHT = "clamp(260px, calc(100vh - 450px), 620px)"
 
 def start(config: TrainConfig) -> None:
     """Start a job for `config` (before the page is drawn, so the sidebar follows the new job at once); a folder
-    that cannot be used is said instead. A job of this browser's still waiting takes the new settings instead,
-    keeping its place in the queue: one waiting job per student."""
+    (or an own dataset) that cannot be used is said instead. A job of this browser's still waiting takes the new
+    settings instead, keeping its place in the queue: one waiting job per student."""
     st.session_state.pop("confirm_config", None)
-    if config.dataset.startswith("folder:"):
-        try:
+    try:
+        if config.dataset.startswith("folder:"):
             check_folder(config.dataset[len("folder:"):])
-        except DatasetError as exc:
-            st.session_state[key("start_error")] = str(exc)
-            return
+        elif config.dataset.startswith("own:"):
+            own_folder(config.data_dir, config.dataset[len("own:"):])  # can it train: the pictures still missing
+    except DatasetError as exc:
+        st.session_state[key("start_error")] = str(exc)
+        return
     name, _ = student_name()
     where = school()
     entry = Entry(name=name or ("Teacher" if is_teacher() else ""), owner=owner_id(),

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.config import ArgParser
+from core.config import ArgParser, exit_code
 from core.runs import RunError, delete_run, list_runs, load_run
 from core.runs.archive import ArchiveError, export_run, import_run
 
@@ -64,30 +64,25 @@ def show(root: Path, name: str, as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    root = Path(args.runs_dir)
-    try:
-        if args.command == "list":
-            for info in list_runs(root):
-                r = row(info)
-                acc = f"{r['test_accuracy']:.1%}" if isinstance(r["test_accuracy"], float) else "–"
-                print(json.dumps(r) if args.json else f"{info.name}  {info.status:<10s} {acc:>6s}  {info.title}")
-        elif args.command == "show":
-            show(root, args.run, args.json)
-        elif args.command == "export":
-            print(export_run(root, args.run, args.output), file=sys.stderr)
-        elif args.command == "import":
-            print(import_run(root, args.file))
-        elif args.command == "delete":
-            if not args.yes:
-                raise RunError(f"add --yes to delete {args.run} for good")
-            delete_run(root, args.run)
-    except (RunError, ArchiveError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})", file=sys.stderr)
-        return 1
-    return 0
+    return exit_code(lambda: run(args, Path(args.runs_dir)), (RunError, ArchiveError))
+
+
+def run(args: argparse.Namespace, root: Path) -> None:
+    if args.command == "list":
+        for info in list_runs(root):
+            r = row(info)
+            acc = f"{r['test_accuracy']:.1%}" if isinstance(r["test_accuracy"], float) else "–"
+            print(json.dumps(r) if args.json else f"{info.name}  {info.status:<10s} {acc:>6s}  {info.title}")
+    elif args.command == "show":
+        show(root, args.run, args.json)
+    elif args.command == "export":
+        print(export_run(root, args.run, args.output), file=sys.stderr)
+    elif args.command == "import":
+        print(import_run(root, args.file))
+    elif args.command == "delete":
+        if not args.yes:
+            raise RunError(f"add --yes to delete {args.run} for good")
+        delete_run(root, args.run)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from core.links import PRESET_KNOBS, nearest_preset
 KNOB_TEXT = {"epochs": "epochs", "optimizer": "optimizer", "lr": "lr", "momentum": "momentum", "batch_size": "batch",
              "conv_width": "width",
              "conv2_width": "conv2 width", "schedule": "schedule", "nesterov": "Nesterov", "train_images": "images",
+             "augment": "flips and crops",
             "seed": "seed"}
 
 
@@ -40,7 +41,8 @@ def run_line(info) -> str:
         return f"{info.name} (damaged)"
     preset, changed = differences(info.config)
     parts = [dataset_label(info.config.dataset), preset.capitalize(), *(knob_text(k, v) for k, v in changed.items())]
-    parts += [knob_text(k, getattr(info.config, k)) for k in ("train_images", "seed") if getattr(info.config, k)]
+    parts += [knob_text(k, getattr(info.config, k)) for k in ("augment", "train_images", "seed")
+              if getattr(info.config, k)]
     if info.config.nproc > 1:  # data-parallel: the batch is per process
         parts.append(f"{info.config.nproc} processes (DDP)")
     if info.accuracy is not None:
