@@ -71,17 +71,18 @@ except OwnError as exc:
 
 total = sum(dataset.count(c) for c in dataset.classes)
 tests = sum(dataset.count(c, "test") for c in dataset.classes)
-st.markdown(f"**{plain(dataset.name)}**: {len(dataset.classes)} classes, **{total} pictures**: {total - tests} to "
-            f"train on, {tests} kept aside to test (a fifth of each class, chosen the same way every time).")
-state = st.container()
+summary = (f"**{plain(dataset.name)}**: {len(dataset.classes)} classes, **{total} pictures**: {total - tests} to train "
+           f"on, {tests} kept aside to test.")
+state = st.container()  # one element whatever it says: the tabs below keep their place, and the one open stays open
 if dataset.ready:
-    state.success("Ready to train.")
-    state.page_link("pages/train.py", label=f"Train on {dataset.name}", icon=":material/fitness_center:",
-                    query_params={"dataset": "own", "own": dataset.name, **SMALL_DATA})
-    state.caption(f"The link sets {SMALL_DATA['epochs']} epochs, batch {SMALL_DATA['batch_size']} and learning rate "
-                  f"{SMALL_DATA['lr']}: on a few dozen pictures the tutorial's 2 epochs are too few steps to learn.")
+    state.success(f"{summary} **Ready to train.**")
+    link, why = state.columns([1, 3], vertical_alignment="center")
+    link.page_link("pages/train.py", label=f"Train on {dataset.name}", icon=":material/fitness_center:",
+                   query_params={"dataset": "own", "own": dataset.name, **SMALL_DATA})
+    why.caption(f"The link sets {SMALL_DATA['epochs']} epochs, batch {SMALL_DATA['batch_size']} and learning rate "
+                f"{SMALL_DATA['lr']}: on a few dozen pictures the tutorial's 2 epochs are too few steps to learn.")
 else:
-    state.warning(plain(dataset.missing_line()))
+    state.warning(f"{summary} {plain(dataset.missing_line())}")
 
 # a tab a class, named by the class alone: a tab whose name changed (a count in it) would be a new one, and the page
 # would jump back to the first class after every picture added
@@ -102,7 +103,8 @@ for cls, tab in zip(dataset.classes, tabs):
         pictures = dataset.pictures[cls]
         if not pictures:
             st.info(f"No pictures of {plain(cls)} yet.")
-        st.caption("Each picture as kept, and beside it the 32x32 the network sees; test: kept aside to test on.")
+        st.caption("Each picture as kept, and beside it the 32x32 the network sees. Test: kept aside to test on (a "
+                   "fifth of each class, chosen from the pictures themselves: the same every time).")
         columns = st.columns(5)
         for i, picture in enumerate(pictures[:SHOWN]):
             with columns[i % 5]:
