@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
-import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from core.datasets import OwnError, check_name
 
@@ -267,27 +266,6 @@ def validate(c: TrainConfig) -> None:
            "averages of its own: choose sgd, or leave Nesterov off")
     _check(c.nproc == 1 or c.device != "mps", "data-parallel training (processes above 1) runs on CPUs (gloo) or "
            "CUDA GPUs (nccl), not on an Apple GPU")
-
-
-class ArgParser(argparse.ArgumentParser):
-    """argparse, with bad input said in one line and exit code 2, as for every other bad input."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-def exit_code(command: Callable[[], None], bad_input: tuple[type[Exception], ...]) -> int:
-    """A command-line tool's work done, as its exit code: 0 done, 2 bad input (`bad_input`: its one line on stderr),
-    1 a file that could not be read or written (its line)."""
-    try:
-        command()
-    except bad_input as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})", file=sys.stderr)
-        return 1
-    return 0
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:

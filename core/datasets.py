@@ -4,6 +4,7 @@
     add_pictures(data_dir, "fruit", "apple", [(filename, bytes), ...])   -> Added(added, problems)
     remove_picture(data_dir, "fruit", "apple", picture_id)
     export_own(data_dir, "fruit") -> zip bytes;  import_own(data_dir, zip bytes, name=None) -> Added
+    add_zip(data_dir, "fruit", zip bytes) -> Added                        a zip of class folders, into the classes
     python -m core.datasets [--data-dir DIR] list [--json] | import FILE.zip [--name NAME] | export NAME -o FILE.zip
                                              | delete NAME --yes
 
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from core.cli import ArgParser, exit_code
 from core.untrusted import UntrustedError, megabytes, read_capped, read_member, zip_members
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
@@ -392,48 +394,83 @@ def _zip_layout(names: list[PurePosixPath]) -> dict[str, list[str]]:
     return classes
 
 
+class _DatasetZip:
+    """A dataset zip, checked from its directory (core.untrusted.zip_members) and its layout read (_zip_layout):
+    `layout` {class: member names}; `pictures(cls)` reads one class's pictures, one at a time, each with a cap."""
+
+    def __init__(self, data: bytes):
+        if len(data) > MAX_ZIP_BYTES:
+            raise OwnError(f"the zip is {megabytes(len(data))}, more than this app takes ({megabytes(MAX_ZIP_BYTES)})")
+        try:
+            self.zf = zipfile.ZipFile(io.BytesIO(data))
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise OwnError(f"it is not a zip ({exc})") from None
+        members = zip_members(self.zf, max_members=MAX_CLASSES * MAX_PICTURES * 2 + 100,
+                              limit=lambda n: MAX_PICTURE_BYTES, total=MAX_ZIP_UNPACKED, what="a dataset zip",
+                              error=OwnError)
+        self.members = {m.filename: m for m in members if not PurePosixPath(m.filename).name.startswith(".")
+                        and "__MACOSX" not in m.filename}
+        self.layout = _zip_layout([PurePosixPath(n) for n in self.members])
+        if not self.layout:
+            raise OwnError("the zip holds no pictures")
+        for cls, pictures in self.layout.items():
+            check_name(cls, "a class's name")
+            if len(pictures) > MAX_PICTURES:
+                raise OwnError(f"class {cls} has {len(pictures):,} pictures, more than a class takes ({MAX_PICTURES})")
+
+    def pictures(self, cls: str) -> Iterable[tuple[str, bytes]]:
+        for name in self.layout[cls]:
+            member = self.members[name]
+            yield name, read_member(self.zf, member, min(member.file_size, MAX_PICTURE_BYTES), error=OwnError)
+
+    def __enter__(self) -> "_DatasetZip":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.zf.close()
+
+
+def _add_from(dataset: OwnDataset, taken: _DatasetZip, classes: dict[str, str], result: Added) -> None:
+    """Each of the zip's classes into the dataset's class `classes` names for it."""
+    for cls, target in classes.items():
+        with _lock(dataset.path):
+            part = _add(_read(dataset.path), target, taken.pictures(cls))
+        result.added += part.added
+        result.problems += part.problems
+    result.dataset = _read(dataset.path)
+
+
 def import_own(data_dir: str | os.PathLike, source: str | os.PathLike | bytes, name: str | None = None,
                default_name: str = "imported") -> Added:
     """A dataset zip taken in as a new own dataset (its pictures split again by this app's rule): one line for each
     picture left out. OwnError, and nothing left behind, where the zip cannot be one."""
     data = source if isinstance(source, bytes) else read_capped(source, MAX_ZIP_BYTES, error=OwnError)
-    if len(data) > MAX_ZIP_BYTES:
-        raise OwnError(f"the zip is {megabytes(len(data))}, more than this app takes ({megabytes(MAX_ZIP_BYTES)})")
     if name is None and not isinstance(source, bytes):
         default_name = Path(source).stem
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise OwnError(f"it is not a zip ({exc})") from None
-    with zf:
-        members = zip_members(zf, max_members=MAX_CLASSES * MAX_PICTURES * 2 + 100,
-                              limit=lambda n: MAX_PICTURE_BYTES, total=MAX_ZIP_UNPACKED, what="a dataset zip",
-                              error=OwnError)
-        members = [m for m in members if not PurePosixPath(m.filename).name.startswith(".")
-                   and "__MACOSX" not in m.filename]
-        layout = _zip_layout([PurePosixPath(m.filename) for m in members])
-        if not layout:
-            raise OwnError("the zip holds no pictures")
-        for cls, pictures in layout.items():
-            check_name(cls, "a class's name")
-            if len(pictures) > MAX_PICTURES:
-                raise OwnError(f"class {cls} has {len(pictures):,} pictures, more than a class takes ({MAX_PICTURES})")
+    with _DatasetZip(data) as taken:
         dataset = create_own(data_dir, _free_name(data_dir, name or default_name, given=name is not None),
-                             list(layout))
-        by_name = {m.filename: m for m in members}
+                             list(taken.layout))
         result = Added(dataset)
         try:
-            for cls, pictures in layout.items():
-                files = ((n, read_member(zf, by_name[n], min(by_name[n].file_size, MAX_PICTURE_BYTES),
-                                         error=OwnError)) for n in pictures)
-                with _lock(dataset.path):
-                    part = _add(_read(dataset.path), cls, files)
-                result.added += part.added
-                result.problems += part.problems
+            _add_from(dataset, taken, {cls: cls for cls in taken.layout}, result)
         except BaseException:
             shutil.rmtree(dataset.path, ignore_errors=True)
             raise
-        result.dataset = _read(dataset.path)
+        return result
+
+
+def add_zip(data_dir: str | os.PathLike, name: str, data: bytes) -> Added:
+    """A zip of class folders into an own dataset: each folder's pictures into the class of its name (in any case);
+    a folder of no class of the dataset is left out, with one line. OwnError where the zip cannot be one."""
+    dataset = get_own(data_dir, name)
+    with _DatasetZip(data) as taken:
+        classes = {c.lower(): c for c in dataset.classes}
+        result = Added(dataset)
+        for cls, pictures in taken.layout.items():
+            if cls.lower() not in classes:
+                result.problems.append(f"{cls}/: {name} has no class {cls} (its {len(pictures)} pictures were left "
+                                       "out; add the class first)")
+        _add_from(dataset, taken, {c: classes[c.lower()] for c in taken.layout if c.lower() in classes}, result)
         return result
 
 
@@ -452,8 +489,6 @@ def _free_name(data_dir, name: str, given: bool) -> str:
 # -- the command line ----------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.config import ArgParser
-
     p = ArgParser(prog="python -m core.datasets", description="Own datasets: list, import, export, delete.",
                   epilog=f"Caps: {CAPS_TEXT}.")
     p.add_argument("--data-dir", default="data", help="the data folder (default: data); datasets are in DIR/own/")
@@ -473,8 +508,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.config import exit_code
-
     args = build_parser().parse_args(argv)
     return exit_code(lambda: run(args), (OwnError,))
 

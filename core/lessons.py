@@ -63,7 +63,7 @@ def lessons(dataset: str = "cifar10", gpu: bool = True, classes: int = 10) -> li
     teacher's image folder, folder:PATH, of `classes` classes); on a machine without a GPU (gpu=False) the
     CPU-against-GPU lesson asks what this machine can answer."""
     d = Data(dataset, classes if dataset.startswith(("folder:", "own:")) else 10)
-    tour = [*_first_steps(d), _inside_a_step(d), *_knobs(d), *_devices(d, gpu), _challenges(d)]
+    tour = [*_first_steps(d), _inside_a_step(d), *_knobs(d), _overfitting(d), *_devices(d, gpu), _challenges(d)]
     return [dataclasses.replace(lesson, title=f"{i}. {lesson.title}", links=tuple(_of_lesson(link, i)
                                                                                   for link in lesson.links))
             for i, lesson in enumerate(tour, 1)]
@@ -185,11 +185,7 @@ def _inside_a_step(d: Data) -> Lesson:
 
 
 def _knobs(d: Data) -> list[Lesson]:
-    """What each knob does: learning rate, momentum, longer training."""
-    # an own dataset has a few dozen pictures a class: all of them, many times over
-    overfit = {**OVERFIT, "train_images": 0} if d.own else OVERFIT
-    overfit_what = "all your pictures" if d.own else f"{OVERFIT['train_images']} images"
-    overfit_text = "all your pictures" if d.own else f"only {OVERFIT['train_images']} training images"
+    """What each knob does: learning rate, momentum, the optimizer."""
     return [
         Lesson(
             "The learning rate",
@@ -231,33 +227,41 @@ def _knobs(d: Data) -> list[Lesson]:
             "each by its optimizer), and each one's test accuracy.",
             "Which one's loss falls soonest? Why would dividing by √v help a weight whose gradient is always tiny?",
         ),
-        Lesson(
-            "Overfitting",
-            "Trained for long enough on too few pictures, a network starts to *memorize* its training images "
-            "instead of learning what a class looks like. Its accuracy on the training images keeps climbing while "
-            f"its accuracy on test images it has never seen stalls or falls. The first link trains on "
-            f"{overfit_text}, {overfit['epochs']} times over (about a minute); the accuracy "
-            "chart shows both lines. The second trains the same with the standard fix: every batch's pictures "
-            "randomly flipped left-right and shifted a few pixels (*flips and crops*), so the network never sees "
-            "quite the same picture twice. "
-            + ("A few dozen pictures a class, as here, is where memorizing shows most." if d.own else
-               "Your own pictures overfit too: make a dataset of about 20 pictures a class on the Own pictures "
-               "page, choose it at the top of this page, and these links train on it."),
-            (_train_link(d, f"Train on {overfit_what} for {overfit['epochs']} epochs",
-                         {"epochs", "train_images", "augment"}, **overfit),
-             _train_link(d, "The same, with flips and crops", {"epochs", "train_images", "augment"}, **overfit,
-                         augment=True),
-             LessonLink("Make your own dataset", "own", {"own": d.name[len("own:"):]} if d.own else {})),
-            "the gap between the train line and the test line, epoch by epoch; then how much flips and crops close "
-            "it (the Runs page draws both runs' accuracy together).",
-            "From which epoch on does more training stop helping on the test set? Why would flipped and shifted "
-            "pictures help the test accuracy but slow the train accuracy?",
-        ),
     ]
 
 
-# Lesson 6's run: few images, many epochs, a learning rate that memorizes them. Train and test accuracy part by 20
-# points or more within its 30 epochs on Shapes (seeds 0-2) and on the CIFAR-10 folder (docs/benchmarks.md)
+def _overfitting(d: Data) -> Lesson:
+    """Few pictures, many epochs: train and test accuracy part; flips and crops close the gap."""
+    # an own dataset has a few dozen pictures a class: all of them, many times over
+    overfit = {**OVERFIT, "train_images": 0} if d.own else OVERFIT
+    overfit_what = "all your pictures" if d.own else f"{OVERFIT['train_images']} images"
+    overfit_text = "all your pictures" if d.own else f"only {OVERFIT['train_images']} training images"
+    return Lesson(
+        "Overfitting",
+        "Trained for long enough on too few pictures, a network starts to *memorize* its training images "
+        "instead of learning what a class looks like. Its accuracy on the training images keeps climbing while "
+        f"its accuracy on test images it has never seen stalls or falls. The first link trains on "
+        f"{overfit_text}, {overfit['epochs']} times over (about a minute); the accuracy "
+        "chart shows both lines. The second trains the same with the standard fix: every batch's pictures "
+        "randomly flipped left-right and shifted a few pixels (*flips and crops*), so the network never sees "
+        "quite the same picture twice. "
+        + ("A few dozen pictures a class, as here, is where memorizing shows most." if d.own else
+           "Your own pictures overfit too: make a dataset of about 20 pictures a class on the Own pictures "
+           "page, choose it at the top of this page, and these links train on it."),
+        (_train_link(d, f"Train on {overfit_what} for {overfit['epochs']} epochs",
+                     {"epochs", "train_images", "augment"}, **overfit),
+         _train_link(d, "The same, with flips and crops", {"epochs", "train_images", "augment"}, **overfit,
+                     augment=True),
+         LessonLink("Make your own dataset", "own", {"own": d.name[len("own:"):]} if d.own else {})),
+        "the gap between the train line and the test line, epoch by epoch; then how much flips and crops close "
+        "it (the Runs page draws both runs' accuracy together).",
+        "From which epoch on does more training stop helping on the test set? Why would flipped and shifted "
+        "pictures help the test accuracy but slow the train accuracy?",
+    )
+
+
+# The overfitting lesson's run: few images, many epochs, a learning rate that memorizes them. Train and test accuracy
+# part by 20 points or more within its 30 epochs on Shapes (seeds 0-2) and on the CIFAR-10 folder (docs/benchmarks.md)
 OVERFIT = dict(train_images=500, epochs=30, lr=0.01, batch_size=8)
 
 

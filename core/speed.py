@@ -21,7 +21,8 @@ from typing import Callable, Iterator
 import torch
 import torch.nn as nn
 
-from core.config import ArgParser, TrainConfig, setting_label, setting_problem
+from core.cli import ArgParser
+from core.config import TrainConfig, setting_label, setting_problem
 from core.data import Normalizer
 from core.device import available_devices, cpu_kernels, cuda_kernels
 from core.model import ModelArgs, Net

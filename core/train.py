@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from core.config import PRESETS, SETTINGS, ArgParser, ConfigError, TrainConfig, add_setting_flags
+from core.cli import ArgParser
+from core.config import PRESETS, SETTINGS, ConfigError, TrainConfig, add_setting_flags
 
 EXIT_OK, EXIT_OTHER, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_STOPPED = 0, 1, 2, 3, 4
 # a data-parallel run whose ranks exit with one of these ended its own way, and rank 0 has said why

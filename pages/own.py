@@ -77,7 +77,7 @@ state = st.container()  # one element whatever it says: the tabs below keep thei
 if dataset.ready:
     state.success(f"{summary} **Ready to train.**")
     link, why = state.columns([1, 3], vertical_alignment="center")
-    link.page_link("pages/train.py", label=f"Train on {dataset.name}", icon=":material/fitness_center:",
+    link.page_link("pages/train.py", label=f"Train on {plain(dataset.name)}", icon=":material/fitness_center:",
                    query_params={"dataset": "own", "own": dataset.name, **SMALL_DATA})
     why.caption(f"The link sets {SMALL_DATA['epochs']} epochs, batch {SMALL_DATA['batch_size']} and learning rate "
                 f"{SMALL_DATA['lr']}: on a few dozen pictures the tutorial's 2 epochs are too few steps to learn.")
@@ -86,18 +86,18 @@ else:
 
 # a tab a class, named by the class alone: a tab whose name changed (a count in it) would be a new one, and the page
 # would jump back to the first class after every picture added
-tabs = st.tabs([*dataset.classes, "Add a class"], key=f"own_tabs_{dataset.name}")
+tabs = st.tabs([*map(plain, dataset.classes), "Add a class"], key=f"own_tabs_{dataset.name}")
 for cls, tab in zip(dataset.classes, tabs):
     with tab:
         st.markdown(f"**{plain(cls)}: {dataset.count(cls)} picture{'s' if dataset.count(cls) != 1 else ''}** "
                     f"({dataset.count(cls, 'train')} to train on, {dataset.count(cls, 'test')} to test).")
         add, camera = st.columns(2)
-        add.file_uploader(f"Add pictures of {cls} (up to {MAX_UPLOAD} at once)", accept_multiple_files=True,
+        add.file_uploader(f"Add pictures of {plain(cls)} (up to {MAX_UPLOAD} at once)", accept_multiple_files=True,
                           type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], key=view._uploader_key(f"own_up_{cls}"),
                           max_upload_size=MAX_PICTURE_BYTES // 2**20,
                           on_change=view.on_upload, args=(dataset.name, cls))
         if camera.toggle("Use the camera", key=f"own_camera_on_{cls}"):
-            camera.camera_input(f"A photo of {cls}", key=view._uploader_key(f"own_cam_{cls}"),
+            camera.camera_input(f"A photo of {plain(cls)}", key=view._uploader_key(f"own_cam_{cls}"),
                                 on_change=view.on_camera, args=(dataset.name, cls))
             camera.caption("No camera, or the browser was told no? Upload pictures instead, on the left.")
         pictures = dataset.pictures[cls]
@@ -115,15 +115,19 @@ for cls, tab in zip(dataset.classes, tabs):
         if len(pictures) > SHOWN:
             st.caption(f"... and {len(pictures) - SHOWN} more.")
         if len(dataset.classes) > 2:
-            st.button(f"Remove the class {cls}", key=f"own_rm_class_{cls}", on_click=view.on_remove_class,
+            st.button(f"Remove the class {plain(cls)}", key=f"own_rm_class_{cls}", on_click=view.on_remove_class,
                       args=(dataset.name, cls))
 with tabs[-1]:
     st.text_input("A new class's name", key="own_add_class", max_chars=40)
     st.button("Add the class", on_click=view.on_add_class, args=(dataset.name,))
 
+st.file_uploader(f"Or add many at once: a zip with a folder for each class ({plain(', '.join(dataset.classes))})",
+                 type=["zip"], key=view._uploader_key("own_add_zip"), on_change=view.on_add_zip,
+                 args=(dataset.name,))
+
 st.subheader("Share it")
 st.html(view.zip_link(dataset.name))
 st.caption(f"Another server takes the zip in on this page (New dataset…). Limits: {CAPS_TEXT}.")
 with st.expander("Delete this dataset"):
-    st.button(f"Delete {dataset.name} and all its pictures", on_click=view.on_delete, args=(dataset.name,),
+    st.button(f"Delete {plain(dataset.name)} and all its pictures", on_click=view.on_delete, args=(dataset.name,),
               type="primary")

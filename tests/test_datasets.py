@@ -168,6 +168,25 @@ def test_a_zip_of_class_folders_in_a_top_folder_is_taken_in(tmp_path):
     assert [result.dataset.count(c) for c in COLOURS] == [3, 3, 3]
 
 
+def test_a_zip_of_class_folders_adds_to_the_classes_of_its_names(tmp_path):
+    from core.datasets import add_zip
+
+    data_dir = tmp_path / "data"
+    create_own(data_dir, "fruit", ["apple", "banana"])
+    data = zip_of({**{f"Apple/{i}.png": picture(COLOURS["apple"], i) for i in range(11)},
+                   **{f"banana/{i}.png": picture(COLOURS["banana"], i) for i in range(10)},
+                   "banana/notes.txt": b"not a picture",
+                   **{f"kiwi/{i}.png": picture((0, 200, 0), i) for i in range(3)}})
+    result = add_zip(data_dir, "fruit", data)
+    assert result.added == 21 and result.dataset.ready
+    assert [result.dataset.count(c) for c in ("apple", "banana")] == [11, 10]
+    assert result.problems == ["kiwi/: fruit has no class kiwi (its 3 pictures were left out; add the class first)",
+                               "notes.txt is not a readable image (not a picture format this app knows)"]
+    with pytest.raises(OwnError, match="would land outside"):
+        add_zip(data_dir, "fruit", zip_of({"../apple/x.png": picture((1, 1, 1), 0)}))
+    assert get_own(data_dir, "fruit").count("apple") == 11
+
+
 def zip_of(members: dict) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:

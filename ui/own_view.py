@@ -21,6 +21,7 @@ from core.datasets import (
     OwnError,
     add_class,
     add_pictures,
+    add_zip,
     create_own,
     delete_own,
     export_own,
@@ -94,6 +95,20 @@ def on_import() -> None:
         return
     st.session_state[CHOSEN] = result.dataset.name
     _report(result.added, result.problems, result.dataset.name)
+
+
+def on_add_zip(name: str) -> None:
+    key = _uploader_key("own_add_zip")
+    upload = st.session_state.get(key)
+    if upload is None:
+        return
+    _renew("own_add_zip")
+    try:
+        result = add_zip(data_dir(), name, upload.getvalue())
+    except OwnError as exc:
+        say("error", f"{upload.name} was not taken in: {exc}.")
+        return
+    _report(result.added, result.problems, name)
 
 
 def on_upload(name: str, cls: str) -> None:

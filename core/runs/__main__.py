@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.config import ArgParser, exit_code
+from core.cli import ArgParser, exit_code
 from core.runs import RunError, delete_run, list_runs, load_run
 from core.runs.archive import ArchiveError, export_run, import_run
 
