@@ -7,6 +7,7 @@ Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
 
 import io
 import os
+import re
 import zipfile
 
 import pytest
@@ -102,6 +103,16 @@ def test_a_dataset_made_in_the_browser_trains_and_goes_to_another_server(browser
         pg.get_by_role("link", name="Results", exact=True).click()
         pg.wait_for_function(f"() => ({CHART_POINTS})('Per-class accuracy') !== null")
         assert pg.evaluate(BARS, "Per-class accuracy") == ["apple", "banana", "cherry"]
+        # its confusion matrix is of its classes; a photo is classified into them
+        heatmaps = pg.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].filter(g => g.data && "
+                               "g.data[0].type === 'heatmap').map(g => [...g.data[0].x])")
+        assert heatmaps == [["apple", "banana", "cherry"]]
+        photo = folder / "photo.jpg"
+        photo.write_bytes(picture(COLOURS["banana"], 99, size=(120, 90), fmt="JPEG"))
+        upload(pg, "Upload a photo (PNG or JPEG)", str(photo))
+        said_class = pg.locator("p", has_text="The network says").first
+        said_class.wait_for()
+        assert re.match(r"The network says (apple|banana|cherry) \(\d+% sure\)", said_class.inner_text())
 
         # share: the zip downloads; a second server takes it in, with the same pictures
         pg.get_by_role("link", name="Own pictures", exact=True).click()
