@@ -37,7 +37,10 @@ def own_name(text: str) -> str:
 
 controls_from_link("own", {"own": (view.CHOSEN, own_name)})  # /own?own=fruit
 names = own_names(data_dir())
-if st.session_state.get(view.CHOSEN) not in (view.NEW, *names):
+if st.session_state.get(view.CHOSEN) not in (view.NEW, *names):  # a link's name that is not here, or one deleted
+    if st.session_state.get(view.CHOSEN):
+        st.warning(f"There is no own dataset {plain(st.session_state[view.CHOSEN])} on this server (deleted, or made "
+                   "on another): choose one here, or make it.")
     st.session_state[view.CHOSEN] = names[0] if names else view.NEW
 choices = [*names, view.NEW]
 chosen = st.selectbox("Dataset", choices, key=view.CHOSEN, format_func=lambda n: n or "New dataset…",

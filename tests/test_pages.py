@@ -43,7 +43,8 @@ def test_an_own_dataset_is_chosen_by_name_trained_from_its_link_and_said_when_it
     data_dir = tmp_path / "data"
     at = train_page()
     at.selectbox(key="train_dataset").set_value("own").run()
-    assert any("No own datasets on this server yet" in i.value for i in at.info)  # and where to make one
+    assert [e.value for e in at.error] == [  # said once, and where to make one
+        "No own datasets on this server yet: make one from your pictures on the Own pictures page."]
     create_own(data_dir, "fruit", ["apple", "banana"])
     create_own(data_dir, "pets", ["cat", "dog"])
     for cls, colour in (("apple", (200, 0, 0)), ("banana", (220, 220, 0))):
@@ -60,6 +61,15 @@ def test_an_own_dataset_is_chosen_by_name_trained_from_its_link_and_said_when_it
     link = train_page(dataset="own", own="fruit", epochs="20", batch_size="8", lr="0.01")  # the Own pictures link
     assert "--dataset own:fruit" in command(link) and "--epochs 20" in command(link)
     assert not link.exception and not link.warning
+
+
+def test_the_own_pictures_page_says_when_a_linked_dataset_is_not_on_this_server(app_env):
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
+    at.query_params["own"] = "fruit"
+    at.run().switch_page("pages/own.py").run()
+    assert [w.value for w in at.warning] == ["There is no own dataset fruit on this server (deleted, or made on "
+                                             "another): choose one here, or make it."]
+    assert at.selectbox(key="own_dataset").value == "" and not at.exception  # a new dataset, then
 
 
 def test_dashboard_entry_point_runs(app_env):

@@ -312,8 +312,7 @@ def controls() -> None:
 def own_control() -> None:
     """Which own dataset (core/datasets.py): the server's, by name; none yet says where to make one."""
     names = own_names(data_dir())
-    if not names:
-        st.info("No own datasets on this server yet: make one from your pictures on the Own pictures page.")
+    if not names:  # settings_config says so
         st.page_link("pages/own.py", label="Own pictures", icon=":material/add_photo_alternate:")
         return
     if st.session_state.get(key("own")) not in names:
@@ -344,6 +343,8 @@ def settings_config(values: dict) -> tuple[TrainConfig | None, str]:
     """The config these settings describe, or None and why it cannot train (here)."""
     fields = {name: values[name] for name in LINK_SETTINGS if name in SETTINGS}
     fields["dataset"] = link_dataset(values)
+    if fields["dataset"] == "own:":  # no own dataset on this server yet (own_control links to where to make one)
+        return None, "No own datasets on this server yet: make one from your pictures on the Own pictures page."
     cpu_processes = values["nproc"] > 1 and values["device"] == "cpu"
     try:
         config = TrainConfig(**fields, data_dir=data_dir(), threads=1 if cpu_processes else 0)
