@@ -174,9 +174,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike = "data", progress: Prog
         cache = data_dir / "cache" / f"folder-{_unreadable_is_bad_input(_folder_signature, folder)}.pt"
         build = lambda: _unreadable_is_bad_input(_load_folder, folder, progress)  # noqa: E731
     elif name.startswith("own:"):
-        folder = own_folder(data_dir, name[len("own:"):])
-        cache = data_dir / "cache" / f"own-{_own_signature(folder)}.pt"
-        build = lambda: _load_folder(folder, progress, size=(32, 32))  # noqa: E731
+        own = own_dataset(data_dir, name[len("own:"):])
+        cache = data_dir / "cache" / f"own-{own.signature}.pt"
+        build = lambda: _load_folder(own.path, progress, size=(32, 32))  # noqa: E731
     elif name == "shapes":
         cache = shapes_cache(data_dir)
         build = lambda: make_shapes()  # noqa: E731
@@ -476,8 +476,8 @@ class _BadImage(DatasetError):
         super().__init__(f"{message}; remove it or replace it.")
 
 
-def own_folder(data_dir: str | os.PathLike, name: str) -> Path:
-    """The folder of own dataset `name` (core/datasets.py), once it can train: DatasetError saying what is missing."""
+def own_dataset(data_dir: str | os.PathLike, name: str):
+    """Own dataset `name` (core/datasets.py), once it can train: DatasetError saying what is missing."""
     from core.datasets import OwnError, get_own
 
     try:
@@ -486,7 +486,7 @@ def own_folder(data_dir: str | os.PathLike, name: str) -> Path:
         raise DatasetError(f"{exc}. Make it on the Own pictures page, or import its zip there.") from None
     if not dataset.ready:
         raise DatasetError(f"own dataset {name} cannot train yet. {dataset.missing_line()}")
-    return dataset.path
+    return dataset
 
 
 def dataset_version(name: str, data_dir: str | os.PathLike) -> str:
@@ -494,18 +494,12 @@ def dataset_version(name: str, data_dir: str | os.PathLike) -> str:
     class's pictures come and go on the Own pictures page); "" for the others."""
     if not name.startswith("own:"):
         return ""
-    from core.datasets import OwnError, own_path
+    from core.datasets import OwnError, get_own
 
     try:
-        return _own_signature(own_path(data_dir, name[len("own:"):]))
-    except (OwnError, OSError):
+        return get_own(data_dir, name[len("own:"):]).signature
+    except (OwnError, OSError):  # gone, or changing as it is listed: the page says so when it loads it
         return ""
-
-
-def _own_signature(folder: Path) -> str:
-    """An own dataset's pictures, by name and split: any picture added, removed or moved gives a new cache."""
-    names = sorted(str(p.relative_to(folder)) for p in folder.glob("*/*/*.png"))
-    return hashlib.sha1("\n".join([str(folder.resolve()), *names]).encode()).hexdigest()[:16]
 
 
 def _load_folder(folder: Path, progress: Progress, size: tuple[int, int] | None = None) -> Dataset:

@@ -79,7 +79,18 @@ class OwnDataset:
     path: Path
     classes: list[str]
     pictures: dict[str, list[Picture]] = field(default_factory=dict)  # class -> its pictures, by id
-    size: int = 0  # bytes on disk
+
+    @property
+    def signature(self) -> str:
+        """Its place and its pictures, by class, split and id: any picture added, removed or moved gives another (a
+        loaded dataset's cache is named by it)."""
+        names = sorted(f"{p.split}/{cls}/{p.id}" for cls, pictures in self.pictures.items() for p in pictures)
+        return hashlib.sha1("\n".join([str(self.path.resolve()), *names]).encode()).hexdigest()[:16]
+
+    @property
+    def size(self) -> int:
+        """Bytes on disk: its pictures'."""
+        return sum(p.path.stat().st_size for pictures in self.pictures.values() for p in pictures)
 
     def count(self, cls: str, split: str | None = None) -> int:
         return sum(1 for p in self.pictures.get(cls, []) if split is None or p.split == split)
@@ -181,15 +192,14 @@ def _read(path: Path) -> OwnDataset:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise OwnError(f"{path.name} is damaged ({exc})") from None
     dataset = OwnDataset(path.name, path, classes)
-    for cls in classes:
+    for cls in classes:  # listed, not opened or stat()ed: the Lessons page lists every dataset on every run
         pictures = []
         for split in ("train", "test"):
             folder = path / split / cls
             if folder.is_dir():
-                for f in folder.iterdir():
-                    if f.suffix == ".png" and f.is_file():
-                        pictures.append(Picture(f.stem, f, split))
-                        dataset.size += f.stat().st_size
+                with os.scandir(folder) as entries:
+                    pictures += [Picture(e.name[:-len(".png")], Path(e.path), split) for e in entries
+                                 if e.name.endswith(".png") and e.is_file()]
         dataset.pictures[cls] = sorted(pictures, key=lambda p: p.id)
     return dataset
 

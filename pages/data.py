@@ -4,7 +4,7 @@ import streamlit as st
 import torch
 
 from core.data import DATASET_LABELS, DATASET_NAMES, Normalizer
-from core.datasets import OwnError, check_name, own_names
+from core.datasets import check_name, own_names
 from core.figures import class_count_figure, image_grid, pixel_histogram_figure
 from ui.app import require_app
 from ui.common import data_dir, held
@@ -31,16 +31,9 @@ def folder_path(text: str) -> str:
     return text.strip()
 
 
-def own_name(text: str) -> str:
-    try:
-        return check_name(text)
-    except OwnError as exc:
-        raise ValueError(str(exc)) from None
-
-
 # /data?dataset=shapes, /data?dataset=folder&folder=/data/pictures, /data?dataset=own&own=fruit
 controls_from_link("data", {"dataset": ("data_dataset", dataset_label), "folder": ("data_folder", folder_path),
-                            "own": ("data_own", own_name)})
+                            "own": ("data_own", check_name)})
 choice = st.selectbox("Dataset", list(DATASETS), key="data_dataset", persist_state="session",
                       **held("data_dataset", list(DATASETS)))
 name = DATASETS[choice]

@@ -28,14 +28,7 @@ st.caption("Make a dataset from your own pictures: name 2 to 10 classes and give
            f"{MIN_PICTURES} pictures, by upload or with the camera. Then train the tutorial's network on it.")
 
 
-def own_name(text: str) -> str:
-    try:
-        return check_name(text)
-    except OwnError as exc:
-        raise ValueError(str(exc)) from None
-
-
-controls_from_link("own", {"own": (view.CHOSEN, own_name)})  # /own?own=fruit
+controls_from_link("own", {"own": (view.CHOSEN, check_name)})  # /own?own=fruit
 names = own_names(data_dir())
 if st.session_state.get(view.CHOSEN) not in (view.NEW, *names):  # a link's name that is not here, or one deleted
     if st.session_state.get(view.CHOSEN):

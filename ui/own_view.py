@@ -81,62 +81,45 @@ def on_create() -> None:
     say("success", f"{dataset.name} is made, with {len(dataset.classes)} classes: now add pictures to each.")
 
 
-def on_import() -> None:
-    key = _uploader_key("own_zip")
-    upload = st.session_state.get(key)
-    if upload is None:
-        return
-    _renew("own_zip")
-    stem = upload.name.rsplit(".", 1)[0]
+def _take(uploader: str, add, failed: str, where=None):
+    """What the uploader holds (files, a zip or a photo), given to `add(upload)` once: the uploader is made anew,
+    empty, for the next. What was added and left out is said (`where`: the class or dataset, or from the result);
+    a refusal, in one line after `failed(upload)`. The result, or None."""
+    upload = st.session_state.get(_uploader_key(uploader))
+    if not upload:
+        return None
+    _renew(uploader)
     try:
-        result = import_own(data_dir(), upload.getvalue(), default_name=stem)
+        result = add(upload)
     except OwnError as exc:
-        say("error", f"{upload.name} was not taken in: {exc}.")
-        return
-    st.session_state[CHOSEN] = result.dataset.name
-    _report(result.added, result.problems, result.dataset.name)
+        say("error", f"{failed(upload)}: {exc}.")
+        return None
+    _report(result.added, result.problems, where or result.dataset.name)
+    return result
+
+
+def on_import() -> None:
+    result = _take("own_zip", lambda zipped: import_own(data_dir(), zipped.getvalue(),
+                                                        default_name=zipped.name.rsplit(".", 1)[0]),
+                   lambda zipped: f"{zipped.name} was not taken in")
+    if result is not None:
+        st.session_state[CHOSEN] = result.dataset.name
 
 
 def on_add_zip(name: str) -> None:
-    key = _uploader_key("own_add_zip")
-    upload = st.session_state.get(key)
-    if upload is None:
-        return
-    _renew("own_add_zip")
-    try:
-        result = add_zip(data_dir(), name, upload.getvalue())
-    except OwnError as exc:
-        say("error", f"{upload.name} was not taken in: {exc}.")
-        return
-    _report(result.added, result.problems, name)
+    _take("own_add_zip", lambda zipped: add_zip(data_dir(), name, zipped.getvalue()),
+          lambda zipped: f"{zipped.name} was not taken in", name)
 
 
 def on_upload(name: str, cls: str) -> None:
-    key = _uploader_key(f"own_up_{cls}")
-    files = st.session_state.get(key) or []
-    if not files:
-        return
-    _renew(f"own_up_{cls}")
-    try:
-        result = add_pictures(data_dir(), name, cls, ((f.name, f.getvalue()) for f in files))
-    except OwnError as exc:
-        say("error", f"Nothing was added: {exc}.")
-        return
-    _report(result.added, result.problems, cls)
+    _take(f"own_up_{cls}", lambda files: add_pictures(data_dir(), name, cls, ((f.name, f.getvalue()) for f in files)),
+          lambda files: "Nothing was added", cls)
 
 
 def on_camera(name: str, cls: str) -> None:
-    key = _uploader_key(f"own_cam_{cls}")
-    shot = st.session_state.get(key)
-    if shot is None:
-        return
-    _renew(f"own_cam_{cls}")
-    try:
-        result = add_pictures(data_dir(), name, cls, [(f"photo-{time.strftime('%H%M%S')}.jpg", shot.getvalue())])
-    except OwnError as exc:
-        say("error", f"The photo was not added: {exc}.")
-        return
-    _report(result.added, result.problems, cls)
+    _take(f"own_cam_{cls}",
+          lambda shot: add_pictures(data_dir(), name, cls, [(f"photo-{time.strftime('%H%M%S')}.jpg", shot.getvalue())]),
+          lambda shot: "The photo was not added", cls)
 
 
 def on_remove(name: str, cls: str, picture_id: str) -> None:

@@ -15,7 +15,7 @@ import streamlit as st
 import ui.live as live
 from core.classroom import MAX_NAME, Entry, board_of
 from core.config import TrainConfig
-from core.data import DatasetError, check_folder, own_folder
+from core.data import DatasetError, check_folder, own_dataset
 from core.figures import accuracy_figure, loss_ranges, running_loss_figure
 from core.jobs import get_manager
 from core.loop import TUTORIAL_ACCURACY
@@ -40,7 +40,7 @@ def start(config: TrainConfig) -> None:
         if config.dataset.startswith("folder:"):
             check_folder(config.dataset[len("folder:"):])
         elif config.dataset.startswith("own:"):
-            own_folder(config.data_dir, config.dataset[len("own:"):])  # can it train: the pictures still missing
+            own_dataset(config.data_dir, config.dataset[len("own:"):])  # can it train: the pictures still missing
     except DatasetError as exc:
         st.session_state[key("start_error")] = str(exc)
         return
