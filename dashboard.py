@@ -32,8 +32,10 @@ else:  # the server, as `streamlit run dashboard.py` (or `uvicorn dashboard:app`
     from ui.classroom import OwnerCookie
     from ui.live import ROUTES
     from ui.own_view import ROUTES as OWN_ROUTES
+    from ui.run_downloads import ROUTES as RUN_ROUTES
     from ui.step_view import warm_up_in_background
 
-    app = st.App("dashboard.py", routes=[*ROUTES, *BOARD_ROUTES, *OWN_ROUTES], middleware=[Middleware(OwnerCookie)])
+    app = st.App("dashboard.py", routes=[*ROUTES, *BOARD_ROUTES, *OWN_ROUTES, *RUN_ROUTES],
+                 middleware=[Middleware(OwnerCookie)])
     announce_teacher_key(f"http://localhost:{st.get_option('server.port')}")
     warm_up_in_background().add_done_callback(lambda _: garbage.freeze_imports())

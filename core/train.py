@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(p)
     p.add_argument("--runs-dir", default="runs", help="where run directories are written (default: runs)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
+    p.add_argument("--tensorboard", metavar="DIR", help="also write the run as TensorBoard event files, live, in "
+                   "DIR/<run folder> (needs: pip install tensorboard); `tensorboard --logdir DIR` shows it")
     p.add_argument("--events", help=argparse.SUPPRESS)  # rank 0 of a dashboard job: where its worker listens
     p.add_argument("--run-name", type=folder_name, help=argparse.SUPPRESS)  # a launcher's name for the run folder
     return p
@@ -105,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         if world.main:
             print(f"error: {exc}", file=sys.stderr)
         return leave(world, EXIT_BAD_INPUT) if world.launched else EXIT_BAD_INPUT
+    if args.tensorboard and world.main:
+        from core.runs.export import missing_extra
+
+        if message := missing_extra("tensorboard"):
+            print(f"error: --tensorboard: {message}", file=sys.stderr)
+            return leave(world, EXIT_BAD_INPUT) if world.launched else EXIT_BAD_INPUT
     if config.nproc > 1 and not world.launched:
         return launch_ranks(argv, config, args)
     code = train_here(args, config, world)
@@ -136,6 +144,11 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world) -> int:
                                             "interrupted"))
         heartbeat(world.rank)
     quiet = link is not None or not world.main
+    board = None
+    if args.tensorboard and world.main:
+        from core.runs.export import LiveTensorBoard
+
+        board = LiveTensorBoard(args.tensorboard, config)
     progress = ProgressLine()
     end: dict = {}
     total_steps = 0
@@ -151,6 +164,8 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world) -> int:
                                   run_name=args.run_name):
             if link is not None:
                 link.send(event)
+            if board is not None:
+                board.event(event)
             if event["type"] == "start":
                 total_steps = event["total_steps"]
                 if not quiet:
@@ -169,6 +184,9 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world) -> int:
         return error(str(exc), EXIT_OTHER)
     except Exception as exc:  # noqa: BLE001 - the run directory has the details; the user gets one line
         return error(f"training failed: {type(exc).__name__}: {exc}", EXIT_OTHER)
+    finally:
+        if board is not None:
+            board.close()
 
     if not world.main or link is not None:  # a dashboard job's page says how it ended
         return EXIT_CODES.get(end["status"], EXIT_OTHER)

@@ -9,6 +9,7 @@ from core.figures import feature_map_images, filter_images, image_grid
 from core.model import ModelArgs, layer_table
 from ui.app import require_app
 from ui.common import held
+from ui.run_downloads import links
 from ui.run_files import dataset_for, follow_running, model_for, pick_run
 from ui.train_form import chosen_settings
 from ui.url_state import controls_from_link, to_link
@@ -75,6 +76,7 @@ model = model_for(run)
 data = dataset_for(run.config.dataset)  # the server's own data folder, never one a run names
 if model is None or data is None:
     st.stop()
+st.html(links(run.name, ["onnx"]))  # for Netron: every layer and its output shape, as the table above
 st.markdown(f"This run (conv width {model.conv1.out_channels}, conv2 width {model.conv2.out_channels}) has "
             f"**{model.conv1.out_channels} conv1 filters** of 5x5 pixels "
             f"× {model.conv1.in_channels} channel(s), shown enlarged and stretched to full contrast.")

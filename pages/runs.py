@@ -1,6 +1,5 @@
 """Runs: every training run kept on disk, named by what it is; compare, rename, delete and share them."""
 
-import functools
 import time
 
 import pandas as pd
@@ -9,12 +8,13 @@ import streamlit as st
 from core.data import dataset_label
 from core.figures import compare_accuracy_figure, compare_loss_figure, compare_per_class_figure
 from core.runs import RunError, add_meta, delete_run, list_runs, load_run, write_meta
-from core.runs.archive import ArchiveError, export_bytes, import_run, run_csv
+from core.runs.archive import ArchiveError, import_run
 from core.runs.compare import legend_names, per_class, settings_table
 from core.speed import speed_results
 from ui.app import require_app
 from ui.classroom import may_change, owner_id
 from ui.common import held, plain, presenting, runs_root
+from ui.run_downloads import links
 from ui.url_state import from_link, to_link
 
 require_app()  # first: a page run without dashboard.py is run again through it
@@ -210,14 +210,8 @@ else:
                 st.rerun()
     elif run.meta.get("note"):
         st.text(run.meta["note"])
-    d1, d2, d3 = st.columns(3)
-    # made on the click, not at each redraw: a large run's zip and history are not held by every session
-    d1.download_button("Download run (.zip)", functools.partial(export_bytes, run.path), f"{name}.zip",
-                       "application/zip")
-    d2.download_button("Loss history (.csv)", functools.partial(run_csv, run.path, "loss"), f"{name}-loss.csv",
-                       "text/csv")
-    d3.download_button("Accuracy per epoch (.csv)", functools.partial(run_csv, run.path, "epoch"),
-                       f"{name}-epochs.csv", "text/csv")
+    # links to the app's own route (ui/run_downloads.py): each file made at the click, for TensorBoard and ONNX too
+    st.html(links(name, ["zip", "loss.csv", "epochs.csv", "tensorboard", "onnx"]))
 
 
 def delete_section() -> None:

@@ -13,10 +13,39 @@ from pathlib import Path
 import pytest
 
 from core.config import TrainConfig
+from core.runs import load_run
 from tests.test_browser import CHROMIUM, browser, start_server  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+
+def tensorboard_losses(zipped: Path, into: Path) -> list[int]:
+    """The loss points' steps (images seen) in a TensorBoard zip, read by TensorBoard's own reader."""
+    import zipfile
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with zipfile.ZipFile(zipped) as zf:
+        zf.extractall(into)
+    (folder,) = into.iterdir()  # one folder, named as the run
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    events.Reload()
+    return [e.step for e in events.Scalars("loss/running")]
+
+
+def onnx_matches(path: Path, run_dir: Path, data) -> bool:
+    import onnxruntime
+    import torch
+
+    from core.data import Normalizer
+    from core.runs import load_model
+
+    images = Normalizer(data.mean, data.std)(data.test_images[:16])
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"images": images.numpy()})[0]
+    with torch.no_grad():
+        return bool(abs(out - load_model(run_dir)(images).numpy()).max() < 1e-4)
+
 
 LEGEND = """title => {
   const g = [...document.querySelectorAll('.js-plotly-plot')]
@@ -72,13 +101,23 @@ def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, 
         pg.get_by_role("combobox", name="Run", exact=True).click()
         pg.get_by_role("option", name=os.path.basename(names[1]), exact=False).click()
         with pg.expect_download() as download:
-            pg.get_by_role("button", name="Download run (.zip)").click()
+            pg.get_by_role("link", name="Download run (.zip)").click()
         zipped = tmp_path / "shared-run.zip"
         download.value.save_as(zipped)
         with pg.expect_download() as losses:
-            pg.get_by_role("button", name="Loss history (.csv)").click()
+            pg.get_by_role("link", name="Loss history (.csv)").click()
         rows = Path(losses.value.path()).read_text().splitlines()
         assert rows[0].startswith("epoch,step,images_seen") and len(rows) > 10  # the run's loss points
+        # for the tools people already use: TensorBoard's event files, read back by TensorBoard's own reader
+        with pg.expect_download() as board:
+            pg.get_by_role("link", name="Download for TensorBoard (.zip)").click()
+        assert board.value.suggested_filename == f"{os.path.basename(names[1])}-tensorboard.zip"
+        assert tensorboard_losses(Path(board.value.path()), tmp_path / "tb") == [
+            p["images_seen"] for p in load_run(names[1]).history.losses]
+        for query, status in (("run=../runs&as=zip", 404), ("run=.&as=onnx", 404), ("run=x&as=exe", 400),
+                              (f"run={os.path.basename(names[1])}/../x&as=zip", 404)):  # hand-made links: one line
+            answer = pg.request.get(f"{url}/api/run?{query}")
+            assert answer.status == status and answer.text().startswith("error: ")
         other = tmp_path / "other"
         proc2, url2 = start_server(other)
         try:
@@ -94,6 +133,11 @@ def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, 
             line = pg.locator("p", has_text="Predictions after epoch").first
             line.wait_for()
             assert f"{accuracy:.1%}" in line.inner_text()  # Results shows it, with the run's own accuracy
+            # the Network page gives the trained network as ONNX: onnxruntime's answers are PyTorch's
+            pg.get_by_role("link", name="Network", exact=True).click()
+            with pg.expect_download(timeout=90_000) as network:
+                pg.get_by_role("link", name="Download the network (.onnx)").click()
+            assert onnx_matches(Path(network.value.path()), imported, data)
         finally:
             proc2.terminate()
             proc2.wait(10)

@@ -196,3 +196,16 @@ def test_a_runs_config_never_chooses_where_the_server_writes(app_env, tmp_path, 
     at = page(name).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert not (tmp_path / "somewhere").exists()  # the server's own data folder was used
+
+
+def test_a_run_downloads_for_tensorboard_and_onnx_or_says_the_pip_command(app_env, tmp_path, small_shapes,
+                                                                          monkeypatch):
+    made = train(app_env, tmp_path, small_shapes, 0.02)
+    at = page("runs").run()
+    shown = " ".join(h.proto.body for h in at.get("html"))
+    assert f"api/run?run={made.name}&amp;as=tensorboard" in shown and "Download the network (.onnx)" in shown
+    monkeypatch.setitem(__import__("sys").modules, "tensorboard", None)  # as on a machine without it
+    at = page("runs").run()
+    shown = " ".join(h.proto.body for h in at.get("html"))
+    assert "as=tensorboard" not in shown and "Download for TensorBoard (.zip) needs" in shown
+    assert "pip install tensorboard" in shown and "as=onnx" in shown  # the other downloads stay

@@ -5,6 +5,7 @@
     core/runs/names.py       a run in a few words
     core/runs/compare.py     runs side by side
     core/runs/archive.py     a run shared as a zip, and one taken in (hostile until checked)
+    core/runs/export.py      a run for TensorBoard, ONNX and MLflow (optional packages: requirements-export.txt)
     core/runs/cache.py       what the pages keep in memory of them
 
 The command line: `python -m core.runs --help` (core/runs/__main__.py). What other modules use is named here.
