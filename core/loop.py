@@ -179,6 +179,7 @@ class Loop:
 
     def __init__(self, config: TrainConfig, dataset: Dataset, team: Team, control: Control,
                  writer: RunWriter | None, cuda_graph: bool):
+        self.created = time.time()  # start-up phases (core.train --profile): building all this is one
         self.config, self.dataset, self.team, self.control = config, dataset, team, control
         self.device = device = team.device
         self.writer = writer
@@ -218,6 +219,9 @@ class Loop:
         self.final_loss = math.nan
         self.last_eval: dict = {}
         self.replica_difference: float | None = None
+        # when the first and the last step ended, and the seconds each epoch's end took (evaluate, checkpoint)
+        self.first_step_wall = self.last_step_wall = None
+        self.eval_seconds = 0.0
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -240,6 +244,9 @@ class Loop:
                 if self.scheduler is not None:
                     self.scheduler.step()
                 self.step += 1
+                if self.step == 1:
+                    self.sync()
+                    self.first_step_wall = time.time()
                 self.images_seen += images_now  # every rank's images: the global batch
                 interval.add(loss, images_now)
                 if self.log_due(interval, epoch_tally):  # the running loss
@@ -253,10 +260,13 @@ class Loop:
                 break
             if epoch_tally.steps == self.steps_per_epoch:
                 self.epochs_completed = epoch
+            self.sync()
+            self.last_step_wall = time.time()
             if self.team.main:  # under DDP rank 0 alone evaluates and checkpoints; the others wait for its word
                 result, probabilities = self.evaluate(epoch, epoch_tally)
                 if self.writer is not None:
                     self.writer.checkpoint(self.net, epoch, probabilities)
+                self.eval_seconds += time.time() - self.last_step_wall
                 self.clock.restart()  # none of it was training time
                 yield result
             done = self.team.decide(self.team.main and self.done(epoch))  # a target or step limit reached
@@ -356,7 +366,8 @@ class Loop:
                     num_train=len(self.train_y), num_test=len(self.test_y), image_size=d.image_size,
                     channels=d.channels, steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
                     log_interval=self.log_every, parameters=count_parameters(self.net),
-                    cuda_graph=isinstance(self.step_fn, CudaGraphStep), wall=time.time(), **self.batch_sizes())
+                    cuda_graph=isinstance(self.step_fn, CudaGraphStep), wall=time.time(),
+                    setup_seconds=time.time() - self.created, **self.batch_sizes())
 
     def batch_sizes(self) -> dict:
         """The batch size is per process; a step of `world_size` processes takes the global batch."""
@@ -375,7 +386,8 @@ class Loop:
                     per_class_accuracy=dict(zip(self.dataset.classes, self.last_eval.get("per_class_accuracy", []))),
                     final_running_loss=self.final_loss if math.isfinite(self.final_loss) else None,
                     device=str(self.device), threads=self.threads, wall=time.time(), **self.batch_sizes(),
-                    replica_difference=self.replica_difference,
+                    replica_difference=self.replica_difference, eval_seconds=self.eval_seconds,
+                    first_step_wall=self.first_step_wall, last_step_wall=self.last_step_wall,
                     # the CPU the threads got: well below 1 on a machine another program keeps busy
                     cpu_share=self.clock.cpu_seconds / (seconds * self.threads) if cpu and seconds else None)
 

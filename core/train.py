@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from core.cli import ArgParser
 from core.config import PRESETS, SETTINGS, ConfigError, TrainConfig, add_setting_flags
+
+IMPORTED = time.time()  # when this module was imported: the process's start where /proc cannot say
 
 EXIT_OK, EXIT_OTHER, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_STOPPED = 0, 1, 2, 3, 4
 # a data-parallel run whose ranks exit with one of these ended its own way, and rank 0 has said why
@@ -31,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(p)
     p.add_argument("--runs-dir", default="runs", help="where run directories are written (default: runs)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
+    p.add_argument("--profile", action="store_true", help="say on stderr where the command's time went: start-up "
+                   "phases up to the first step, training, evaluation, the end")
     p.add_argument("--tensorboard", metavar="DIR", help="also write the run as TensorBoard event files, live, in "
                    "DIR/<run folder> (needs: pip install tensorboard); `tensorboard --logdir DIR` shows it")
     p.add_argument("--events", help=argparse.SUPPRESS)  # rank 0 of a dashboard job: where its worker listens
@@ -93,8 +98,54 @@ class ProgressLine:
             self.stream.flush()
 
 
+def process_started() -> float:
+    """When this process started, as time.time() (Linux: /proc; elsewhere when this module was imported)."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks after boot
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return IMPORTED
+
+
+class Timeline:
+    """The moments a command's time is split by (core.train --profile, and --json's startup_seconds)."""
+
+    def __init__(self):
+        self.marks = {"process": process_started(), "main": time.time()}
+
+    def mark(self, name: str, at: float | None = None) -> None:
+        self.marks.setdefault(name, time.time() if at is None else at)
+
+    def seconds(self, a: str, b: str) -> float | None:
+        return self.marks[b] - self.marks[a] if a in self.marks and b in self.marks else None
+
+    def startup_seconds(self) -> float | None:
+        return self.seconds("process", "first step")
+
+    def lines(self, end: dict) -> str:
+        m = self.marks
+        phases = [("Python and core.train", "process", "main"), ("import torch and the loop", "main", "imports"),
+                  ("the dataset (cached, or decoded)", "imports", "loop"),
+                  ("network, optimizer, data onto the device", "loop", "built"),
+                  ("the first step", "built", "first step")]
+        parts = [f"{self.seconds(a, b):.2f} s {what}" for what, a, b in phases if self.seconds(a, b) is not None]
+        first = self.startup_seconds()
+        training = end.get("train_seconds")
+        after = (m["done"] - end["last_step_wall"]) if end.get("last_step_wall") and "done" in m else None
+        rest = [f"training {training:.2f} s" if isinstance(training, (int, float)) else None,
+                f"evaluation and checkpoints at the epochs' ends {end.get('eval_seconds', 0):.2f} s",
+                f"after the last step {after:.2f} s" if after is not None else None,
+                f"whole command {m['done'] - m['process']:.2f} s" if "done" in m else None]
+        return (f"profile: first step {first:.2f} s after the command started: " + "; ".join(parts) + "\n"
+                "profile: " + "; ".join(r for r in rest if r)) if first is not None else "profile: no step was taken"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    timeline = Timeline()
     args = build_parser().parse_args(argv)
     from core.device import keep_freed_memory
     from core.distributed import leave, world_from_env
@@ -115,13 +166,13 @@ def main(argv: list[str] | None = None) -> int:
             return leave(world, EXIT_BAD_INPUT) if world.launched else EXIT_BAD_INPUT
     if config.nproc > 1 and not world.launched:
         return launch_ranks(argv, config, args)
-    code = train_here(args, config, world)
+    code = train_here(args, config, world, timeline)
     if world.launched:  # through a barrier and os._exit: see core/distributed.py
         leave(world, code)
     return code
 
 
-def train_here(args: argparse.Namespace, config: TrainConfig, world) -> int:
+def train_here(args: argparse.Namespace, config: TrainConfig, world, timeline: Timeline | None = None) -> int:
     """Train in this process (under torchrun: as one rank of the run); messages and the summary from rank 0."""
     import threading
 
@@ -130,6 +181,9 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world) -> int:
     from core.distributed import EventLink, LaunchError, RankLost, heartbeat, watch_launcher
     from core.loop import Control, run_training
     from core.runs import RunWriteError
+
+    timeline = timeline or Timeline()
+    timeline.mark("imports")
 
     stop, pause = threading.Event(), threading.Event()
     control = Control(stop, pause)
@@ -167,6 +221,8 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world) -> int:
             if board is not None:
                 board.event(event)
             if event["type"] == "start":
+                timeline.mark("loop", event["wall"] - event.get("setup_seconds", 0))
+                timeline.mark("built", event["wall"])
                 total_steps = event["total_steps"]
                 if not quiet:
                     print(f"training on {event['device']} ({event['threads']} thread(s){ranks(event)}), "
@@ -176,6 +232,8 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world) -> int:
                 progress.event(event, total_steps)
             if event["type"] == "end":
                 end = event
+                if end.get("first_step_wall"):
+                    timeline.mark("first step", end["first_step_wall"])
     except (ConfigError, DatasetError, DeviceError, LaunchError) as exc:
         return error(str(exc), EXIT_BAD_INPUT)
     except RunWriteError as exc:
@@ -190,7 +248,10 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world) -> int:
 
     if not world.main or link is not None:  # a dashboard job's page says how it ended
         return EXIT_CODES.get(end["status"], EXIT_OTHER)
-    return report(end, args.json)
+    timeline.mark("done")
+    if args.profile:
+        print(timeline.lines(end), file=sys.stderr)
+    return report({**end, "startup_seconds": timeline.startup_seconds()}, args.json)
 
 
 def ranks(event: dict) -> str:
@@ -250,7 +311,8 @@ def report(end: dict, as_json: bool) -> int:
                                                   "train_seconds", "images_per_second", "test_accuracy",
                                                   "per_class_accuracy", "final_running_loss", "device", "run_dir",
                                                   "world_size", "batch_size", "global_batch_size",
-                                                  "replica_difference", "cpu_share")}))
+                                                  "replica_difference", "cpu_share", "startup_seconds",
+                                                  "eval_seconds")}))
     return EXIT_CODES.get(end["status"], EXIT_OTHER)
 
 

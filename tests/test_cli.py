@@ -19,10 +19,15 @@ def cli(tmp_path, *args, timeout=120):
 
 
 def test_json_summary_and_exit_0(tmp_path):
-    r = cli(tmp_path, "--dataset", "shapes", "--preset", "fast", "--max-steps", "30", "--json")
+    r = cli(tmp_path, "--dataset", "shapes", "--preset", "fast", "--max-steps", "30", "--json", "--profile")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["status"] == "finished" and summary["steps"] == 30
+    # where the time went (issue 29): start-up up to the first step, and the epochs' ends, in --json and --profile
+    assert 0 < summary["startup_seconds"] < summary["train_seconds"] + 60 and 0 < summary["eval_seconds"]
+    profile = [line for line in r.stderr.splitlines() if line.startswith("profile: ")]
+    assert f"first step {summary['startup_seconds']:.2f} s after the command started" in profile[0]
+    assert "import torch" in profile[0] and "whole command" in profile[1]
     assert summary["images_seen"] == 30 * 128 and summary["images_per_second"] > 0
     assert set(summary["per_class_accuracy"]) >= {"circle", "square"} and 0 <= summary["test_accuracy"] <= 1
     # --device auto (the default) trains on the GPU where there is one
