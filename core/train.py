@@ -182,9 +182,8 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world, timeline: T
     from core.loop import Control, run_training
     from core.runs import RunWriteError
 
-    timeline = timeline or Timeline()
-    timeline.mark("imports")
-
+    if timeline is not None:
+        timeline.mark("imports")
     stop, pause = threading.Event(), threading.Event()
     control = Control(stop, pause)
     # Ctrl-C, a `kill` and a closed terminal stop cleanly: the run keeps its history and gets its summary
@@ -197,15 +196,7 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world, timeline: T
                                             "it) was killed, and every process of this run stopped with it",
                                             "interrupted"))
         heartbeat(world.rank)
-    quiet = link is not None or not world.main
-    board = None
-    if args.tensorboard and world.main:
-        from core.runs.export import LiveTensorBoard
-
-        board = LiveTensorBoard(args.tensorboard, config)
-    progress = ProgressLine()
-    end: dict = {}
-    total_steps = 0
+    sinks = Sinks(args, config, world, link, timeline or Timeline())
 
     def error(text: str, code: int) -> int:
         print(f"error: {text}" if world.main else f"rank {world.rank}: error: {text}", file=sys.stderr)
@@ -214,26 +205,9 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world, timeline: T
         return code
 
     try:
-        for event in run_training(config, control, None if quiet else progress.dataset, runs_root=args.runs_dir,
-                                  run_name=args.run_name):
-            if link is not None:
-                link.send(event)
-            if board is not None:
-                board.event(event)
-            if event["type"] == "start":
-                timeline.mark("loop", event["wall"] - event.get("setup_seconds", 0))
-                timeline.mark("built", event["wall"])
-                total_steps = event["total_steps"]
-                if not quiet:
-                    print(f"training on {event['device']} ({event['threads']} thread(s){ranks(event)}), "
-                          f"{event['num_train']} images, {event['parameters']:,} parameters -> {event['run_dir']}",
-                          file=sys.stderr)
-            if not quiet:
-                progress.event(event, total_steps)
-            if event["type"] == "end":
-                end = event
-                if end.get("first_step_wall"):
-                    timeline.mark("first step", end["first_step_wall"])
+        for event in run_training(config, control, None if sinks.quiet else sinks.progress.dataset,
+                                  runs_root=args.runs_dir, run_name=args.run_name):
+            sinks.event(event)
     except (ConfigError, DatasetError, DeviceError, LaunchError) as exc:
         return error(str(exc), EXIT_BAD_INPUT)
     except RunWriteError as exc:
@@ -243,15 +217,56 @@ def train_here(args: argparse.Namespace, config: TrainConfig, world, timeline: T
     except Exception as exc:  # noqa: BLE001 - the run directory has the details; the user gets one line
         return error(f"training failed: {type(exc).__name__}: {exc}", EXIT_OTHER)
     finally:
-        if board is not None:
-            board.close()
+        sinks.close()
 
+    end = sinks.end
     if not world.main or link is not None:  # a dashboard job's page says how it ended
         return EXIT_CODES.get(end["status"], EXIT_OTHER)
-    timeline.mark("done")
+    sinks.timeline.mark("done")
     if args.profile:
-        print(timeline.lines(end), file=sys.stderr)
-    return report({**end, "startup_seconds": timeline.startup_seconds()}, args.json)
+        print(sinks.timeline.lines(end), file=sys.stderr)
+    return report({**end, "startup_seconds": sinks.timeline.startup_seconds()}, args.json)
+
+
+class Sinks:
+    """Where a run's events go in this process: the dashboard's worker (rank 0 of a dashboard job), the progress
+    line on stderr (a command's rank 0), TensorBoard (--tensorboard), the profile's timeline; the end kept."""
+
+    def __init__(self, args: argparse.Namespace, config: TrainConfig, world, link, timeline: Timeline):
+        self.link, self.timeline = link, timeline
+        self.quiet = link is not None or not world.main
+        self.board = None
+        if args.tensorboard and world.main:
+            from core.runs.export import LiveTensorBoard
+
+            self.board = LiveTensorBoard(args.tensorboard, config)
+        self.progress = ProgressLine()
+        self.end: dict = {}
+        self.total_steps = 0
+
+    def event(self, event: dict) -> None:
+        if self.link is not None:
+            self.link.send(event)
+        if self.board is not None:
+            self.board.event(event)
+        if event["type"] == "start":
+            self.timeline.mark("loop", event["wall"] - event.get("setup_seconds", 0))
+            self.timeline.mark("built", event["wall"])
+            self.total_steps = event["total_steps"]
+            if not self.quiet:
+                print(f"training on {event['device']} ({event['threads']} thread(s){ranks(event)}), "
+                      f"{event['num_train']} images, {event['parameters']:,} parameters -> {event['run_dir']}",
+                      file=sys.stderr)
+        if not self.quiet:
+            self.progress.event(event, self.total_steps)
+        if event["type"] == "end":
+            self.end = event
+            if event.get("first_step_wall"):
+                self.timeline.mark("first step", event["first_step_wall"])
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
 
 
 def ranks(event: dict) -> str:

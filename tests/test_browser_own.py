@@ -171,7 +171,9 @@ def test_a_photo_from_the_camera_lands_in_its_class(browser, tmp_path):  # noqa:
         said(pg, "1 picture added to dog.")
         panel.get_by_text("dog: 1 picture ").wait_for()
         assert get_own(tmp_path / "data", "pets").count("dog") == 1
-        assert panel.locator('[data-testid="stImage"] img').first.evaluate("img => img.naturalWidth") == 2 * 96 + 4
+        shown = panel.locator('[data-testid="stImage"] img').first
+        shown.evaluate("img => img.complete && img.naturalWidth ? null : new Promise(done => img.onload = done)")
+        assert shown.evaluate("img => img.naturalWidth") == 2 * 96 + 4  # once loaded (CI read 0 before it was)
     finally:
         camera.close()
         proc.terminate()

@@ -1,0 +1,104 @@
+"""The Fast preset's training step on a CPU, each candidate speed-up alone beside today's step, alternating.
+
+    python benchmarks/bench_fast_step.py [--rounds 4] [--steps 60] [--batch-size 128]
+
+Candidates (issue 29): channels_last memory format; the thread count; oneDNN off; torch.compile of the step (its
+compile time reported apart, to set against the seconds it saves over 3 epochs of 391 steps). Each round times
+every case on the same batches, the order reversed every second round; images/s per round, then the median's
+ratio to today's step. The network is the tutorial's Net at the preset's widths (8/24), on CIFAR-sized random
+pictures (the step's time does not depend on what the pictures show).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.config import preset  # noqa: E402
+from core.data import Normalizer  # noqa: E402
+from core.model import ModelArgs, Net  # noqa: E402
+from core.train_step import make_optimizer  # noqa: E402
+
+
+def make_case(name: str, batch: int, threads: int):
+    config = preset("fast", dataset="shapes", batch_size=batch)
+    torch.manual_seed(0)
+    net = Net(ModelArgs(3, 32, 10, config.conv_width, config.conv2_width))
+    optimizer = make_optimizer(net, config, torch.device("cpu"))
+    normalize = Normalizer((0.5,) * 3, (0.5,) * 3)
+    criterion = nn.CrossEntropyLoss()
+    if name == "channels_last":
+        net = net.to(memory_format=torch.channels_last)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        inputs = normalize(x)
+        if name == "channels_last":
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        loss = criterion(net(inputs), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    compile_seconds = 0.0
+    if name == "compile":
+        compiled = torch.compile(step)
+        started = time.perf_counter()
+        x = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8)
+        y = torch.randint(0, 10, (batch,))
+        compiled(x, y)
+        compile_seconds = time.perf_counter() - started
+        step = compiled
+    case_threads = {"1 thread": 1}.get(name, threads)
+    mkldnn = name != "oneDNN off"
+    return step, case_threads, mkldnn, compile_seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--cases", default="today,channels_last,1 thread,oneDNN off,compile")
+    args = parser.parse_args()
+    threads = torch.get_num_threads()
+    names = args.cases.split(",")
+    cases = {}
+    for name in names:
+        cases[name] = make_case(name, args.batch_size, threads)
+        if cases[name][3]:
+            print(f"{name}: compiled in {cases[name][3]:.1f} s", flush=True)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randint(0, 256, (args.batch_size, 3, 32, 32), dtype=torch.uint8, generator=g),
+                torch.randint(0, 10, (args.batch_size,), generator=g)) for _ in range(8)]
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(args.rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            step, case_threads, mkldnn, _ = cases[name]
+            torch.set_num_threads(case_threads)
+            with torch.backends.mkldnn.flags(enabled=mkldnn):
+                for x, y in batches[:2]:
+                    step(x, y)  # warm
+                started = time.perf_counter()
+                for i in range(args.steps):
+                    x, y = batches[i % len(batches)]
+                    step(x, y)
+                rates[name].append(args.steps * args.batch_size / (time.perf_counter() - started))
+        torch.set_num_threads(threads)
+        print(f"round {r + 1}: " + ", ".join(f"{n} {rates[n][-1]:,.0f}" for n in names) + " images/s", flush=True)
+    base = statistics.median(rates[names[0]])
+    for name in names:
+        print(f"{name}: median {statistics.median(rates[name]):,.0f} images/s, "
+              f"{statistics.median(rates[name]) / base:.2f}x {names[0]}")
+
+
+if __name__ == "__main__":
+    main()
