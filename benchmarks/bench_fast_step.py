@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import preset  # noqa: E402
 from core.data import Normalizer  # noqa: E402
+from core.device import keep_freed_memory  # noqa: E402
 from core.model import ModelArgs, Net  # noqa: E402
 from core.train_step import make_optimizer  # noqa: E402
 
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--cases", default="today,channels_last,1 thread,oneDNN off,compile")
     args = parser.parse_args()
+    keep_freed_memory()  # as core.train does: without it, page faults from malloc's returns dominate a step
     threads = torch.get_num_threads()
     names = args.cases.split(",")
     cases = {}

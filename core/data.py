@@ -99,14 +99,17 @@ def dataset_label(name: str) -> str:
 class Normalizer:
     """uint8 batch -> float batch, (x / 255 - mean) / std as one multiply-add on the device."""
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device | str = "cpu"):
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device | str = "cpu",
+                 channels_last: bool = False):
+        self.channels_last = channels_last  # the batch out in channels_last memory format (core.device)
         m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.scale = (1.0 / (255.0 * s)).to(device)
         self.shift = (-m / s).to(device)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.shift, images.float(), self.scale)
+        out = torch.addcmul(self.shift, images.float(), self.scale)
+        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 
 
 AUGMENT_SHIFT = 4  # pixels a random crop moves a picture at most, as torchvision's RandomCrop(32, padding=4)

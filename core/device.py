@@ -66,6 +66,13 @@ def cpu_kernels(device: torch.device, batch_size: int):
         yield
 
 
+def channels_last(device: torch.device, batch_size: int, distributed: bool = False) -> bool:
+    """Train with the network and each batch in channels_last memory format: on a CPU where oneDNN runs the
+    convolutions (batches above 4), the Fast preset's step took 1.33x the images a second (1.25x at batch 16;
+    benchmarks/bench_fast_step.py, docs/benchmarks.md). One process only: DDP's gradient buckets were not measured."""
+    return device.type == "cpu" and batch_size > 4 and not distributed
+
+
 def cuda_kernels(device: torch.device):
     """On a CUDA GPU, cuDNN's deterministic convolution kernels: the same seed gives the same run there too
     (some of the faster ones add up in a different order each time)."""

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from core.config import PRESETS
 from core.device import resolve_device
 from tests.conftest import ROOT
 
@@ -28,7 +29,7 @@ def test_json_summary_and_exit_0(tmp_path):
     profile = [line for line in r.stderr.splitlines() if line.startswith("profile: ")]
     assert f"first step {summary['startup_seconds']:.2f} s after the command started" in profile[0]
     assert "import torch" in profile[0] and "whole command" in profile[1]
-    assert summary["images_seen"] == 30 * 128 and summary["images_per_second"] > 0
+    assert summary["images_seen"] == 30 * PRESETS["fast"]["batch_size"] and summary["images_per_second"] > 0
     assert set(summary["per_class_accuracy"]) >= {"circle", "square"} and 0 <= summary["test_accuracy"] <= 1
     # --device auto (the default) trains on the GPU where there is one
     assert summary["device"] == str(resolve_device("auto")) and os.path.isdir(summary["run_dir"])

@@ -7,7 +7,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from core.config import TrainConfig
+from core.config import PRESETS, TrainConfig
 from tests.conftest import ROOT, wait_for
 
 
@@ -82,7 +82,7 @@ def test_presets_and_knobs_change_the_config(app_env):
     assert "--dataset shapes" in command(at) and "--lr" not in command(at)  # the tutorial's, offline: Shapes
     assert any("cannot be downloaded" in i.value for i in at.info)  # and it says why
     at.radio(key="train_preset").set_value("fast").run()
-    assert "--batch-size 128" in command(at) and "--schedule one-cycle" in command(at)
+    assert f"--batch-size {PRESETS['fast']['batch_size']}" in command(at) and "--schedule one-cycle" in command(at)
     at.select_slider(key="train_lr").set_value(0.01).run()
     assert "--lr 0.01" in command(at) and at.radio(key="train_preset").value == "custom"
     at.slider(key="train_conv_width").set_value(12).run()

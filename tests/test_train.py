@@ -197,15 +197,15 @@ def test_the_tutorial_preset_teaches_on_the_offline_shapes():
 
 
 def test_the_fast_preset_learns_real_cifar10(cifar10_folder, cifar10_data_dir):
-    """The Fast preset as the Train page sends it (3 epochs) on the real CIFAR-10 copy lands far above chance
-    (61% here, seed 0). Its first epoch alone was tested before: 49% here, but 29% in a CI run, the same
-    seed (issue 29: the preset on any machine)."""
+    """The Fast preset as the Train page sends it (2 epochs) on the real CIFAR-10 copy passes the tutorial's 55%
+    (59.0% here, seed 0; seeds 1-4 in benchmarks/bench_presets.py). Its first epoch alone was tested before: 49%
+    here, but 29% in a CI run, the same seed (issue 29: the preset on any machine)."""
     from core.config import preset
     from core.data import load_dataset
 
     data = load_dataset(f"folder:{cifar10_folder}", cifar10_data_dir)
     end = list(train(preset("fast", dataset=f"folder:{cifar10_folder}"), data))[-1]
-    assert end["status"] == "finished" and end["test_accuracy"] > 0.45, end["test_accuracy"]
+    assert end["status"] == "finished" and end["test_accuracy"] >= 0.55, end  # all of it: speed, threads, ...
     assert end["per_class_accuracy"]["airplane"] > 0
 
 
