@@ -159,6 +159,13 @@ def diagnosis(pg) -> str:
     return f"Page lines: {lines}\nSidebar: {sidebar}\nServer log (end):\n{log}"
 
 
+def loaded_width(img, timeout: float = 30_000) -> int:
+    """An image's width in pixels once the browser has loaded it: read before, it is 0 (CI met that, twice)."""
+    handle = img.element_handle()
+    img.page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=handle, timeout=timeout)
+    return handle.evaluate("img => img.naturalWidth")
+
+
 def wait_until_finished(pg, seconds=120):
     """Wait for the Train page to say the job finished; on a timeout, say what the page and the server show."""
     try:
@@ -244,8 +251,7 @@ def test_results_and_network_pages_show_what_was_learned(page):
     wait_until_finished(page, 30)
     open_page(page, "Results")
     page.get_by_role("heading", name="Ground truth vs prediction").wait_for()
-    page.locator('[data-testid="stImage"] img').first.wait_for()
-    assert page.locator('[data-testid="stImage"] img').first.evaluate("img => img.naturalWidth") > 100
+    assert loaded_width(page.locator('[data-testid="stImage"] img').first) > 100
     page.wait_for_function(f"() => ({CHART_POINTS})('Per-class accuracy') !== null")
     assert sum(chart_points(page, "Per-class accuracy")) == 10  # a bar per class, in two coloured traces
 

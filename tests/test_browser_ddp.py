@@ -17,6 +17,7 @@ from tests.test_browser import (  # noqa: F401 - fixtures
     browser,
     choose,
     home_page,
+    loaded_width,
     open_page,
     server,
     set_slider,
@@ -77,7 +78,7 @@ def test_two_processes_chosen_on_the_train_page_train_one_run_data_parallel(proj
     # rank 0's checkpoint and predictions serve the Results page as any run's do
     open_page(pg, "Results")
     pg.get_by_text(f"Predictions after epoch 1: {summary['test_accuracy']:.1%}").wait_for()
-    assert pg.locator('[data-testid="stImage"] img').first.evaluate("img => img.naturalWidth") > 100
+    assert loaded_width(pg.locator('[data-testid="stImage"] img').first) > 100
 
 
 def test_measure_scaling_draws_images_per_second_by_processes(projector):

@@ -14,7 +14,15 @@ import time
 import pytest
 
 from core.lessons import OVERFIT
-from tests.test_browser import CHROMIUM, FINISHED, browser, choose, start_server, sync_api  # noqa: F401 - fixtures
+from tests.test_browser import (  # noqa: F401 - fixtures
+    CHROMIUM,
+    FINISHED,
+    browser,
+    choose,
+    loaded_width,
+    start_server,
+    sync_api,
+)
 from tests.test_browser_classroom import newest_run, projector  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -103,8 +111,7 @@ def test_the_overfitting_lesson_parts_train_and_test_by_15_points_and_back_retur
     # the run's pictures on the Results page: their captions' largest font shows at 12 px or more at 1280x720
     pg.get_by_role("link", name="Results", exact=True).click()
     grid = pg.locator('[data-testid="stImage"]').filter(has_text="a green frame is a right guess").locator("img")
-    grid.wait_for()
-    shown = grid.evaluate("img => img.clientWidth / img.naturalWidth")
+    shown = grid.evaluate("img => img.clientWidth") / loaded_width(grid)
     assert shown * 18 >= 12, shown
 
     # the standard fix, the lesson's second link: the same run with flips and crops, ticked and locked; the gap

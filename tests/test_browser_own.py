@@ -18,6 +18,7 @@ from tests.test_browser import (  # noqa: F401 - fixtures
     CHROMIUM,
     SERVER_LOG,
     browser,
+    loaded_width,
     sync_api,
     wait_until_finished,
 )
@@ -85,8 +86,7 @@ def test_a_dataset_made_in_the_browser_trains_and_goes_to_another_server(browser
         # the pictures: each beside the 32x32 the network sees; a bad one removed with a click
         pg.get_by_role("tab", name="apple", exact=True).click()
         tiles = pg.locator('[data-testid="stImage"] img')
-        tiles.first.wait_for()
-        assert tiles.first.evaluate("img => img.naturalWidth") == 2 * 96 + 4
+        assert loaded_width(tiles.first) == 2 * 96 + 4
         pg.get_by_role("button", name="Remove").first.click()
         said(pg, "One picture removed from apple.")
         pg.get_by_role("tabpanel").get_by_text("apple: 11 pictures").wait_for()
@@ -171,9 +171,7 @@ def test_a_photo_from_the_camera_lands_in_its_class(browser, tmp_path):  # noqa:
         said(pg, "1 picture added to dog.")
         panel.get_by_text("dog: 1 picture ").wait_for()
         assert get_own(tmp_path / "data", "pets").count("dog") == 1
-        shown = panel.locator('[data-testid="stImage"] img').first
-        shown.evaluate("img => img.complete && img.naturalWidth ? null : new Promise(done => img.onload = done)")
-        assert shown.evaluate("img => img.naturalWidth") == 2 * 96 + 4  # once loaded (CI read 0 before it was)
+        assert loaded_width(panel.locator('[data-testid="stImage"] img').first) == 2 * 96 + 4
     finally:
         camera.close()
         proc.terminate()
