@@ -1,9 +1,11 @@
 """The Fast preset's training step on a CPU, each candidate speed-up alone beside today's step, alternating.
 
-    python benchmarks/bench_fast_step.py [--rounds 4] [--steps 60] [--batch-size 128]
+    python benchmarks/bench_fast_step.py [--rounds 4] [--steps 60] [--batch-size 64] [--cases ...]
 
-Candidates (issue 29): channels_last memory format; the thread count; oneDNN off; torch.compile of the step (its
-compile time reported apart, to set against the seconds it saves over 3 epochs of 391 steps). Each round times
+"today" is the step core.train takes: channels_last memory format, core's PlainSGD. Each other case changes one
+thing (issue 29): "torch.optim SGD" (torch's fused SGD, as runs trained before PlainSGD); "contiguous" (no
+channels_last); "1 thread"; "oneDNN off"; "compile", torch.compile of the step (its compile time reported apart, to
+set against the seconds it saves over 2 epochs of 782 steps). Each round times
 every case on the same batches, the order reversed every second round; images/s per round, then the median's
 ratio to today's step. The network is the tutorial's Net at the preset's widths (8/24), on CIFAR-sized random
 pictures (the step's time does not depend on what the pictures show).
@@ -26,6 +28,7 @@ from core.config import preset  # noqa: E402
 from core.data import Normalizer  # noqa: E402
 from core.device import keep_freed_memory  # noqa: E402
 from core.model import ModelArgs, Net  # noqa: E402
+from core.optimizers import Rule, build  # noqa: E402
 from core.train_step import make_optimizer  # noqa: E402
 
 
@@ -33,18 +36,18 @@ def make_case(name: str, batch: int, threads: int):
     config = preset("fast", dataset="shapes", batch_size=batch)
     torch.manual_seed(0)
     net = Net(ModelArgs(3, 32, 10, config.conv_width, config.conv2_width))
-    optimizer = make_optimizer(net, config, torch.device("cpu"))
+    layout = torch.contiguous_format if name == "contiguous" else torch.channels_last
+    net = net.to(memory_format=layout)
+    if name == "torch.optim SGD":
+        optimizer = build(net.parameters(), Rule.of(config), torch.device("cpu"))
+    else:
+        optimizer = make_optimizer(net, config, torch.device("cpu"))
     normalize = Normalizer((0.5,) * 3, (0.5,) * 3)
     criterion = nn.CrossEntropyLoss()
-    if name == "channels_last":
-        net = net.to(memory_format=torch.channels_last)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        inputs = normalize(x)
-        if name == "channels_last":
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        loss = criterion(net(inputs), y)
+        loss = criterion(net(normalize(x).contiguous(memory_format=layout)), y)
         loss.backward()
         optimizer.step()
         return loss
@@ -67,8 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--cases", default="today,channels_last,1 thread,oneDNN off,compile")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--cases", default="today,torch.optim SGD,contiguous,1 thread,oneDNN off,compile")
     args = parser.parse_args()
     keep_freed_memory()  # as core.train does: without it, page faults from malloc's returns dominate a step
     threads = torch.get_num_threads()

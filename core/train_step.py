@@ -19,14 +19,16 @@ import torch.optim as optim
 from core import optimizers
 from core.config import TrainConfig
 from core.data import Normalizer
-from core.optimizers import Rule
+from core.optimizers import PlainSGD, Rule
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> optim.Optimizer:
-    """The config's update rule (core/optimizers.py). SGD on a GPU keeps its learning rate in GPU memory, so a
-    step recorded as a CUDA graph reads the value a scheduler sets (fill_) instead of the one it was recorded with."""
-    return optimizers.build(model.parameters(), Rule.of(config), device,
-                            tensor_lr=device.type == "cuda" and config.optimizer == "sgd")
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> "optim.Optimizer | PlainSGD":
+    """The config's update rule (core/optimizers.py): SGD on a CPU in one process is PlainSGD. SGD on a GPU keeps its
+    learning rate in GPU memory, so a step recorded as a CUDA graph reads the value a scheduler sets (fill_) instead
+    of the one it was recorded with."""
+    return optimizers.for_training(model.parameters(), Rule.of(config), device,
+                                   tensor_lr=device.type == "cuda" and config.optimizer == "sgd",
+                                   distributed=isinstance(model, nn.parallel.DistributedDataParallel))
 
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -127,9 +129,44 @@ class CudaGraphStep:
         return self.loss
 
 
-def make_scheduler(optimizer: optim.Optimizer, config: TrainConfig, total_steps: int):
-    """one-cycle: the learning rate climbs to config.lr over the first quarter of the steps, then falls to 0."""
+def one_cycle_lr(max_lr: float, total_steps: int, step: int) -> float:
+    """The one-cycle schedule's learning rate after `step` scheduler steps (0: the first training step's), as torch's
+    OneCycleLR(pct_start=0.25, anneal_strategy="linear", div_factor=25, final_div_factor=1e4) computes it, operation
+    for operation: linear from max_lr/25 up to max_lr over the first quarter, then down to max_lr/250,000."""
+    start = max_lr / 25.0
+    low = start / 1e4
+    up_end, down_end = float(0.25 * total_steps) - 1, total_steps - 1
+    if step <= up_end:
+        return (max_lr - start) * (step / up_end) + start
+    return (low - max_lr) * ((step - up_end) / (down_end - up_end)) + max_lr
+
+
+class OneCycle:
+    """One-cycle: the learning rate climbs to config.lr over the first quarter of the steps, then falls to almost 0.
+    Sets the optimizer's param_groups' lr (a GPU tensor in place, for a recorded CUDA graph) like torch's OneCycleLR,
+    which it replaces so that PlainSGD, no torch.optim.Optimizer, can be scheduled (tests: the same values)."""
+
+    def __init__(self, optimizer, max_lr: float, total_steps: int):
+        self.optimizer, self.max_lr, self.total_steps, self.steps = optimizer, max_lr, max(total_steps, 2), 0
+        self._set(one_cycle_lr(self.max_lr, self.total_steps, 0))
+
+    def _set(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+
+    def step(self) -> None:
+        """After each training step; past the last step the rate stays at its end."""
+        self.steps = min(self.steps + 1, self.total_steps - 1)
+        self._set(one_cycle_lr(self.max_lr, self.total_steps, self.steps))
+
+
+def make_scheduler(optimizer, config: TrainConfig, total_steps: int) -> OneCycle | None:
+    """one-cycle (OneCycle), or None for the tutorial's constant rate."""
     if config.schedule != "one-cycle":
         return None
-    return optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=max(total_steps, 2),
-                                         pct_start=0.25, anneal_strategy="linear", cycle_momentum=False)
+    return OneCycle(optimizer, config.lr, total_steps)
+
+

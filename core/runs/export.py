@@ -122,17 +122,13 @@ def read_export(root: str | os.PathLike, name: str) -> Export:
 
 def learning_rate(config: TrainConfig, total_steps: int, step: int) -> float:
     """The learning rate of step `step` (1 = the first) of a run: config.lr, or under the one-cycle schedule what
-    torch's OneCycleLR gives it as core/train_step.py builds it (linear, a quarter up from lr/25, then down to
-    lr/250,000). A run's loss points do not record it; this is exact (tests/test_export.py replays torch's)."""
+    core/train_step.py's OneCycle gives it. A run's loss points do not record it; this is the schedule's own formula."""
     if config.schedule != "one-cycle":
         return config.lr
+    from core.train_step import one_cycle_lr
+
     total = max(total_steps, 2)
-    start, low = config.lr / 25, config.lr / 25 / 1e4
-    up_end, down_end = 0.25 * total - 1, total - 1
-    at = min(max(step - 1, 0), total - 1)  # the scheduler has stepped once after each earlier step
-    if at <= up_end:
-        return start + (config.lr - start) * at / up_end
-    return config.lr + (low - config.lr) * (at - up_end) / (down_end - up_end)
+    return one_cycle_lr(config.lr, total, min(max(step - 1, 0), total - 1))  # the schedule stepped after each step
 
 
 # -- TensorBoard -----------------------------------------------------------------------------------------------
