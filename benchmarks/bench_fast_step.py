@@ -1,11 +1,12 @@
 """The Fast preset's training step on a CPU, each candidate speed-up alone beside today's step, alternating.
 
-    python benchmarks/bench_fast_step.py [--rounds 4] [--steps 60] [--batch-size 64] [--cases ...]
+    python benchmarks/bench_fast_step.py [--preset fast] [--rounds 4] [--steps 60] [--batch-size 64] [--cases ...]
 
-"today" is the step core.train takes: channels_last memory format, core's PlainSGD. Each other case changes one
-thing (issue 29): "torch.optim SGD" (torch's fused SGD, as runs trained before PlainSGD); "contiguous" (no
-channels_last); "1 thread"; "oneDNN off"; "compile", torch.compile of the step (its compile time reported apart, to
-set against the seconds it saves over 2 epochs of 782 steps). Each round times
+"today" is the step core.train takes with the preset: its memory format, threads and kernels as the loop chooses
+them for the batch size (core/device.py), core's PlainSGD. Each other case changes one thing (issue 29):
+"torch.optim SGD" (torch's fused SGD, as runs trained before PlainSGD); "other layout" (channels_last where the loop
+uses the default layout, or the reverse); "1 thread"; "oneDNN off"; "compile", torch.compile of the step (its
+compile time reported apart, to set against the seconds it saves over 2 epochs of 782 steps). Each round times
 every case on the same batches, the order reversed every second round; images/s per round, then the median's
 ratio to today's step. The network is the tutorial's Net at the preset's widths (8/24), on CIFAR-sized random
 pictures (the step's time does not depend on what the pictures show).
@@ -26,22 +27,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import preset  # noqa: E402
 from core.data import Normalizer  # noqa: E402
-from core.device import keep_freed_memory  # noqa: E402
+from core.device import channels_last, choose_threads, keep_freed_memory, mkldnn_default  # noqa: E402
 from core.model import ModelArgs, Net  # noqa: E402
 from core.optimizers import Rule, build  # noqa: E402
 from core.train_step import make_optimizer  # noqa: E402
 
 
-def make_case(name: str, batch: int, threads: int):
-    config = preset("fast", dataset="shapes", batch_size=batch)
+def make_case(name: str, preset_name: str, batch: int):
+    config = preset(preset_name, dataset="shapes", batch_size=batch)
+    cpu = torch.device("cpu")
     torch.manual_seed(0)
     net = Net(ModelArgs(3, 32, 10, config.conv_width, config.conv2_width))
-    layout = torch.contiguous_format if name == "contiguous" else torch.channels_last
+    fast_format = channels_last(cpu, batch) != (name == "other layout")
+    layout = torch.channels_last if fast_format else torch.contiguous_format
     net = net.to(memory_format=layout)
     if name == "torch.optim SGD":
-        optimizer = build(net.parameters(), Rule.of(config), torch.device("cpu"))
+        optimizer = build(net.parameters(), Rule.of(config), cpu)
     else:
-        optimizer = make_optimizer(net, config, torch.device("cpu"))
+        optimizer = make_optimizer(net, config, cpu)
     normalize = Normalizer((0.5,) * 3, (0.5,) * 3)
     criterion = nn.CrossEntropyLoss()
 
@@ -61,8 +64,8 @@ def make_case(name: str, batch: int, threads: int):
         compiled(x, y)
         compile_seconds = time.perf_counter() - started
         step = compiled
-    case_threads = {"1 thread": 1}.get(name, threads)
-    mkldnn = name != "oneDNN off"
+    case_threads = 1 if name == "1 thread" else choose_threads(config, cpu)
+    mkldnn = name != "oneDNN off" and (mkldnn_default and batch > 4)  # as core.device.cpu_kernels
     return step, case_threads, mkldnn, compile_seconds
 
 
@@ -70,20 +73,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--cases", default="today,torch.optim SGD,contiguous,1 thread,oneDNN off,compile")
+    parser.add_argument("--preset", default="fast", choices=("fast", "tutorial"))
+    parser.add_argument("--batch-size", type=int, default=0, help="0: the preset's")
+    parser.add_argument("--cases", default="today,torch.optim SGD,other layout,1 thread,oneDNN off,compile")
     args = parser.parse_args()
     keep_freed_memory()  # as core.train does: without it, page faults from malloc's returns dominate a step
     threads = torch.get_num_threads()
     names = args.cases.split(",")
+    batch = args.batch_size or preset(args.preset, dataset="shapes").batch_size
     cases = {}
     for name in names:
-        cases[name] = make_case(name, args.batch_size, threads)
+        cases[name] = make_case(name, args.preset, batch)
         if cases[name][3]:
             print(f"{name}: compiled in {cases[name][3]:.1f} s", flush=True)
     g = torch.Generator().manual_seed(1)
-    batches = [(torch.randint(0, 256, (args.batch_size, 3, 32, 32), dtype=torch.uint8, generator=g),
-                torch.randint(0, 10, (args.batch_size,), generator=g)) for _ in range(8)]
+    batches = [(torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, generator=g),
+                torch.randint(0, 10, (batch,), generator=g)) for _ in range(8)]
     rates: dict[str, list[float]] = {n: [] for n in names}
     for r in range(args.rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
@@ -96,7 +101,7 @@ def main() -> None:
                 for i in range(args.steps):
                     x, y = batches[i % len(batches)]
                     step(x, y)
-                rates[name].append(args.steps * args.batch_size / (time.perf_counter() - started))
+                rates[name].append(args.steps * batch / (time.perf_counter() - started))
         torch.set_num_threads(threads)
         print(f"round {r + 1}: " + ", ".join(f"{n} {rates[n][-1]:,.0f}" for n in names) + " images/s", flush=True)
     base = statistics.median(rates[names[0]])

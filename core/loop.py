@@ -18,7 +18,7 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
-from core.config import ConfigError, TrainConfig
+from core.config import ConfigError, TrainConfig, preset
 from core.data import Dataset, Normalizer, Progress, augment, epoch_steps, load_dataset, rank_batches
 from core.device import (
     DeviceError,
@@ -100,16 +100,19 @@ class Control:
 def warm_up() -> None:
     """Pay the one-time costs of a first training step before a job needs it.
 
-    The first optimizer built in a process imports torch._dynamo (several seconds here), and the
-    first forward and backward pass set up their kernels. A spare dashboard worker does this while
-    it waits, so the first loss point follows the click on Train within a second or two.
+    The first forward and backward pass of each kind set up their kernels: the tutorial's batch 4 in the default
+    memory format, and batch 64 in channels_last as the loop trains it (the Fast preset's widths). A spare dashboard
+    worker does this while it waits, so the first loss point follows the click on Train within a second or two.
     """
-    model = Net()
-    optimizer = make_optimizer(model, TrainConfig(), torch.device("cpu"))
-    for batch in (4, 64):
-        with cpu_kernels(torch.device("cpu"), batch):
-            images, labels = torch.zeros(batch, 3, 32, 32), torch.zeros(batch, dtype=torch.long)
-            loss = nn.functional.cross_entropy(model(images), labels)
+    cpu = torch.device("cpu")
+    for batch, config in ((4, TrainConfig()), (64, preset("fast", dataset="shapes"))):
+        model = Net(ModelArgs(conv_width=config.conv_width, conv2_width=config.conv2_width))
+        layout = torch.channels_last if channels_last(cpu, batch) else torch.contiguous_format
+        model = model.to(memory_format=layout)
+        optimizer = make_optimizer(model, config, cpu)
+        with cpu_kernels(cpu, batch):
+            images = torch.zeros(batch, 3, 32, 32).contiguous(memory_format=layout)
+            loss = nn.functional.cross_entropy(model(images), torch.zeros(batch, dtype=torch.long))
             loss.backward()
             optimizer.step()
 
