@@ -33,6 +33,7 @@ from core.distributed import RankLost, Team, World, join, lost_rank, rank_device
 from core.evaluate import infer, summarize
 from core.memory import check_fits
 from core.model import ModelArgs, Net, count_parameters
+from core.optimizers import Rule, build
 from core.runs import DEFAULT_ROOT, RunWriter
 from core.train_step import CudaGraphStep, make_optimizer, make_scheduler, make_step
 
@@ -103,8 +104,11 @@ def warm_up() -> None:
     The first forward and backward pass of each kind set up their kernels: the tutorial's batch 4 in the default
     memory format, and batch 64 in channels_last as the loop trains it (the Fast preset's widths). A spare dashboard
     worker does this while it waits, so the first loss point follows the click on Train within a second or two.
+    Adam and RMSProp train with torch.optim, whose first optimizer in a process imports torch._dynamo (1.3-1.8 s
+    here): building one here pays that too.
     """
     cpu = torch.device("cpu")
+    build(Net().parameters(), Rule("adam"), cpu)
     for batch, config in ((4, TrainConfig()), (64, preset("fast", dataset="shapes"))):
         model = Net(ModelArgs(conv_width=config.conv_width, conv2_width=config.conv2_width))
         layout = torch.channels_last if channels_last(cpu, batch) else torch.contiguous_format

@@ -168,5 +168,3 @@ def make_scheduler(optimizer, config: TrainConfig, total_steps: int) -> OneCycle
     if config.schedule != "one-cycle":
         return None
     return OneCycle(optimizer, config.lr, total_steps)
-
-
