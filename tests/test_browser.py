@@ -166,6 +166,17 @@ def loaded_width(img, timeout: float = 30_000) -> int:
     return handle.evaluate("img => img.naturalWidth")
 
 
+def shown_scale(img, timeout: float = 30_000) -> float:
+    """How large an image shows against its own pixels, read once it has loaded and its width has held for half a
+    second: read sooner, a page still laying itself out gave 0.48 where the settled page gives 0.7 (CI, once)."""
+    natural = loaded_width(img, timeout)
+    handle = img.element_handle()
+    img.page.wait_for_function("""img => { const w = img.clientWidth, now = performance.now();
+        if (w !== img.cnnWidth) { img.cnnWidth = w; img.cnnSince = now; }
+        return w > 0 && now - img.cnnSince >= 500; }""", arg=handle, timeout=timeout, polling=100)
+    return handle.evaluate("img => img.clientWidth") / natural
+
+
 def wait_until_finished(pg, seconds=120):
     """Wait for the Train page to say the job finished; on a timeout, say what the page and the server show."""
     try:

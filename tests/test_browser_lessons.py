@@ -19,7 +19,7 @@ from tests.test_browser import (  # noqa: F401 - fixtures
     FINISHED,
     browser,
     choose,
-    loaded_width,
+    shown_scale,
     start_server,
     sync_api,
 )
@@ -111,8 +111,8 @@ def test_the_overfitting_lesson_parts_train_and_test_by_15_points_and_back_retur
     # the run's pictures on the Results page: their captions' largest font shows at 12 px or more at 1280x720
     pg.get_by_role("link", name="Results", exact=True).click()
     grid = pg.locator('[data-testid="stImage"]').filter(has_text="a green frame is a right guess").locator("img")
-    shown = grid.evaluate("img => img.clientWidth") / loaded_width(grid)
-    assert shown * 18 >= 12, shown
+    shown = shown_scale(grid)
+    assert shown * 18 >= 12, (shown, grid.evaluate("img => [img.clientWidth, img.naturalWidth, innerWidth]"))
 
     # the standard fix, the lesson's second link: the same run with flips and crops, ticked and locked; the gap
     # closes (Shapes, seed 0: 30.6 points without, under 10 with; docs/benchmarks.md)
