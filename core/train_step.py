@@ -132,7 +132,10 @@ class CudaGraphStep:
 def one_cycle_lr(max_lr: float, total_steps: int, step: int) -> float:
     """The one-cycle schedule's learning rate after `step` scheduler steps (0: the first training step's), as torch's
     OneCycleLR(pct_start=0.25, anneal_strategy="linear", div_factor=25, final_div_factor=1e4) computes it, operation
-    for operation: linear from max_lr/25 up to max_lr over the first quarter, then down to max_lr/250,000."""
+    for operation: linear from max_lr/25 up to max_lr over the first quarter, then down to max_lr/250,000. A run of
+    one step counts as two; before the first step and past the last the rate is the first's or the last's."""
+    total_steps = max(total_steps, 2)
+    step = min(max(step, 0), total_steps - 1)
     start = max_lr / 25.0
     low = start / 1e4
     up_end, down_end = float(0.25 * total_steps) - 1, total_steps - 1
@@ -147,7 +150,7 @@ class OneCycle:
     which it replaces so that PlainSGD, no torch.optim.Optimizer, can be scheduled (tests: the same values)."""
 
     def __init__(self, optimizer, max_lr: float, total_steps: int):
-        self.optimizer, self.max_lr, self.total_steps, self.steps = optimizer, max_lr, max(total_steps, 2), 0
+        self.optimizer, self.max_lr, self.total_steps, self.steps = optimizer, max_lr, total_steps, 0
         self._set(one_cycle_lr(self.max_lr, self.total_steps, 0))
 
     def _set(self, lr: float) -> None:
@@ -159,7 +162,7 @@ class OneCycle:
 
     def step(self) -> None:
         """After each training step; past the last step the rate stays at its end."""
-        self.steps = min(self.steps + 1, self.total_steps - 1)
+        self.steps += 1
         self._set(one_cycle_lr(self.max_lr, self.total_steps, self.steps))
 
 

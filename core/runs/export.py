@@ -127,8 +127,7 @@ def learning_rate(config: TrainConfig, total_steps: int, step: int) -> float:
         return config.lr
     from core.train_step import one_cycle_lr
 
-    total = max(total_steps, 2)
-    return one_cycle_lr(config.lr, total, min(max(step - 1, 0), total - 1))  # the schedule stepped after each step
+    return one_cycle_lr(config.lr, total_steps, step - 1)  # the schedule steps after each training step
 
 
 # -- TensorBoard -----------------------------------------------------------------------------------------------
