@@ -8,7 +8,7 @@ both of the job's threads. Each round, in one Chromium at 1280x720, on the CIFAR
 - a page run of the Train page with nothing else changed (the Seed's + clicked): the browser's CPU seconds in the
   3 s after it;
 - a click on Train (batch 64, 2 epochs): the same, in the 3 s after the click;
-- the browser's CPU per second from then on to the run's end, while the live view draws every second.
+- the browser's CPU per second from then on to the run's end, while the live view redraws (ui/live.py: POLL_MS).
 Counted from /proc: every process whose command line names chromium. Needs Debian's chromium and playwright.
 `--load-rounds N` adds, without a browser, `python -m core.train` at batch 64 for 1 epoch alone and beside a process
 that takes about what the live view takes (busy 5 ms of every 80: 0.06 of a core), in turn, N times.

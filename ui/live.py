@@ -130,7 +130,7 @@ def total_images(snap: Snapshot) -> int | None:
 # The page's buttons for each status (Pause or Resume, and whether they can be clicked): the page is drawn
 # again only when these change. Starting and running show the same buttons; the status line, which says
 # which of the two it is, is part of the live element.
-FIRST_POLL_MS, POLL_MS = 500, 1000
+FIRST_POLL_MS, POLL_MS = 500, 2000
 PHASES = {"waiting": "waiting", "starting": "running", "running": "running", "paused": "paused"}
 
 

@@ -3,7 +3,8 @@
 // has; the server answers 204 (nothing new) or the new state. Each listener gets (state, 0) for a new
 // state, or (null, failures so far) when the feed cannot be read.
 // How often: as the newest state says (poll_ms: twice a second until the first loss point is drawn, then
-// once a second, since each redraw takes the browser CPU that training on a small machine needs).
+// every 2 s, since each redraw takes the browser CPU that training on a small machine needs: every second
+// took 0.053-0.073 of a core, every 2 s 0.029-0.046; docs/benchmarks.md).
 const FIRST_MS = 500;
 
 function subscribe(url, listener) {
