@@ -130,17 +130,21 @@ def accuracy_traces(epochs: Sequence[dict]) -> list[dict]:
 def accuracy_figure(epochs: Sequence[dict], num_classes: int = 10, tutorial: float | None = 0.54,
                     planned: int | None = None) -> go.Figure:
     """Test (and train) accuracy by epoch, with chance and the tutorial's figure as lines. The legend sits above
-    the plot, under the title, where no point and no line's label can be under it; `planned` epochs: a tick per
-    epoch up to 12, Plotly's own spacing beyond (30 ticks crowd a projector's chart)."""
+    the plot, under the title, where no point and no line's label can be under it; `planned` epochs: the x axis
+    runs from 0 to the last of them from the start (before the first point Plotly's own axis ran 0-6 for any
+    run), with a tick per epoch up to 12 and Plotly's own spacing beyond (30 ticks crowd a projector's chart)."""
     shapes = [("y", 1 / num_classes, f"chance ({1 / num_classes:.0%})", "gray", "dot", "bottom right")]
     if tutorial is not None:
         shapes.append(("y", tutorial, f"tutorial after 2 epochs ({tutorial:.0%})", "#ef6c00", "dash", "top left"))
-    few = max(planned or 0, len(epochs)) <= 12
+    last = max([planned or 0, len(epochs), *(e.get("epoch", 0) for e in epochs)])
+    few = last <= 12
+    # the last epoch's marker whole inside the plot: a quarter of an epoch to spare, or 3% of a long run
+    span = {"range": [0, last + (0.25 if few else 0.03 * last)], "autorange": False} if planned else {}
     return _figure(accuracy_traces(epochs), shapes, title={"text": "Test accuracy"},
                    # the title in the top margin's upper half, the legend in its lower half: apart at any width
                    margin={**LAYOUT["margin"], "t": 85},
                    legend={"orientation": "h", "x": 0.5, "xanchor": "center", "y": 1.0, "yanchor": "bottom"},
-                   xaxis={"title": {"text": "epoch"}, "rangemode": "tozero", **({"dtick": 1} if few else {})},
+                   xaxis={"title": {"text": "epoch"}, "rangemode": "tozero", **({"dtick": 1} if few else {}), **span},
                    yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"})
 
 

@@ -87,6 +87,12 @@ LOSS_DRAWN = """() => {
 }"""
 
 
+# the epoch numbers under the Test accuracy chart, as drawn
+ACCURACY_TICKS = """() => {
+  const g = [...document.querySelectorAll('.js-plotly-plot')]
+      .find(g => g.layout && g.layout.title && (g.layout.title.text || '').includes('Test accuracy'));
+  return g ? [...g.querySelectorAll('.xtick text')].map(t => t.textContent).join(' ') : null;
+}"""
 LIVE_PROGRESS = "() => { const p = document.querySelector('.cnn-progress-text'); return p ? p.innerText : null; }"
 
 
@@ -214,6 +220,7 @@ def test_training_streams_the_running_loss_live(page):
     drawn = []  # (points, where the drawn line ends, markers) meanwhile
     progress = set()  # what the live progress bar said meanwhile
     axes = set()  # the loss chart's y axis meanwhile
+    epochs_shown = set()  # the accuracy chart's epoch ticks meanwhile
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         points = chart_points(page, "Running loss")
@@ -223,6 +230,7 @@ def test_training_streams_the_running_loss_live(page):
             page.evaluate(MARK_CHART, "Running loss")
             progress.add(page.evaluate(LIVE_PROGRESS))
             axes.add(page.evaluate(LOSS_Y_AXIS))
+            epochs_shown.add(page.evaluate(ACCURACY_TICKS))
             drawn.append(page.evaluate(LOSS_DRAWN))
         if "finished" in status:
             break
@@ -244,6 +252,8 @@ def test_training_streams_the_running_loss_live(page):
     assert [d[1] for d in drawn] == sorted(d[1] for d in drawn)
     fixed = [json.loads(a) for a in axes - {None}]
     assert fixed and all(auto is False and y[0] == 0 for auto, y in fixed), f"the loss axes moved: {axes}"
+    # the accuracy chart's axis is the job's 4 epochs from the first loss point on, before any accuracy point
+    assert epochs_shown == {"0 1 2 3 4"}, f"the epoch axis was not the job's 4 epochs throughout: {epochs_shown}"
     page.wait_for_function(f"() => ({CHART_POINTS})('Running loss')[0] >= 10")
     accuracy = page.locator(".cnn-metric", has_text="Test accuracy")
     page.wait_for_function("() => [...document.querySelectorAll('.cnn-metric')]"

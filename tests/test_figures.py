@@ -62,6 +62,18 @@ def test_accuracy_chart_has_a_point_per_epoch_and_reference_lines():
     assert lines == [0.1, 0.54]
 
 
+def test_accuracy_chart_spans_the_planned_epochs_from_the_start():
+    # before epoch 1 ends, a 3-epoch job's axis runs 0-3 (Plotly's own empty axis ran 0-6), a tick an epoch, the
+    # last marker whole inside; it does not move as the points come
+    empty, one, done = (accuracy_figure([{"epoch": e, "test_accuracy": 0.3} for e in range(1, n + 1)], planned=3)
+                        for n in (0, 1, 3))
+    assert empty.layout.xaxis.range == (0, 3.25) and empty.layout.xaxis.autorange is False
+    assert empty.layout.xaxis.dtick == 1 and one.layout.xaxis.range == done.layout.xaxis.range == (0, 3.25)
+    long = accuracy_figure([], planned=30).layout.xaxis
+    assert long.range == (0, 30.9) and long.dtick is None  # Plotly spaces 30 epochs' ticks itself
+    assert accuracy_figure([{"epoch": 1, "test_accuracy": 0.4}]).layout.xaxis.range is None  # no plan: autorange
+
+
 def test_per_class_accuracy_bars_a_legend_for_their_colours_and_hover():
     fig = per_class_figure(CLASSES, [50, 90, 20], [100, 100, 100], sort=True)
     above, below = fig.data  # overall is 53.3%: one colour at or above it, one below, each named in the legend
