@@ -238,7 +238,7 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
     return TrainConfig(**{**PRESETS[name], **overrides})
 
 
-# -- validation, the command line and the README's flag table: all from the fields' metadata ------------
+# -- validation, the command line and its flag table (docs/command-line.md): all from the fields' metadata ----------
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
@@ -301,7 +301,7 @@ def command_line(config: TrainConfig) -> str:
 
 
 def flag_table() -> str:
-    """The README's table of the settings' flags (tests/test_config.py keeps the README's copy the same)."""
+    """The table of the settings' flags in docs/command-line.md (tests/test_config.py keeps that copy the same)."""
     rows = ["| flag | what it sets | default |", "| --- | --- | --- |"]
     for f in SETTINGS.values():
         default = "off" if f.default is False else "none" if f.default is None else f.default

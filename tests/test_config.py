@@ -69,9 +69,9 @@ def test_command_line_reproduces_the_config():
     assert config_from_args(args) == c
 
 
-def test_one_schema_gives_the_flags_the_checks_the_command_line_and_the_readme_table():
+def test_one_schema_gives_the_flags_the_checks_the_command_line_and_the_flag_table():
     """TrainConfig's fields say their flag, help, label and check once; argparse, validation, the command line
-    the page shows and the README's flag table all come from there."""
+    the page shows and the command line's flag table (docs/command-line.md) all come from there."""
     import dataclasses
     import shlex
 
@@ -95,7 +95,8 @@ def test_one_schema_gives_the_flags_the_checks_the_command_line_and_the_readme_t
         assert config_from_args(build_parser().parse_args(shlex.split(command_line(config))[3:])) == config
     assert setting_problem("batch_size", 0) == "batch size must be a whole number from 1 to 4096, not 0"
     assert setting_problem("batch_size", 64) is None
-    assert flag_table() in (ROOT / "README.md").read_text(), "README's flag table: paste core.config.flag_table()"
+    assert flag_table() in (ROOT / "docs" / "command-line.md").read_text(), \
+        "docs/command-line.md's flag table: paste core.config.flag_table()"
 
 
 def test_every_numeric_settings_bounds_are_data_the_pages_and_checks_read():
