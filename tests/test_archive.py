@@ -185,6 +185,26 @@ def test_delete_never_removes_a_run_that_is_still_training(run, tmp_path):
     assert list_runs(tmp_path / "runs") == []
 
 
+def test_a_run_named_by_a_page_link_or_command_is_a_folder_directly_in_the_runs_folder(run, tmp_path):
+    # one check for every place a run is named from outside (delete, export, the download route): a name with a
+    # path in it, a hidden one, a link out of the folder or no folder at all is no run, and nothing is read
+    from core.runs import run_path
+    from core.runs.export import read_export
+
+    root = run.parent
+    assert run_path(root, run.name) == run.resolve()
+    (tmp_path / "outside").mkdir()
+    (root / "escape").symlink_to(tmp_path / "outside", target_is_directory=True)
+    (root / "file").write_text("not a folder")
+    for name in ("", " ", f" {run.name}", "..", ".", ".hidden", f"{run.name}/..", "../x", "a\\b", "a\0b",
+                 "escape", "file", "missing", str(run)):
+        with pytest.raises(RunError, match="there is no run"):
+            run_path(root, name)
+        with pytest.raises(RunError, match="there is no run"):
+            read_export(root, name)
+    assert read_export(root, run.name).config.conv_width == 6
+
+
 def test_the_command_line_lists_shows_exports_imports_and_deletes(run, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     runs = str(run.parent)

@@ -118,6 +118,7 @@ def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, 
                               (f"run={os.path.basename(names[1])}/../x&as=zip", 404)):  # hand-made links: one line
             answer = pg.request.get(f"{url}/api/run?{query}")
             assert answer.status == status and answer.text().startswith("error: ")
+            assert str(tmp_path) not in answer.text()  # the server's folders are not the browser's business
         other = tmp_path / "other"
         proc2, url2 = start_server(other)
         try:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from core.runs import RunError
+from core.runs import RunError, run_path
 from core.runs.archive import export_bytes, run_csv
 from core.runs.export import missing_extra, read_export, run_onnx, tensorboard_zip
 from ui.common import runs_root
@@ -56,8 +56,9 @@ async def run_route(request: Request) -> Response:
     if extra and (message := missing_extra(extra)):
         return PlainTextResponse(f"error: {message}", status_code=501)
     root = Path(runs_root())
-    if not name or name != name.strip() or "/" in name or "\\" in name or name.startswith(".") \
-            or not (root / name).is_dir():
+    try:
+        run_path(root, name)
+    except RunError:  # its message names the server's folder: not for the browser
         return PlainTextResponse(f"error: there is no run {name!r} on this server", status_code=404)
     try:
         data = await run_in_threadpool(make, root, name)

@@ -38,6 +38,7 @@ from core.runs.folder import (
     mark_interrupted,
     read_events,
     run_name,
+    run_path,
     write_meta,
     writer_alive,
 )
@@ -47,6 +48,6 @@ __all__ = [
     "DEFAULT_ROOT", "END_STATUSES", "KNOB_TEXT", "MAX_CHECKPOINT_BYTES", "MAX_EVENTS", "MAX_PREDICTION_BYTES",
     "MODEL_BOUNDS", "RUNNING", "RunError", "RunInfo", "RunWriteError", "RunWriter", "add_meta", "atomic_write_bytes",
     "atomic_write_json", "delete_run", "knob_text", "list_runs", "load_model", "load_predictions", "load_run",
-    "load_weights", "mark_interrupted", "model_args", "read_events", "run_line", "run_name", "write_meta",
+    "load_weights", "mark_interrupted", "model_args", "read_events", "run_line", "run_name", "run_path", "write_meta",
     "writer_alive",
 ]

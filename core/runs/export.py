@@ -30,7 +30,7 @@ import torch
 from core.config import TrainConfig
 from core.history import History
 from core.model import Net
-from core.runs.folder import RunError, RunWriteError, atomic_write_bytes, load_run, read_events
+from core.runs.folder import RunError, RunWriteError, atomic_write_bytes, load_run, read_events, run_path
 
 EXTRAS = {"tensorboard": ("tensorboard",), "onnx": ("onnx", "onnxscript"), "mlflow": ("mlflow",)}
 NAMES = {"tensorboard": "TensorBoard", "onnx": "ONNX", "mlflow": "MLflow"}
@@ -95,9 +95,7 @@ class Export:
 def read_export(root: str | os.PathLike, name: str) -> Export:
     """Run `name` of `root` for export: its settings, history, summary and its trained network, each
     read on its own, so one damaged part leaves the others. RunError when it is no run, or nothing in it is whole."""
-    path = Path(root) / name
-    if not name or Path(name).name != name or name.startswith(".") or not path.is_dir():
-        raise RunError(f"there is no run {name!r} in {root}")
+    path = run_path(root, name)
     info = load_run(path)
     run = Export(path, info.config, info.history, info.summary, info.meta)
     if info.config is None:  # config.json missing or damaged: load_run stopped there, the history may be whole

@@ -248,12 +248,21 @@ def write_meta(path: str | os.PathLike, title: str, note: str) -> None:
     add_meta(path, {"title": " ".join(str(title).split())[:MAX_TITLE], "note": str(note).strip()[:MAX_NOTE]})
 
 
+def run_path(root: str | os.PathLike, name: str) -> Path:
+    """The folder of run `name`, a name as a page, a link or a command gives it: a folder directly in `root`, not
+    hidden, not a link out of it. RunError ("there is no run ...") for anything else."""
+    root = Path(root).resolve()
+    if not name or name != name.strip() or any(c in name for c in "/\\\0") or name.startswith("."):
+        raise RunError(f"there is no run {name!r} in {root}")
+    path = (root / name).resolve()
+    if path.parent != root or not path.is_dir():
+        raise RunError(f"there is no run {name!r} in {root}")
+    return path
+
+
 def delete_run(root: str | os.PathLike, name: str) -> None:
     """Delete the run folder `name` under root; never one that is still being written, never anything else."""
-    root = Path(root).resolve()
-    path = (root / name).resolve()
-    if not name or "/" in name or "\\" in name or name.startswith(".") or path.parent != root or not path.is_dir():
-        raise RunError(f"there is no run {name!r} in {root}")
+    path = run_path(root, name)
     if not any((path / f).exists() for f in ("config.json", "metrics.jsonl", "summary.json", RUNNING)):
         raise RunError(f"{name} is not a run folder (it has none of a run's files), so it is not deleted")
     if writer_alive(path):
