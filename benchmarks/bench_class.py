@@ -6,7 +6,7 @@ board show them all?
 A real server (its default number of jobs at once: half the cores). Each student is a browser context of its
 own (its own owner cookie) that opens the Shapes lesson link (1 epoch, the tutorial's settings), types a name
 and presses Train, one after the other as a class does; the student's tab then closes, and a light client polls
-that job's live route once a second in its place, as the student's open Train page would (a real class's
+that job's live route once a second in its place (twice as often as the open Train page asks; a real class's
 browsers run on their own machines, not on the server's two cores). Meanwhile one browser, the teacher's, shows
 the board, and another switches pages (Train -> Runs -> Board) and times each switch. It reports when the last
 run ended, the slowest switch, what the board showed, every job's status, and the server's peak memory (VmHWM of
@@ -71,7 +71,7 @@ def children(pid: int) -> list[int]:
 
 
 def poll_live(url: str, token: str, stop: threading.Event, failures: list) -> None:
-    """What a student's open Train page asks of the server: the job's live state, once a second."""
+    """What a student's open Train page asks of the server, twice as often: the job's live state, once a second."""
     seq = -1
     while not stop.is_set():
         try:

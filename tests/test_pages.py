@@ -241,7 +241,7 @@ def test_the_sidebar_follows_the_job_except_where_the_train_page_does(app_env):
     elsewhere, train_page = sidebar_app(live=True).run(), sidebar_app(live=False).run()
     assert any("epoch 1 of 30" in m.value for m in elsewhere.sidebar.markdown)
     assert len(elsewhere.sidebar.get("progress")) == 1
-    # the Train page's own status view redraws every second; the sidebar there does not repeat it
+    # the Train page's own status view redraws every 2 s; the sidebar there does not repeat it
     assert any("on this page" in c.value for c in train_page.sidebar.caption)
     assert not train_page.sidebar.get("progress")
     job.stop()

@@ -141,8 +141,8 @@ def live_state(snap: Snapshot, seq: int = 0) -> dict:
     if not snap.active:
         detail += processes_note(snap)
     return {"seq": seq, "status": snap.status, "phase": PHASES.get(snap.status, snap.status),
-            # how soon the browser asks again: at once while it waits for the first loss point, then once a
-            # second (each redraw takes CPU from training on a small machine: docs/benchmarks.md)
+            # how soon the browser asks again: soon while it waits for the first loss point, then every 2 s
+            # (each redraw takes CPU from training on a small machine: docs/benchmarks.md)
             "poll_ms": POLL_MS if snap.losses else FIRST_POLL_MS,
             "status_line": {"icon": icon, "word": word, "detail": detail},
             "progress": {"fraction": bar[0], "text": bar[1]} if bar else None,
