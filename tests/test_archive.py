@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from core.runs import RunError, RunWriter, delete_run, list_runs, load_model, load_run, write_meta
-from core.runs.archive import ArchiveError, export_bytes, history_csv, import_run
+from core.runs.archive import ArchiveError, export_bytes, export_run, history_csv, import_run
 from tests.conftest import ROOT
 from tests.test_runs import finished_run
 
@@ -202,7 +202,11 @@ def test_a_run_named_by_a_page_link_or_command_is_a_folder_directly_in_the_runs_
             run_path(root, name)
         with pytest.raises(RunError, match="there is no run"):
             read_export(root, name)
+        with pytest.raises(RunError, match="there is no run"):
+            export_run(root, name, tmp_path / "out.zip")
+    assert not (tmp_path / "out.zip").exists()
     assert read_export(root, run.name).config.conv_width == 6
+    assert zipfile.is_zipfile(export_run(root, run.name, tmp_path / "out.zip"))
 
 
 def test_the_command_line_lists_shows_exports_imports_and_deletes(run, tmp_path):

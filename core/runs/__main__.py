@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from core.cli import ArgParser, exit_code
-from core.runs import RunError, delete_run, list_runs, load_run
+from core.runs import RunError, delete_run, list_runs, load_run, run_path
 from core.runs.archive import ArchiveError, export_run, import_run
 
 FORMATS = ("zip", "tensorboard", "onnx", "mlflow")
@@ -55,9 +55,7 @@ def row(info) -> dict:
 
 
 def show(root: Path, name: str, as_json: bool) -> None:
-    info = load_run(root / name) if name and Path(name).name == name and (root / name).is_dir() else None
-    if info is None:
-        raise RunError(f"there is no run {name!r} in {root}")
+    info = load_run(run_path(root, name))
     if info.error:
         raise RunError(f"{name} is damaged: {info.error}")
     data = {**row(info), "config": info.config.to_dict(), "epochs": [

@@ -38,6 +38,7 @@ from core.runs.folder import (
     atomic_write_json,
     read_events,
     run_name,
+    run_path,
 )
 from core.untrusted import UntrustedError, read_capped, read_member, zip_members
 
@@ -78,9 +79,9 @@ def run_csv(run_path: str | os.PathLike, kind: str) -> str:
     return history_csv(history.losses if kind == "loss" else history.epochs, kind)
 
 
-def export_bytes(run_path: str | os.PathLike) -> bytes:
+def export_bytes(folder: str | os.PathLike) -> bytes:
     """The run folder as one zip: its files as they are, and metrics.csv (the loss points) beside metrics.jsonl."""
-    path = Path(run_path)
+    path = Path(folder)
     if not (path / "config.json").is_file():
         raise RunError(f"{path.name} is not a run folder")
     out = io.BytesIO()
@@ -94,11 +95,8 @@ def export_bytes(run_path: str | os.PathLike) -> bytes:
 
 def export_run(root: str | os.PathLike, name: str, target: str | os.PathLike) -> Path:
     """Write run `name` of `root` as a zip at `target`."""
-    path = Path(root) / name
-    if not name or Path(name).name != name or not path.is_dir():
-        raise RunError(f"there is no run {name!r} in {root}")
     target = Path(target)
-    data = export_bytes(path)
+    data = export_bytes(run_path(root, name))
     if target.exists() and not target.is_file():  # a device or a pipe (/dev/stdout): written to, never replaced
         target.write_bytes(data)
         return target
