@@ -73,9 +73,9 @@ def history_csv(events: list[dict], kind: str) -> str:
     return out.getvalue()
 
 
-def run_csv(run_path: str | os.PathLike, kind: str) -> str:
+def run_csv(folder: str | os.PathLike, kind: str) -> str:
     """history_csv of a run folder's own history (its valid events only)."""
-    history = History.of(read_events(Path(run_path) / "metrics.jsonl"))
+    history = History.of(read_events(Path(folder) / "metrics.jsonl"))
     return history_csv(history.losses if kind == "loss" else history.epochs, kind)
 
 
