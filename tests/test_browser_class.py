@@ -7,19 +7,14 @@ Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
 
 import csv
 import io
-import os
+import json
 import re
 import time
 from urllib.parse import parse_qs, urlparse
 
-import pytest
+from tests.conftest import PROJECTOR, ROOT, TEACHER_KEY
+from tests.web import CHART_POINTS, sync_api
 
-from tests.conftest import ROOT, TEACHER_KEY
-from tests.test_browser import CHROMIUM, browser, start_server, sync_api  # noqa: F401 - fixtures
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-PROJECTOR = {"width": 1280, "height": 720}
 # one challenge: 30% on Shapes within the first epoch. Ada trains long (20 epochs of batch 4: a job to stop),
 # Grace trains a quick epoch that passes (about 64% at lr 0.05), Alan one that cannot (about 10% at lr 0.0001)
 CHALLENGE = "challenge=accuracy:0.3,epochs_max:1"
@@ -27,16 +22,7 @@ STUDENTS = {"Ada": "epochs=20&batch_size=4&lr=0.001", "Grace": "epochs=1&batch_s
             "Alan <b>T</b>": "epochs=1&batch_size=64&lr=0.0001"}
 
 
-@pytest.fixture(scope="module")
-def school(tmp_path_factory):
-    home = tmp_path_factory.mktemp("class")
-    proc, url = start_server(home, CNN_DASHBOARD_MAX_JOBS="1")  # one job at a time, as on a 2-core machine
-    yield url, home
-    proc.terminate()
-    proc.wait(10)
-
-
-def open_browser(browser, url: str, path: str):  # noqa: F811
+def open_browser(browser, url: str, path: str):
     context = browser.new_context(viewport=PROJECTOR, accept_downloads=True)
     pg = context.new_page()
     pg.set_default_timeout(30_000)
@@ -68,12 +54,13 @@ def wait_board(pg, check, what: str, timeout: float = 120):
         rows = board_rows(pg)
         if check(rows):
             return rows
-        time.sleep(0.5)
+        time.sleep(0.25)
     raise AssertionError(f"the board never showed {what}: {rows}")
 
 
-def test_a_class_trains_a_challenge_and_the_teacher_sees_it_on_the_board(school, browser):  # noqa: F811
-    url, home = school
+def test_a_class_trains_a_challenge_and_the_teacher_sees_it_on_the_board(server, browser):
+    url = server.url  # one job at a time on it, as on a 2-core machine
+    before = set(server.runs.glob("*"))
     link = f"train?dataset=shapes&{CHALLENGE}"
     contexts, pages = [], {}
     for name, settings in STUDENTS.items():
@@ -103,8 +90,11 @@ def test_a_class_trains_a_challenge_and_the_teacher_sees_it_on_the_board(school,
         grace.get_by_text("Following Ada's job").wait_for()
         assert grace.get_by_role("button", name="Stop", exact=True).count() == 0
         assert grace.get_by_role("button", name="Pause", exact=True).count() == 0
-        time.sleep(2)
-        assert board_rows(board)["Ada"]["status"].endswith("training")  # it trains on
+        # it trains on: Grace's page follows Ada's loss as it grows, and the board still says training
+        followed = grace.evaluate(f"() => (({CHART_POINTS})('Running loss') || [0])[0]")
+        grace.wait_for_function(f"n => (({CHART_POINTS})('Running loss') || [0])[0] > n", arg=followed,
+                                timeout=60_000)
+        assert board_rows(board)["Ada"]["status"].endswith("training")
         # the same URL in Ada's own browser, reloaded: her Stop is there (her browser's cookie)
         pages["Ada"].reload()
         pages["Ada"].get_by_role("button", name="Stop", exact=True).wait_for()
@@ -140,7 +130,8 @@ def test_a_class_trains_a_challenge_and_the_teacher_sees_it_on_the_board(school,
         board.screenshot(path=ROOT / "test-artifacts" / "board-1280x720.png")  # the teacher's projector
 
         # Grace cannot delete Ada's run on the Runs page; the run folder records Ada's name
-        ada_run = next(p for p in (home / "runs").iterdir() if '"Ada"' in (p / "meta.json").read_text())
+        ada_run = next(p for p in set(server.runs.glob("*")) - before
+                       if json.loads((p / "meta.json").read_text())["name"] == "Ada")
         grace.goto(f"{url}/runs")
         grace.get_by_role("heading", name="Compare runs").wait_for()  # the page drawn whole before she picks
         runs = grace.get_by_role("combobox", name="Run", exact=True)
@@ -168,9 +159,8 @@ def test_a_class_trains_a_challenge_and_the_teacher_sees_it_on_the_board(school,
             context.close()
 
 
-def test_a_wrong_teacher_key_gives_no_powers_and_no_hint(school, browser):  # noqa: F811
-    url, _ = school
-    context, pg = open_browser(browser, url, "board?teacher=not-the-key")
+def test_a_wrong_teacher_key_gives_no_powers_and_no_hint(server, browser):
+    context, pg = open_browser(browser, server.url, "board?teacher=not-the-key")
     try:
         pg.get_by_text("That teacher key is not right").wait_for()
         text = pg.locator("body").inner_text()

@@ -5,7 +5,6 @@ Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
 """
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -14,44 +13,12 @@ import pytest
 
 from core.lessons import lessons
 from core.links import parse_link
-from tests.test_browser import CHART_POINTS, CHROMIUM, browser, start_server, sync_api  # noqa: F401 - fixtures
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-PROJECTOR = {"width": 1280, "height": 720}
-
-
-@pytest.fixture(scope="module")
-def classroom(tmp_path_factory):
-    home = tmp_path_factory.mktemp("classroom")
-    proc, url = start_server(home)
-    yield url, home
-    proc.terminate()
-    proc.wait(10)
-
-
-@pytest.fixture
-def projector(browser):  # noqa: F811
-    context = browser.new_context(viewport=PROJECTOR)
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    yield pg
-    context.close()
-
+from tests.conftest import PROJECTOR
+from tests.web import CHART_POINTS, newest_run, sync_api
 
 SLIDERS = {"epochs": "Epochs", "lr": "Learning rate", "momentum": "Momentum", "batch_size": "Batch size",
            "conv_width": "Conv width"}
 LESSON_LINKS = [(lesson.title, link) for lesson in lessons("shapes") for link in lesson.links]
-
-
-def newest_run(home: Path, before: set) -> Path:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        new = [p for p in (home / "runs").glob("*") if p.is_dir() and p not in before]
-        if new and (new[0] / "config.json").exists():
-            return new[0]
-        time.sleep(0.1)
-    raise AssertionError("no run folder appeared after Train")
 
 
 def in_view(pg, title: str) -> dict:
@@ -67,8 +34,8 @@ def in_view(pg, title: str) -> dict:
 
 
 @pytest.mark.parametrize("title, link", LESSON_LINKS, ids=[f"{t[:2]}{link.label[:24]}" for t, link in LESSON_LINKS])
-def test_a_lesson_link_opens_its_page_set_up_and_trains_in_view(classroom, projector, title, link):
-    url, home = classroom
+def test_a_lesson_link_opens_its_page_set_up_and_trains_in_view(server, projector, title, link):
+    url = server.url
     pg = projector
     pg.goto(f"{url}/{link.url()}")
     if link.page == "data":
@@ -123,12 +90,12 @@ def test_a_lesson_link_opens_its_page_set_up_and_trains_in_view(classroom, proje
     name.fill("Ada")
     name.press("Enter")
     pg.wait_for_function("() => new URL(location.href).searchParams.get('name') === 'Ada'")
-    before = set((home / "runs").glob("*"))
+    before = set(server.runs.glob("*"))
     button = pg.get_by_role("button", name="Train", exact=True)
     assert button.bounding_box()["y"] + button.bounding_box()["height"] <= PROJECTOR["height"]  # no scrolling
     button.click()
     # the config that trained is the link's
-    run = newest_run(home, before)
+    run = newest_run(server.runs, before)
     trained = json.loads((run / "config.json").read_text())
     for name, value in settings.items():
         if name in ("preset", "folder"):
@@ -155,8 +122,8 @@ def test_a_lesson_link_opens_its_page_set_up_and_trains_in_view(classroom, proje
                          "&& /stopped|finished|diverged/.test(p.innerText))", timeout=30_000)
 
 
-def test_the_lessons_page_walks_the_tour_and_its_link_sets_up_the_train_page(classroom, projector):
-    url, _ = classroom
+def test_the_lessons_page_walks_the_tour_and_its_link_sets_up_the_train_page(server, projector):
+    url = server.url
     pg = projector
     pg.goto(f"{url}/lessons")
     pg.get_by_role("heading", name="1. The data").wait_for()
@@ -178,13 +145,13 @@ def test_the_lessons_page_walks_the_tour_and_its_link_sets_up_the_train_page(cla
     assert pg.get_by_role("radio", name="Tutorial").is_checked()
 
 
-def test_a_click_on_a_confusion_matrix_cell_shows_that_pair(classroom, projector):
+def test_a_click_on_a_confusion_matrix_cell_shows_that_pair(server, projector):
     from core.config import TrainConfig
     from core.loop import run_training
 
-    url, home = classroom
-    config = TrainConfig(dataset="shapes", data_dir=str(home / "data"), epochs=1, batch_size=32, lr=0.02)
-    run_dir = [e for e in run_training(config, runs_root=home / "runs")][-1]["run_dir"]
+    url = server.url
+    config = TrainConfig(dataset="shapes", data_dir=str(server.home / "data"), epochs=1, batch_size=32, lr=0.02)
+    run_dir = [e for e in run_training(config, runs_root=server.runs)][-1]["run_dir"]
     pg = projector
     pg.goto(f"{url}/results")
     pg.get_by_role("heading", name="Confusion matrix").first.scroll_into_view_if_needed()  # drawn once in view
@@ -208,12 +175,12 @@ def test_a_click_on_a_confusion_matrix_cell_shows_that_pair(classroom, projector
     assert caption.count() + no_images.count() == 1  # that pair's images, or the line saying there are none
 
 
-def test_every_fresh_load_shows_the_apps_own_navigation_and_the_job_section(browser, tmp_path):  # noqa: F811
+def test_every_fresh_load_shows_the_apps_own_navigation_and_the_job_section(browser, own_server):
     """On the first loads after a start, Streamlit used to run a page script on its own and show its automatic
     page list (dashboard, data, home, ...) without the app's sidebar. Ten loads at once of a fresh server."""
-    proc, url = start_server(tmp_path)
+    url = own_server().url
+    context = browser.new_context(viewport=PROJECTOR)
     try:
-        context = browser.new_context(viewport=PROJECTOR)
         pages = []
         for _ in range(10):
             pg = context.new_page()
@@ -224,14 +191,12 @@ def test_every_fresh_load_shows_the_apps_own_navigation_and_the_job_section(brow
             pg.get_by_role("heading", name="Train the network").wait_for(timeout=30_000)  # drawn after the sidebar
             nav = pg.locator('[data-testid="stSidebarNav"]').inner_text()
             assert "Lessons" in nav and "Train" in nav and "dashboard" not in nav, nav
-        context.close()
     finally:
-        proc.terminate()
-        proc.wait(10)
+        context.close()
 
 
-def test_share_box_gives_a_link_with_the_locks_ticked_and_never_the_job(classroom, projector):
-    url, _ = classroom
+def test_share_box_gives_a_link_with_the_locks_ticked_and_never_the_job(server, projector):
+    url = server.url
     pg = projector
     pg.goto(f"{url}/train?dataset=shapes&lr=0.02&momentum=0.5")
     pg.get_by_role("slider", name="Learning rate").wait_for()
@@ -251,8 +216,8 @@ def test_share_box_gives_a_link_with_the_locks_ticked_and_never_the_job(classroo
     other.close()
 
 
-def test_presentation_mode_enlarges_the_numbers_and_hides_the_terminal_command(classroom, projector):
-    url, _ = classroom
+def test_presentation_mode_enlarges_the_numbers_and_hides_the_terminal_command(server, projector):
+    url = server.url
     pg = projector
     pg.goto(f"{url}/train?dataset=shapes")
     pg.get_by_text("The same run from a terminal").wait_for()
@@ -268,10 +233,10 @@ def test_presentation_mode_enlarges_the_numbers_and_hides_the_terminal_command(c
     assert pg.get_by_role("heading", name="Train the network").evaluate("h => getComputedStyle(h).fontSize") == normal
 
 
-def test_every_lessons_question_is_in_view_at_1280x720(classroom, projector):
+def test_every_lessons_question_is_in_view_at_1280x720(server, projector):
     from core.device import available_devices
 
-    url, _ = classroom
+    url = server.url
     for number, lesson in enumerate(lessons("shapes", gpu=available_devices() != ["cpu"]), 1):
         projector.goto(f"{url}/lessons?lesson={number}")
         projector.get_by_role("heading", name=lesson.title).wait_for()
@@ -281,12 +246,10 @@ def test_every_lessons_question_is_in_view_at_1280x720(classroom, projector):
         assert box["y"] >= 0 and box["y"] + box["height"] <= PROJECTOR["height"], (lesson.title, box)
 
 
-def test_a_server_on_every_interface_shares_its_network_address_not_127(tmp_path_factory, browser):  # noqa: F811
-    from tests.conftest import start_server as start
+def test_a_server_on_every_interface_shares_its_network_address_not_127(own_server, browser):
     from ui.common import network_address
 
-    home = tmp_path_factory.mktemp("shared")
-    proc, url = start(home, STREAMLIT_SERVER_ADDRESS="0.0.0.0")
+    url = own_server(STREAMLIT_SERVER_ADDRESS="0.0.0.0").url  # the browser still opens it on 127.0.0.1
     context = browser.new_context(viewport=PROJECTOR)
     try:
         pg = context.new_page()
@@ -302,5 +265,3 @@ def test_a_server_on_every_interface_shares_its_network_address_not_127(tmp_path
             assert f"http://{ip}:" in text and "/train?" in text, text
     finally:
         context.close()
-        proc.terminate()
-        proc.wait(10)

@@ -7,27 +7,20 @@ Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
-from tests.test_browser import (  # noqa: F401 - fixtures
-    CHROMIUM,
+from tests.web import (
     HAS_STATUS,
-    browser,
     choose,
     home_page,
     loaded_width,
     open_page,
-    server,
     set_slider,
     status_text,
     wait_for_command,
     wait_until_finished,
 )
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 
 # the Speed page's fragment redraws its charts while a measurement runs, and a busy page can hold the old copy
 # beside the new one for a while: BARS reads the copy with the most bars
@@ -41,19 +34,14 @@ BARS = """title => {
 
 
 @pytest.fixture
-def projector(browser, server):  # noqa: F811
-    yield from home_page(browser, server, 1280, 720)
+def home_1280(browser, server):
+    """The app's home page at a projector's 1280x720."""
+    yield from home_page(browser, server.url, 1280, 720)
 
 
-def runs_folder(server_url: str) -> Path:
-    from tests.test_browser import SERVER_LOG
-
-    return SERVER_LOG[0].parent / "runs"  # the server's home (start_server): runs/ beside server.log
-
-
-def test_two_processes_chosen_on_the_train_page_train_one_run_data_parallel(projector, server):  # noqa: F811
-    pg = projector
-    before = set(runs_folder(server).glob("2*"))
+def test_two_processes_chosen_on_the_train_page_train_one_run_data_parallel(home_1280, server):
+    pg = home_1280
+    before = set(server.runs.glob("2*"))
     open_page(pg, "Train")
     choose(pg, "Dataset", "Shapes (offline)")
     choose(pg, "Processes", "2 (DDP, gloo)")
@@ -67,7 +55,7 @@ def test_two_processes_chosen_on_the_train_page_train_one_run_data_parallel(proj
     wait_until_finished(pg, seconds=180)
     assert "2 processes (DDP, 1 thread each) × batch 4 = global batch 8" in status_text(pg)
 
-    (run,) = set(runs_folder(server).glob("2*")) - before  # one run folder, written by rank 0 alone
+    (run,) = set(server.runs.glob("2*")) - before  # one run folder, written by rank 0 alone
     summary = json.loads((run / "summary.json").read_text())
     config = json.loads((run / "config.json").read_text())
     assert summary["status"] == "finished" and summary["replica_difference"] == 0.0
@@ -81,8 +69,8 @@ def test_two_processes_chosen_on_the_train_page_train_one_run_data_parallel(proj
     assert loaded_width(pg.locator('[data-testid="stImage"] img').first) > 100
 
 
-def test_measure_scaling_draws_images_per_second_by_processes(projector):
-    pg = projector
+def test_measure_scaling_draws_images_per_second_by_processes(home_1280):
+    pg = home_1280
     open_page(pg, "Speed")
     pg.get_by_role("button", name="Measure scaling").wait_for()
     # one width keeps it short: the tutorial's 6

@@ -7,26 +7,14 @@ Skipped where Chromium or Playwright is missing (`.ci/run` installs both).
 """
 
 import json
-import os
 import re
 import time
 
 import pytest
 
 from core.lessons import OVERFIT
-from tests.test_browser import (  # noqa: F401 - fixtures
-    CHROMIUM,
-    FINISHED,
-    browser,
-    choose,
-    shown_scale,
-    start_server,
-    sync_api,
-)
-from tests.test_browser_classroom import newest_run, projector  # noqa: F401 - fixture
+from tests.web import FINISHED, choose, newest_run, shown_scale, sync_api, wait_idle
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 CLASSES = ("circle", "square", "stripes")
 
 
@@ -49,14 +37,10 @@ def draw_folder(root):
     return root
 
 
-@pytest.fixture(scope="module")
-def school(tmp_path_factory):
-    home = tmp_path_factory.mktemp("lessons")
-    folder = draw_folder(home / "pictures")
-    proc, url = start_server(home)
-    yield url, home, folder
-    proc.terminate()
-    proc.wait(10)
+@pytest.fixture(scope="session")
+def pictures(server):
+    """The teacher's image folder, beside the shared server's data."""
+    return draw_folder(server.home / "pictures")
 
 
 ACCURACY = """() => { const g = [...document.querySelectorAll('.js-plotly-plot')]
@@ -64,26 +48,26 @@ ACCURACY = """() => { const g = [...document.querySelectorAll('.js-plotly-plot')
     return g ? Object.fromEntries(g.data.filter(t => t.name).map(t => [t.name, [...t.y]])) : null; }"""
 
 
-def train_with_name(pg, home, name="Ada") -> dict:
+def train_with_name(pg, runs, name="Ada") -> dict:
     """Type a name (a lesson's Train asks for one), press Train; the config that trained."""
     box = pg.get_by_placeholder("Your name, for the class board")
     box.fill(name)
     box.press("Enter")
     pg.wait_for_function(f"() => new URL(location.href).searchParams.get('name') === '{name}'")
-    before = set((home / "runs").glob("*"))
+    before = set(runs.glob("*"))
     pg.get_by_role("button", name="Train", exact=True).click()
-    return json.loads((newest_run(home, before) / "config.json").read_text())
+    return json.loads((newest_run(runs, before) / "config.json").read_text())
 
 
-def test_the_overfitting_lesson_parts_train_and_test_by_15_points_and_back_returns_to_it(school, projector):  # noqa: F811
-    url, home, _ = school
+def test_the_overfitting_lesson_parts_train_and_test_by_15_points_and_back_returns_to_it(server, projector):
+    url = server.url
     pg = projector
     pg.goto(f"{url}/lessons?lesson=8")
     pg.get_by_role("heading", name="8. Overfitting").wait_for()
     pg.get_by_role("link", name=re.compile("^Train on 500 images")).click()
     pg.get_by_role("heading", name="Train the network").wait_for()
     pg.wait_for_function("() => location.search.includes('lesson=8')")
-    time.sleep(1)  # the page has drawn its controls and written its URL
+    wait_idle(pg)  # the page has drawn its controls and written its URL
     pg.go_back()  # the lesson, at once: the Train page's own URL writing spends no step of the history
     pg.get_by_role("heading", name="8. Overfitting").wait_for(timeout=10_000)
     assert pg.url.endswith("/lessons?lesson=8")
@@ -91,7 +75,7 @@ def test_the_overfitting_lesson_parts_train_and_test_by_15_points_and_back_retur
     pg.get_by_role("heading", name="Train the network").wait_for()
     pg.get_by_text("Epochs, Flips and crops, Training images: set by the lesson").wait_for()
     started = time.monotonic()
-    config = train_with_name(pg, home)
+    config = train_with_name(pg, server.runs)
     assert {k: config[k] for k in OVERFIT} == OVERFIT
     pg.wait_for_function(FINISHED, timeout=240_000, polling=500)
     seconds = time.monotonic() - started
@@ -115,7 +99,8 @@ def test_the_overfitting_lesson_parts_train_and_test_by_15_points_and_back_retur
     assert shown * 18 >= 12, (shown, grid.evaluate("img => [img.clientWidth, img.naturalWidth, innerWidth]"))
 
     # the standard fix, the lesson's second link: the same run with flips and crops, ticked and locked; the gap
-    # closes (Shapes, seed 0: 30.6 points without, under 10 with; docs/benchmarks.md)
+    # closes (Shapes, seed 0: 30.6 points without, under 10 with; docs/benchmarks.md) and the network still learns:
+    # its last test accuracy was 82.1% here and 69.4% on an AMD EPYC (issue 43), so the bound is 50% (chance: 10%)
     pg.goto(f"{url}/lessons?lesson=8")
     pg.get_by_role("link", name="The same, with flips and crops").click()
     pg.get_by_text("Epochs, Flips and crops, Training images: set by the lesson").wait_for()
@@ -123,17 +108,17 @@ def test_the_overfitting_lesson_parts_train_and_test_by_15_points_and_back_retur
     box = pg.get_by_role("checkbox", name="Flips and crops")
     box.wait_for()
     assert box.is_checked() and box.is_disabled()
-    fixed = train_with_name(pg, home, "Alan")
+    fixed = train_with_name(pg, server.runs, "Alan")
     assert fixed["augment"] is True and {k: fixed[k] for k in OVERFIT} == OVERFIT
     pg.wait_for_function(FINISHED, timeout=240_000, polling=500)
     lines = pg.evaluate(ACCURACY)
     narrower = max(train - test for train, test in zip(lines["train"], lines["test"]))
     print(f"overfitting lesson with flips and crops: largest train-test gap {narrower:.1%}")
-    assert narrower < gap - 0.1 and lines["test"][-1] > 0.75, lines
+    assert narrower < gap - 0.1 and lines["test"][-1] > 0.5, lines
 
 
-def test_the_lessons_run_on_the_teachers_image_folder(school, projector):  # noqa: F811
-    url, home, folder = school
+def test_the_lessons_run_on_the_teachers_image_folder(server, pictures, projector):
+    url, folder = server.url, pictures
     pg = projector
     pg.goto(f"{url}/lessons")
     pg.get_by_role("heading", name="1. The data").wait_for()
@@ -164,7 +149,7 @@ def test_the_lessons_run_on_the_teachers_image_folder(school, projector):  # noq
     sync_api.expect(path).to_have_value(str(folder))  # the page sets it a moment after drawing the box
     assert path.is_disabled()  # locked with the dataset
     assert pg.get_by_role("combobox", name="Dataset").is_disabled()
-    config = train_with_name(pg, home, "Grace")
+    config = train_with_name(pg, server.runs, "Grace")
     assert config["dataset"] == f"folder:{folder}" and config["epochs"] == 2 and config["lr"] == 0.001
     pg.wait_for_function(FINISHED, timeout=120_000, polling=500)
 
@@ -182,13 +167,13 @@ SLIDERS = {"epochs": "Epochs", "lr": "Learning rate", "momentum": "Momentum", "b
 
 
 @pytest.mark.parametrize("lesson, index", folder_links(), ids=[f"{i + 1}.{j + 1}" for i, j in folder_links()])
-def test_every_lesson_link_on_the_teachers_folder_sets_its_page_up(school, projector, lesson, index):  # noqa: F811
+def test_every_lesson_link_on_the_teachers_folder_sets_its_page_up(server, pictures, projector, lesson, index):
     """Each link, as the Lessons page gives it on the teacher's folder: its page on that folder, the values and
     locks set; a Train link trains on the folder."""
     from core.lessons import lessons
     from core.links import parse_link
 
-    url, home, folder = school
+    url, folder = server.url, pictures
     title, link = (lambda ls: (ls[lesson].title, ls[lesson].links[index]))(
         lessons(f"folder:{folder}", gpu=False, classes=len(CLASSES)))
     pg = projector
@@ -224,7 +209,7 @@ def test_every_lesson_link_on_the_teachers_folder_sets_its_page_up(school, proje
         assert float(slider.get_attribute("aria-valuetext")) == float(settings[name]), (title, label)
         sgd_only = name == "momentum" and settings.get("optimizer", "sgd") != "sgd"
         assert slider.is_disabled() == (name in link.locked or sgd_only), (title, label, link.locked)
-    config = train_with_name(pg, home)
+    config = train_with_name(pg, server.runs)
     assert config["dataset"] == f"folder:{folder}", title
     assert all(config[k] == v for k, v in settings.items() if k not in ("preset", "folder", "dataset")), title
     try:  # a diverging run can end on its own between a look at Stop and the click

@@ -10,22 +10,9 @@ import os
 import re
 import zipfile
 
-import pytest
-
-from tests.conftest import start_server
-from tests.test_browser import (  # noqa: F401 - fixtures
-    CHART_POINTS,
-    CHROMIUM,
-    SERVER_LOG,
-    browser,
-    loaded_width,
-    sync_api,
-    wait_until_finished,
-)
+from tests.conftest import BROWSER_FLAGS, CHROMIUM, PROJECTOR
 from tests.test_datasets import COLOURS, picture
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+from tests.web import CHART_POINTS, loaded_width, wait_until_finished
 
 PER_CLASS = 12
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "test-artifacts")
@@ -72,13 +59,12 @@ def make_fruit(pg, folder):
         pg.get_by_role("tabpanel").get_by_text(f"{cls}: {PER_CLASS} pictures").wait_for()  # the tab stays open
 
 
-def test_a_dataset_made_in_the_browser_trains_and_goes_to_another_server(browser, tmp_path):  # noqa: F811
+def test_a_dataset_made_in_the_browser_trains_and_goes_to_another_server(browser, own_server, tmp_path):
+    """On servers of their own: the dataset is the first on the one, and new to the other."""
     folder = tmp_path / "pictures"
     folder.mkdir()
-    proc, url = start_server(tmp_path / "one")
-    other = None
-    SERVER_LOG[0] = tmp_path / "one" / "server.log"
-    context = browser.new_context(viewport={"width": 1280, "height": 720}, accept_downloads=True)
+    url = own_server().url
+    context = browser.new_context(viewport=PROJECTOR, accept_downloads=True)
     try:
         pg = own_page(context, url)
         make_fruit(pg, folder)
@@ -122,8 +108,7 @@ def test_a_dataset_made_in_the_browser_trains_and_goes_to_another_server(browser
         download.value.save_as(zipped)
         with zipfile.ZipFile(zipped) as zf:
             assert len([n for n in zf.namelist() if n.endswith(".png")]) == 3 * PER_CLASS - 1
-        other, other_url = start_server(tmp_path / "two")
-        second = own_page(context, other_url)
+        second = own_page(context, own_server().url)
         upload(second, "A zip of class folders", str(zipped))
         said(second, f"{3 * PER_CLASS - 1} pictures added to fruit.")
         second.get_by_text("apple: 11 pictures").wait_for()
@@ -144,23 +129,17 @@ def test_a_dataset_made_in_the_browser_trains_and_goes_to_another_server(browser
         assert [o.inner_text() for o in second.get_by_role("option").all()] == ["fruit", "New dataset…"]
     finally:
         context.close()
-        for p in (proc, other):
-            if p is not None:
-                p.terminate()
-                p.wait(10)
 
 
-def test_a_photo_from_the_camera_lands_in_its_class(browser, tmp_path):  # noqa: F811
+def test_a_photo_from_the_camera_lands_in_its_class(browser, own_server, tmp_path):
     from core.datasets import create_own, get_own
 
     create_own(tmp_path / "data", "pets", ["cat", "dog"])
-    proc, url = start_server(tmp_path)
-    SERVER_LOG[0] = tmp_path / "server.log"
+    url = own_server(tmp_path).url
     camera = browser.browser_type.launch(executable_path=CHROMIUM, args=[  # Chromium's own fake camera, allowed
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+        *BROWSER_FLAGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
     try:
-        context = camera.new_context(viewport={"width": 1280, "height": 720}, permissions=["camera"])
+        context = camera.new_context(viewport=PROJECTOR, permissions=["camera"])
         pg = own_page(context, url)
         pg.get_by_role("tab", name="dog", exact=True).click()
         panel = pg.get_by_role("tabpanel")  # the shown tab's (the others are hidden)
@@ -174,5 +153,3 @@ def test_a_photo_from_the_camera_lands_in_its_class(browser, tmp_path):  # noqa:
         assert loaded_width(panel.locator('[data-testid="stImage"] img').first) == 2 * 96 + 4
     finally:
         camera.close()
-        proc.terminate()
-        proc.wait(10)

@@ -13,11 +13,8 @@ import time
 import pytest
 
 from tests.conftest import ROOT
-from tests.test_browser import CHROMIUM, browser, sync_api  # noqa: F401 - fixtures
-from tests.test_browser_classroom import classroom, projector  # noqa: F401 - fixtures (this module's own server)
+from tests.web import wait_idle
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -26,9 +23,9 @@ def open_step(pg, url: str, query: str) -> None:
     pg.get_by_text(re.compile(r"^Step 1 on batch 1")).wait_for(timeout=60_000)
 
 
-def update_tab(pg, server, query: str):
+def update_tab(pg, url: str, query: str):
     """The Step page opened on a link, its Update tab chosen."""
-    open_step(pg, server[0], query)
+    open_step(pg, url, query)
     stage(pg, "Update")
     return pg
 
@@ -79,8 +76,8 @@ def largest_difference(pg) -> float:
     return float(re.search(r"largest difference ([0-9.e+-]+)", line).group(1))
 
 
-def test_sgd_with_momentum_the_rule_filled_in_and_buf_building_up(classroom, projector):  # noqa: F811
-    pg = update_tab(projector, classroom, "dataset=shapes&lr=0.01&momentum=0.9")
+def test_sgd_with_momentum_the_rule_filled_in_and_buf_building_up(server, projector):
+    pg = update_tab(projector, server.url, "dataset=shapes&lr=0.01&momentum=0.9")
     first = shown(pg)
     lr, mu = 0.01, 0.9
     # step 1: buf = μ·0 + g, then w_new = w − lr·buf, to the precision the page shows
@@ -109,12 +106,13 @@ def test_sgd_with_momentum_the_rule_filled_in_and_buf_building_up(classroom, pro
     stage(pg, "Update")
     pg.screenshot(path=ARTIFACTS / "step-sgd-1280x720.png")
     pg.set_viewport_size({"width": 1920, "height": 1080})
-    time.sleep(1)
+    pg.wait_for_function("() => window.innerWidth === 1920 && new Promise(done => "
+                         "requestAnimationFrame(() => requestAnimationFrame(() => done(true))))")  # laid out anew
     pg.screenshot(path=ARTIFACTS / "step-sgd-1920x1080.png")
 
 
-def test_adam_m_v_and_the_bias_corrections_filled_in(classroom, projector):  # noqa: F811
-    pg = update_tab(projector, classroom, "dataset=shapes&optimizer=adam&lr=0.001")
+def test_adam_m_v_and_the_bias_corrections_filled_in(server, projector):
+    pg = update_tab(projector, server.url, "dataset=shapes&optimizer=adam&lr=0.001")
     for number in (1, 2):
         if number > 1:
             take_step(pg, number)
@@ -132,8 +130,8 @@ def test_adam_m_v_and_the_bias_corrections_filled_in(classroom, projector):  # n
     pg.screenshot(path=ARTIFACTS / "step-adam-1280x720.png")
 
 
-def test_skipping_zero_grad_adds_the_gradients_and_says_why(classroom, projector):  # noqa: F811
-    pg = update_tab(projector, classroom, "dataset=shapes&lr=0.01&momentum=0")
+def test_skipping_zero_grad_adds_the_gradients_and_says_why(server, projector):
+    pg = update_tab(projector, server.url, "dataset=shapes&lr=0.01&momentum=0")
     before = shown(pg)
     assert "g_left" not in before
     pg.get_by_text("Skip zero_grad").click()
@@ -147,12 +145,12 @@ def test_skipping_zero_grad_adds_the_gradients_and_says_why(classroom, projector
     assert close(float(n["w"]) - 0.01 * float(n["g"]), n["w_new"], ulp(n["w"]) + 0.01 * ulp(n["g"]))
 
 
-def test_a_wide_network_at_batch_64_answers_and_its_loss_curve_marks_the_learning_rate(classroom, projector):  # noqa: F811
-    url, _ = classroom
+def test_a_wide_network_at_batch_64_answers_and_its_loss_curve_marks_the_learning_rate(server, projector):
+    url = server.url
     pg = projector
     open_step(pg, url, "dataset=shapes&lr=0.01&momentum=0.9&batch_size=64&conv_width=64")
     stage(pg, "Effect")
-    time.sleep(3)  # the browser's own start-up shares this machine's 2 cores with the server: let it settle
+    wait_idle(pg)  # the page's first run has ended: the timed steps are the clicks' alone
     seconds = [take_step(pg, n) for n in (2, 3, 4)]
     print(f"Take the step answered in {', '.join(f'{s:.2f}' for s in seconds)} s (batch 64, width 64, 1280x720, "
           "Effect tab open)")
@@ -164,14 +162,14 @@ def test_a_wide_network_at_batch_64_answers_and_its_loss_curve_marks_the_learnin
     assert pg.get_by_text(re.compile("lr = 0.01: ")).count() == 1  # the chosen learning rate, marked
 
 
-def test_a_trained_run_and_bad_links_say_one_line_each(classroom, projector):  # noqa: F811
+def test_a_trained_run_and_bad_links_say_one_line_each(server, projector):
     from core.config import TrainConfig
     from core.loop import run_training
 
-    url, home = classroom
-    config = TrainConfig(dataset="shapes", data_dir=str(home / "data"), epochs=1, batch_size=32, lr=0.02,
+    url = server.url
+    config = TrainConfig(dataset="shapes", data_dir=str(server.home / "data"), epochs=1, batch_size=32, lr=0.02,
                          max_steps=60)
-    run = os.path.basename([e for e in run_training(config, runs_root=home / "runs")][-1]["run_dir"])
+    run = os.path.basename([e for e in run_training(config, runs_root=server.runs)][-1]["run_dir"])
     pg = projector
     open_step(pg, url, f"run={run}&lr=0.01")
     assert pg.get_by_text(f"run {run}").count() >= 1  # the settings' line names it
@@ -188,8 +186,8 @@ def test_a_trained_run_and_bad_links_say_one_line_each(classroom, projector):  #
     assert "Traceback" not in pg.content()
 
 
-def test_a_step_that_blows_up_is_shown_with_its_learning_rate(classroom, projector):  # noqa: F811
-    url, _ = classroom
+def test_a_step_that_blows_up_is_shown_with_its_learning_rate(server, projector):
+    url = server.url
     pg = projector
     open_step(pg, url, "dataset=shapes&lr=10&momentum=0.9")
     for number in (2, 3, 4):
