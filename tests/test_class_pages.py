@@ -6,8 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.board import CLASS
 from core.classroom import Entry, owner_digest, parse_challenge
-from tests.conftest import ROOT, TEACHER_KEY, wait_for
-from tests.test_jobs import cfg
+from tests.conftest import ROOT, TEACHER_KEY, cfg, wait_for
 from tests.test_pages import page
 
 CHALLENGE_LINK = {"dataset": "shapes", "epochs": "1", "batch_size": "64", "lr": "0.05",

@@ -12,8 +12,7 @@ from core.classroom import ClassError, Entry, board_of, clean_name, estimated_wa
 from core.config import TrainConfig
 from core.links import parse_link
 from core.runs.folder import read_meta
-from tests.conftest import wait_for
-from tests.test_jobs import cfg, manager  # noqa: F401 - manager: a fixture
+from tests.conftest import cfg, wait_for
 
 # -- names ---------------------------------------------------------------------------------------------------------
 
@@ -114,7 +113,7 @@ def test_the_wait_counts_the_running_jobs_time_left_then_a_usual_run_for_each_jo
 
 # -- fair turns and owners in the job manager ----------------------------------------------------------------------
 
-def test_one_waiting_job_per_student_first_come_first_served(manager, shapes_dir):  # noqa: F811
+def test_one_waiting_job_per_student_first_come_first_served(manager, shapes_dir):
     ada, grace = owner_digest("a" * 32), owner_digest("g" * 32)
     running = manager.start(cfg(shapes_dir, epochs=100, batch_size=4), Entry("Teacher", owner_digest("t" * 32)))
     first = manager.start(cfg(shapes_dir, lr=0.01), Entry("Ada", ada))

@@ -22,9 +22,8 @@ from PIL import Image
 from core.data import DatasetError, load_dataset
 from core.jobs import JobManager
 from core.loop import run_training
-from tests.conftest import ROOT, children, pid_alive, wait_for, write_image_folder
+from tests.conftest import ROOT, cfg, children, pid_alive, wait_for, write_image_folder
 from tests.test_cli import cli
-from tests.test_jobs import cfg
 
 pytestmark = pytest.mark.fault  # every test here is a fault probe (counted at the end of the run: conftest.py)
 

@@ -4,21 +4,8 @@ import time
 
 import pytest
 
-from core.config import TrainConfig
 from core.jobs import JobManager
-from tests.conftest import wait_for
-
-
-def cfg(data_dir, **kw):
-    base = dict(dataset="shapes", data_dir=data_dir, epochs=1, batch_size=64, lr=0.01, log_interval=5)
-    return TrainConfig(**{**base, **kw})
-
-
-@pytest.fixture
-def manager(tmp_path):
-    m = JobManager(max_running=1, runs_root=str(tmp_path / "runs"), worker="thread")
-    yield m
-    m.shutdown()
+from tests.conftest import cfg, wait_for
 
 
 def test_a_job_runs_to_the_end_and_its_events_arrive_in_order(manager, shapes_dir):
@@ -141,9 +128,10 @@ def test_pause_and_resume_racing_the_end_never_hold_the_slot(tmp_path, shapes_di
         for round_ in range(5):
             job = m.start(cfg(shapes_dir, batch_size=32, max_steps=120, seed=round_))
             wait_for(lambda job=job: job.status in ("running", "finished"), timeout=120)
-            while not job.history.end:
+            while not job.history.end:  # a click's pace and more: hundreds a second, yet the worker gets the CPU
                 job.pause()
                 job.resume()
+                time.sleep(0.002)
             wait_for(lambda job=job: job.status not in ("running", "paused", "starting"), timeout=30)
             job.pause()  # after the end: nothing changes
             job.resume()

@@ -1,6 +1,7 @@
 """The live view: what the Train page's live elements show, and the route they follow a job through."""
 
 import asyncio
+import concurrent.futures
 import json
 import shutil
 import subprocess
@@ -74,7 +75,10 @@ def get(path: str, token: str, seq: int | None = None):
     """Call a route of the app as the browser does: GET path?seq=N."""
     scope = {"type": "http", "method": "GET", "path": path, "path_params": {"token": token}, "headers": [],
              "query_string": f"seq={seq}".encode() if seq is not None else b""}
-    response = asyncio.run((live_route if "live" in path else plotly_route)(Request(scope)))
+    route = live_route if "live" in path else plotly_route
+    # in a thread of its own: the session's Playwright keeps an event loop running in this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        response = pool.submit(asyncio.run, route(Request(scope))).result()
     return response.status_code, (json.loads(response.body) if response.status_code == 200 and "live" in path
                                   else response)
 
