@@ -1,11 +1,11 @@
-"""A class on one server: students' names, who may control what, challenges, and the class board's rows.
+"""A class on one server: students' names, who may control what, challenges, and the queue's wait estimate.
 
-    clean_name(" Ada  ")                 # "Ada"; NameError_ (a student's words) when it cannot be a name
+    clean_name(" Ada  ")                 # "Ada"; ClassError (a student's words) when it cannot be a name
     parse_challenge("accuracy:0.8,epochs_max:1")   # Challenge(accuracy=0.8, epochs_max=1)
     challenge.result(epochs)             # "passed" / "not yet" / "" while the run may still reach it
     Entry(name, owner, board, challenge) # what a job carries of its student (core/jobs.py)
 
-Nobody logs in. A browser is known by an owner token, a random cookie the server gives it (ui/live.py's
+Nobody logs in. A browser is known by an owner token, a random cookie the server gives it (ui/classroom.py's
 OwnerCookie): the jobs and runs it starts carry a digest of it, and Pause, Stop, Delete and the run's title are
 its own (and the teacher's). A URL copied from an address bar names a job to follow, never its owner. The teacher
 is whoever opens a page with `?teacher=KEY`, the key the server was started with (CNN_DASHBOARD_TEACHER_KEY) or

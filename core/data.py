@@ -175,20 +175,20 @@ def load_dataset(name: str, data_dir: str | os.PathLike = "data", progress: Prog
     if name.startswith("folder:"):
         folder = Path(name[len("folder:"):]).expanduser()
         cache = data_dir / "cache" / f"folder-{_unreadable_is_bad_input(_folder_signature, folder)}.pt"
-        build = lambda: _unreadable_is_bad_input(_load_folder, folder, progress)  # noqa: E731
+        build = lambda: _unreadable_is_bad_input(_load_folder, folder, progress)
     elif name.startswith("own:"):
         own = own_dataset(data_dir, name[len("own:"):])
         cache = data_dir / "cache" / f"own-{own.signature}.pt"
-        build = lambda: _load_folder(own.path, progress, size=(32, 32))  # noqa: E731
+        build = lambda: _load_folder(own.path, progress, size=(32, 32))
     elif name == "shapes":
         cache = shapes_cache(data_dir)
-        build = lambda: make_shapes()  # noqa: E731
+        build = lambda: make_shapes()
     elif name == "cifar10":
         cache = data_dir / "cache" / "cifar10.pt"
-        build = lambda: _load_cifar10(data_dir, progress)  # noqa: E731
+        build = lambda: _load_cifar10(data_dir, progress)
     elif name in ("mnist", "fashion-mnist"):
         cache = data_dir / "cache" / f"{name}.pt"
-        build = lambda: _load_mnist_like(name, data_dir, progress)  # noqa: E731
+        build = lambda: _load_mnist_like(name, data_dir, progress)
     else:
         raise DatasetError(f"unknown dataset {name!r}. Choose cifar10, mnist, fashion-mnist, shapes, folder:PATH "
                            "or own:NAME.")
@@ -325,7 +325,7 @@ def _load_cifar10(data_dir: Path, progress: Progress) -> Dataset:
     except (RuntimeError, OSError, ValueError) as exc:
         raise DatasetError(f"CIFAR-10 in {data_dir / 'cifar-10-batches-py'} could not be read ({exc}). "
                            "Delete that folder to download it again. " + OFFLINE_HINT) from None
-    to_tensor = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()  # noqa: E731  NHWC -> NCHW
+    to_tensor = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
     return Dataset("cifar10", list(CIFAR10_CLASSES), to_tensor(train.data), torch.tensor(train.targets),
                    to_tensor(test.data), torch.tensor(test.targets))
 
@@ -578,7 +578,7 @@ MAX_TILT_DEGREES = 30.0
 def _draw_shapes(n: int, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     labels = torch.arange(n) % len(SHAPES_CLASSES)
     labels = labels[torch.randperm(n, generator=g)]
-    rand = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
+    rand = lambda *shape: torch.rand(*shape, generator=g)
     r = (0.22 + 0.15 * rand(n)) * size  # half-size of the shape in pixels
     cx = r + (size - 2 * r) * rand(n)
     cy = r + (size - 2 * r) * rand(n)

@@ -1,8 +1,8 @@
 """What a training job or a speed sweep has reported so far: one type for a live job and a run folder.
 
-The worker's events (core/train.py, core/speed.py) go into a History one at a time, as they come: the
-job's follower thread adds each event once, and a run folder's metrics.jsonl is read through the same
-`add`. The Train page, Results, the sidebar and the live view all read a History; none of them
+The worker's events (core/loop.py's training loop, core/speed.py's measurements) go into a History one at a
+time, as they come: the job's follower thread adds each event once, and a run folder's metrics.jsonl is read
+through the same `add`. The Train page, Results, the sidebar and the live view all read a History; none of them
 filters an event list again.
 
 An event that a page cannot draw (a damaged line of a run folder: a loss that is not a number, an

@@ -167,7 +167,7 @@ class StepResult:
     def weight(self, name: str, index: tuple[int, ...]) -> dict[str, float]:
         """The numbers of one weight's update: w, g, w_new, d, and the optimizer's memory before and after
         (buf, or m and v: their names with _prev for before), g_left and g_new where zero_grad was skipped."""
-        pick = lambda t: float(t[name][index])  # noqa: E731
+        pick = lambda t: float(t[name][index])
         numbers = dict(w=pick(self.before), g=pick(self.grads), w_new=pick(self.after), d=pick(self.direction),
                        t=self.step)
         if self.left_over is not None:

@@ -26,7 +26,7 @@ BOARD_HEIGHT = "clamp(300px, calc(100vh - 330px), 760px)"
 dataset = lesson_dataset()  # the Lessons page's: its challenges' boards
 titles = [lesson.title for lesson in lessons(dataset)]
 known = boards()  # the ones with runs, newest first; then every lesson's and challenge's, ready before a class starts
-label = lambda board: board_title(board, titles)  # noqa: E731
+label = lambda board: board_title(board, titles)
 
 if not presenting():
     st.title("Class board")

@@ -41,8 +41,8 @@ require_app()  # first: a page run without dashboard.py is run again through it
 NAMES = ("dataset", "folder", "own", "optimizer", "lr", "momentum", "nesterov", "batch_size", "conv_width",
          "conv2_width", "seed")  # the Train link's names this page takes; and run=, loss=
 OWN = (*NAMES, "run", "loss", LOCK)  # the page's parameters
-span = lambda name: page_range(name, page="step")  # noqa: E731 - this page's ranges (core/config.py)
-ladder = lambda name: page_ladder(name, st.session_state.get(key(name)), "step")  # noqa: E731
+span = lambda name: page_range(name, page="step")  # this page's ranges (core/config.py)
+ladder = lambda name: page_ladder(name, st.session_state.get(key(name)), "step")
 MAX_MOMENTUM = span("momentum")[1]
 STAGES = ["Batch", "Forward", "Backward", "Update", "Effect", "History", "Loss functions"]
 FRESH = "fresh"
@@ -136,7 +136,7 @@ def off_sgd() -> None:
 
 def controls(run_names: list[str]) -> dict:
     """The settings: which network, the data, the update rule, the loss. Returns their values."""
-    get = lambda name: st.session_state[key(name)]  # noqa: E731
+    get = lambda name: st.session_state[key(name)]
     options = [FRESH, *run_names] if get("network") in [FRESH, *run_names] else [FRESH, *run_names, get("network")]
     a, b, c, d = st.columns(4)
     with a:
@@ -219,7 +219,7 @@ def network_for(values: dict) -> tuple:
 
 def summary_line() -> str:
     """The settings in a few words, for the folded settings."""
-    get = lambda name: st.session_state.get(key(name))  # noqa: E731
+    get = lambda name: st.session_state.get(key(name))
     sgd = get("optimizer") == "sgd"
     return (f"{DATASET_LABELS.get(get('dataset'), get('dataset'))} · {OPTIMIZER_LABELS[get('optimizer')]} · lr "
             f"{get('lr'):g}" + (f" · momentum {get('momentum'):g}" if sgd else "")

@@ -14,7 +14,7 @@ import torch
 
 from core.runs import RunError, RunWriter, delete_run, list_runs, load_model, load_run, write_meta
 from core.runs.archive import ArchiveError, export_bytes, export_run, history_csv, import_run
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_main
 from tests.test_runs import finished_run
 
 
@@ -210,12 +210,11 @@ def test_a_run_named_by_a_page_link_or_command_is_a_folder_directly_in_the_runs_
 
 
 def test_the_command_line_lists_shows_exports_imports_and_deletes(run, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runs = str(run.parent)
+    """core.runs' main in this process: the test reads what it prints and returns."""
+    from core.runs.__main__ import main
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "core.runs", "--runs-dir", runs, *args], capture_output=True,
-                              text=True, cwd=ROOT, env=env, timeout=120)
+        return run_main(main, "--runs-dir", run.parent, *args)
 
     listed = cli("list", "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout)["run"] == run.name
@@ -255,9 +254,9 @@ def test_an_encrypted_or_oddly_packed_zip_is_one_line_from_the_command_line(run,
     hostile = tmp_path / "hostile.zip"
     hostile.write_bytes(_with_member_header(export_bytes(run), **change))
     before = {p.name for p in run.parent.iterdir()}
-    r = subprocess.run([sys.executable, "-m", "core.runs", "--runs-dir", str(run.parent), "import", str(hostile)],
-                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                       timeout=120)
+    from core.runs.__main__ import main
+
+    r = run_main(main, "--runs-dir", run.parent, "import", hostile)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert untouched(run.parent, before)
 

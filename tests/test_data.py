@@ -132,6 +132,7 @@ def test_shuffled_batches_cover_every_image_once():
     assert all(torch.equal(x.view(-1).long(), y) for x, y in batches)  # images stay with their labels
 
 
+@pytest.mark.xdist_group("cifar10")  # one test process unpacks and decodes it once
 def test_real_cifar10_copy_loads_as_the_tutorial_describes(cifar10_folder, cifar10_data_dir):
     d = load_dataset(f"folder:{cifar10_folder}", cifar10_data_dir)
     assert d.classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

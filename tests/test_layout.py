@@ -69,3 +69,44 @@ def test_every_file_the_architecture_document_names_exists():
     missing = [name for name in sorted(named) if not name.startswith(made_by_the_app)
                and not ((ROOT / name).exists() if "/" in name.rstrip("/") or name.endswith("/") else name in files)]
     assert len(named) > 30 and not missing, missing
+
+
+def test_the_poll_intervals_the_architecture_document_gives_are_the_codes():
+    """Every "every X s until the first loss point, then every Y s" in docs/architecture.md is ui/live.py's."""
+    from ui.live import FIRST_POLL_MS, POLL_MS
+
+    text = " ".join((ROOT / "docs" / "architecture.md").read_text().split())
+    said = re.findall(r"every ([\d.]+) s until the first loss point, then every ([\d.]+) s", text)
+    assert said, "the document no longer says how often the live view asks"
+    assert set(said) == {(f"{FIRST_POLL_MS / 1000:g}", f"{POLL_MS / 1000:g}")}, said
+
+
+def sentences(path) -> list[str]:
+    return re.split(r"(?<=[.;:])\s+(?=[A-Z`(])", " ".join(path.read_text().split()))
+
+
+def test_every_flag_the_docs_give_core_train_is_one_of_its_flags():
+    """A sentence of the README or docs/command-line.md that names `core.train` (and no other command) names only
+    flags its parser has: `--tensorboard` once said an existing output "needs `--force`", which core.train lacks."""
+    from core.train import build_parser
+
+    flags = {s for action in build_parser()._actions for s in action.option_strings}
+    others = ("torchrun", "torch.distributed", "core.runs", "core.speed", "core.datasets", "streamlit", "pip",
+              "tensorboard --logdir", "mlflow", "ray ")
+    wrong = []
+    for path in (ROOT / "README.md", ROOT / "docs" / "command-line.md"):
+        for sentence in sentences(path):
+            if "core.train" in sentence and not any(o in sentence for o in others):
+                wrong += [(path.name, f, sentence[:80]) for f in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", sentence)
+                          if f not in flags]
+    assert wrong == []
+
+
+def test_every_readme_section_the_code_cites_is_a_readme_heading():
+    headings = {line.lstrip("#").strip() for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith("#")}
+    cited = []
+    for path in [*CORE, *(ROOT / "ui").glob("*.py"), *(ROOT / "pages").glob("*.py")]:
+        cited += [(path.name, name) for name in re.findall(r'README(?:\'s|:) "([^"]+)"', path.read_text())]
+    missing = [(file, name) for file, name in cited if not any(h.startswith(name) for h in headings)]
+    assert cited and not missing, missing

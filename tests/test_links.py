@@ -96,6 +96,6 @@ def test_the_lessons_run_on_an_own_dataset_with_all_its_pictures():
 
 
 def test_without_a_gpu_the_cpu_against_gpu_lesson_asks_what_this_machine_can_answer():
-    widen = lambda gpu: next(x for x in lessons("shapes", gpu=gpu) if "CPU against GPU" in x.title)  # noqa: E731
+    widen = lambda gpu: next(x for x in lessons("shapes", gpu=gpu) if "CPU against GPU" in x.title)
     assert "thread" in widen(False).question and "no GPU" in widen(False).look_at
     assert "faster device" in widen(True).question

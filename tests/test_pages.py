@@ -111,7 +111,7 @@ def test_a_rerun_with_an_older_url_keeps_what_the_control_was_moved_to(app_env, 
     """ui/url_state.py's one exception to Streamlit's bind="query-params": on a rerun (a control moved) the browser
     can still send the URL the run before wrote; read as a link, it would move the control back while it is
     dragged. A new session opened with that URL (a link) takes it."""
-    widget = lambda at: at.select_slider(key=control) if name == "train" else at.slider(key=control)  # noqa: E731
+    widget = lambda at: at.select_slider(key=control) if name == "train" else at.slider(key=control)
     at = through_the_app(name, title).run()
     widget(at).set_value(moved).run()
     assert at.query_params[param] in (str(moved), [str(moved)])
@@ -470,7 +470,7 @@ def test_pages_offer_and_explain_a_gpu_only_where_there_is_one(app_env, monkeypa
     options = [str(o) for o in train.selectbox(key="train_device").options]
     assert options == ["CPU", *([label] if label else [])]
     # data parallelism: 2 CPU processes everywhere, and every GPU where there are 2 or more
-    processes = lambda: [str(o) for o in train.selectbox(key="train_nproc").options]  # noqa: E731
+    processes = lambda: [str(o) for o in train.selectbox(key="train_nproc").options]
     assert train.selectbox(key="train_device").value == (gpu or "cpu")  # a GPU, where there is one
     assert processes() == {"cuda": ["1", "2 GPUs (DDP)"], "mps": ["1"]}.get(gpu, ["1", "2 (DDP, gloo)"])
     if gpu == "cuda":  # the GPUs' processes, then the CPU: 2 processes still, now the CPU's

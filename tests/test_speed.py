@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from core.speed import SpeedError, SweepSpec, measure, sweep
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_main
 
 
 def test_a_measurement_is_well_formed():
@@ -77,18 +77,22 @@ def test_a_device_that_is_not_present_is_rejected():
 
 def test_cli_prints_one_json_object_per_row_and_rejects_bad_input():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "core.speed", *a], capture_output=True, text=True,  # noqa: E731
-                                    cwd=ROOT, env=env, timeout=120)
-    r = run("--devices", "cpu", "--widths", "6,12", "--batch-sizes", "4", "--steps", "2", "--warmup", "1", "--json")
+    r = subprocess.run([sys.executable, "-m", "core.speed", "--devices", "cpu", "--widths", "6,12", "--batch-sizes",
+                        "4", "--steps", "2", "--warmup", "1", "--json"], capture_output=True, text=True, cwd=ROOT,
+                       env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [row["width"] for row in rows] == [6, 12] and all(row["images_per_second"] > 0 for row in rows)
+    from core.speed import main  # bad input: only what the command prints and returns, so in this process
+
     for args, message in ((["--widths", "0"], "conv width must be a whole number"),
-                          (["--devices", "gpu"], "unknown device"), (["--widths", "six"], "whole numbers")):
-        r = run(*args)
-        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+                          (["--devices", "gpu"], "unknown device"), (["--widths", "six"], "whole numbers"),
+                          (["--processes", "0"], "processes must be")):
+        r = run_main(main, *args)
+        assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+@pytest.mark.serial  # a quiet machine, then its own load on every core
 def test_a_busy_machine_is_noticed_and_the_point_measured_again():
     """With other programs busy on every core, the sweep's CPU points say so (and are measured twice) instead of
     reporting the slowdown as the speed of that thread count."""
@@ -136,6 +140,7 @@ def test_scaling_trains_on_each_number_of_processes_and_says_the_efficiency(shap
     assert all(0 < row["cpu_share"] <= 1.5 for row in rows), rows  # the CPU each bar's rank 0 got
 
 
+@pytest.mark.serial  # its own load on every core: it would slow the tests beside it
 def test_a_busy_machine_is_noticed_by_the_scaling_measurement(shapes_dir):
     """With other programs busy on every core, a scaling bar says so (the Speed page then warns, as for the sweep
     and the race) instead of reporting the slowdown as the cost of more processes."""
@@ -160,9 +165,6 @@ def test_bad_scaling_is_one_line_and_a_stopped_one_ends_early(shapes_dir):
                         (dict(widths=(0,)), "conv width must be"), (dict(steps=5), "steps must be")):
         with pytest.raises(SpeedError, match=message):
             ScalingSpec(**kw)
-    r = subprocess.run([sys.executable, "-m", "core.speed", "--processes", "0"], capture_output=True, text=True,
-                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "processes must be" in r.stderr
     # Stop during a measurement ends its processes at once (10,000 steps would take a minute or more)
     import time
 

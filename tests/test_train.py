@@ -91,7 +91,7 @@ def test_training_learns(small_shapes):
 
 
 def test_same_seed_same_history_different_seed_different(small_shapes):
-    history = lambda seed: [e["running_loss"] for e in train(cfg(seed=seed), small_shapes)  # noqa: E731
+    history = lambda seed: [e["running_loss"] for e in train(cfg(seed=seed), small_shapes)
                             if e["type"] == "loss"]
     assert history(5) == history(5)
     assert history(5) != history(6)
@@ -196,16 +196,19 @@ def test_the_tutorial_preset_teaches_on_the_offline_shapes():
     assert all(0 <= e["train_accuracy"] <= 1 for e in epochs)
 
 
+@pytest.mark.xdist_group("cifar10")  # one test process unpacks and decodes it once
 def test_the_fast_preset_learns_real_cifar10(cifar10_folder, cifar10_data_dir):
-    """The Fast preset as the Train page sends it (2 epochs) on the real CIFAR-10 copy passes the tutorial's 55%
-    (59.0% here, seed 0; seeds 1-4 in benchmarks/bench_presets.py). Its first epoch alone was tested before: 49%
-    here, but 29% in a CI run, the same seed (issue 29: the preset on any machine)."""
+    """The Fast preset as the Train page sends it (2 epochs) learns the real CIFAR-10 copy: past 50%, where chance
+    is 10%. Its target, 55% on every seed 0-4, is benchmarks/bench_presets.py's to check (57.5-59.0% there,
+    docs/benchmarks.md): asserting 55% here left 2.5 points between a pass and a fail, and another CPU's kernels
+    take another path (the overfitting lesson: 82.1% here, 69.4% on an AMD EPYC, issue 43). Its first epoch
+    alone was tested before: 49% here, but 29% in a CI run, the same seed."""
     from core.config import preset
     from core.data import load_dataset
 
     data = load_dataset(f"folder:{cifar10_folder}", cifar10_data_dir)
     end = list(train(preset("fast", dataset=f"folder:{cifar10_folder}"), data))[-1]
-    assert end["status"] == "finished" and end["test_accuracy"] >= 0.55, end  # all of it: speed, threads, ...
+    assert end["status"] == "finished" and end["test_accuracy"] >= 0.50, end  # all of it: speed, threads, ...
     assert end["per_class_accuracy"]["airplane"] > 0
 
 
@@ -250,10 +253,38 @@ def test_recording_a_cuda_graph_leaves_the_model_as_it_was():
 
 
 def test_on_a_cpu_a_step_is_the_tutorials_four_lines(small_shapes):
+    """The step the loop takes on a CPU gives the weights and loss of the tutorial's own lines, written out here,
+    step after step: zero_grad, forward and loss, backward, step."""
+    import copy
+
+    from core.data import Normalizer
+    from core.model import Net
+
+    torch.manual_seed(0)
+    net = Net()
+    tutorial = copy.deepcopy(net)
+    criterion = torch.nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    tutorial_optimizer = torch.optim.SGD(tutorial.parameters(), lr=0.01, momentum=0.9)
+    normalize = Normalizer((0.5,) * 3, (0.5,) * 3, torch.device("cpu"))
+    images, labels = small_shapes.train_images[:12], small_shapes.train_labels[:12]
+    step = make_step(net, criterion, optimizer, normalize, torch.device("cpu"), 4, images, labels)
+    for batch in range(3):
+        inputs, targets = images[4 * batch:4 * batch + 4], labels[4 * batch:4 * batch + 4]
+        loss = step(inputs, targets)
+        tutorial_optimizer.zero_grad()  # the tutorial's lines, on the same normalized batch
+        outputs = tutorial(normalize(inputs))
+        tutorial_loss = criterion(outputs, targets)
+        tutorial_loss.backward()
+        tutorial_optimizer.step()
+        assert torch.equal(loss, tutorial_loss)
+        assert all(torch.equal(a, b) for a, b in zip(net.parameters(), tutorial.parameters())), batch
+    # and the loop itself takes such a step on a CPU (no CUDA graph there)
     events = list(train(cfg(device="cpu", max_steps=3), small_shapes))
     assert events[0]["cuda_graph"] is False and events[-1]["steps"] == 3
 
 
+@pytest.mark.serial  # a quiet machine, then its own load on every core
 def test_a_run_reports_the_share_of_the_cpu_it_got(small_shapes):
     """The Speed page's race warns when another program took the cores: a CPU run says what share it got."""
     end = list(train(cfg(device="cpu", threads=1, max_steps=60), small_shapes))[-1]

@@ -6,7 +6,7 @@
     may_control(job)    # Pause, Stop: the browser that started the job, or the teacher
     may_change(meta)    # a run's Delete, title and note: the browser that started it, or the teacher
 
-The owner token is a cookie the server gives every browser on its first request (ui/live.py's OwnerCookie); a
+The owner token is a cookie the server gives every browser on its first request (OwnerCookie, below); a
 reload sends it again, so ownership outlives a reload, and a URL copied to another browser carries none of it.
 """
 

@@ -15,6 +15,7 @@ from core.data import DatasetError, default_dataset, folder_classes
 from core.datasets import list_own
 from core.runs import list_runs
 from ui.common import data_dir, runs_root
+from ui.train_form import chosen_settings
 
 ANOTHER_FOLDER = "another-folder"  # the choice that asks for a folder's path
 
@@ -23,8 +24,9 @@ def trained_folders() -> list[str]:
     """The image folders (folder:PATH) this server's runs trained on, newest first, that are still there; and the
     Train page's folder."""
     found = [r.config.dataset for r in list_runs(runs_root()) if r.config and r.config.dataset.startswith("folder:")]
-    if st.session_state.get("train_dataset") == "folder" and (st.session_state.get("train_folder") or "").strip():
-        found.insert(0, f"folder:{st.session_state['train_folder'].strip()}")
+    chosen = chosen_settings()  # the Train page's, as it hands them to other pages
+    if chosen["dataset"] == "folder" and chosen["folder"].strip():
+        found.insert(0, f"folder:{chosen['folder'].strip()}")
     return [name for name in dict.fromkeys(found) if Path(name[len("folder:"):]).expanduser().is_dir()]
 
 

@@ -271,7 +271,7 @@ def span(name: str, value=None) -> dict:
 
 def controls() -> None:
     """The knobs, each with its range and help from the schema."""
-    value = lambda name: st.session_state[key(name)]  # noqa: E731
+    value = lambda name: st.session_state[key(name)]
     st.radio(options=PRESET_CHOICES, horizontal=True, format_func=PRESET_TEXT.get,
              **widget("preset", set_preset, options=PRESET_CHOICES),
              help="Tutorial: exactly the tutorial's settings. Fast: reaches the tutorial's accuracy in seconds.")

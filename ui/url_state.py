@@ -15,7 +15,8 @@ name (not the label a list shows), values refused with a line each. So `bind="qu
 controls whose URL value is their own value and nothing more: the presentation switch and the Step page's tabs.
 
 What one page chooses is its own: a page never reads another page's widget keys. The settings chosen on the Train
-page reach the Network and Speed pages through `ui.train_form.chosen_settings()`.
+page reach the Network, Speed and Lessons pages through `ui.train_form.chosen_settings()`; the Lessons page's
+dataset reaches the Board through `ui.lesson_data.lesson_dataset()`.
 """
 
 from __future__ import annotations

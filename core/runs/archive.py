@@ -44,7 +44,7 @@ from core.untrusted import UntrustedError, read_capped, read_member, zip_members
 
 MAX_MEMBERS = 16
 MAX_HISTORY_BYTES = 16 * 2**20  # MAX_EVENTS running-loss points take about 10 MB as JSON lines
-FILES = {  # the files a run zip may hold, and the most each may take unpacked (README: "Runs from elsewhere")
+FILES = {  # the files a run zip may hold, and the most each may take unpacked (README: "Command line", the caps)
     "config.json": 64 * 2**10, "summary.json": 1 * 2**20, "metrics.jsonl": MAX_HISTORY_BYTES,
     "metrics.csv": MAX_HISTORY_BYTES, "checkpoint.pt": MAX_CHECKPOINT_BYTES, "predictions.pt": MAX_PREDICTION_BYTES,
     META: 64 * 2**10,
