@@ -178,6 +178,16 @@ def run_main(main, *argv) -> Ran:
     return Ran(code, out.getvalue(), err.getvalue())
 
 
+def holds_for(condition, seconds: float, what: str) -> None:
+    """Asserts that condition() stays true for `seconds`, asked every 20 ms: a check that something does NOT
+    happen (a paused job adds no loss point), where no event says the watch is over. Not a wait for an outcome:
+    those use wait_for."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert condition(), f"{what} stopped holding after {seconds - (deadline - time.monotonic()):.2f} s"
+        time.sleep(0.02)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

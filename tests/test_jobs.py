@@ -5,7 +5,7 @@ import time
 import pytest
 
 from core.jobs import JobManager
-from tests.conftest import cfg, wait_for
+from tests.conftest import cfg, holds_for, wait_for
 
 
 def test_a_job_runs_to_the_end_and_its_events_arrive_in_order(manager, shapes_dir):
@@ -24,8 +24,7 @@ def test_pause_resume_and_stop(manager, shapes_dir):
     job.pause()
     wait_for(lambda: job.snapshot().history.paused)
     held = len(job.snapshot().losses)
-    time.sleep(0.4)
-    assert len(job.snapshot().losses) <= held + 1 and job.status == "paused"
+    holds_for(lambda: len(job.snapshot().losses) <= held + 1 and job.status == "paused", 0.4, "the pause")
     job.resume()
     wait_for(lambda: len(job.snapshot().losses) > held + 1)
     asked = time.monotonic()
