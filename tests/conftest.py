@@ -444,6 +444,17 @@ def machine_share(request, _machine_locks):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+_MAIN = sys.modules["__main__"]
+
+
+@pytest.fixture(autouse=True)
+def main_module_kept():
+    """A page run in this process (AppTest) runs its script as `__main__` and leaves it there; a later test's
+    multiprocessing spawn would then run that page in its children (they exit 1). Put the real one back."""
+    yield
+    sys.modules["__main__"] = _MAIN
+
+
 @pytest.fixture(autouse=True)
 def nothing_left_behind(request, machine_share):
     """Set up first, so torn down last: after the test's own fixtures have stopped what they started."""

@@ -33,10 +33,23 @@ def in_view(pg, title: str) -> dict:
     }""", title)
 
 
+def lesson_runs(server) -> None:
+    """What a class has trained by the lessons' Compare links: a run with momentum 0 and one with Adam (short ones,
+    here, so that the test needs no other test to have run before it on this server)."""
+    from core.config import TrainConfig
+    from core.loop import run_training
+
+    for knobs in (dict(momentum=0.0), dict(optimizer="adam", lr=0.001)):
+        config = TrainConfig(dataset="shapes", data_dir=str(server.home / "data"), max_steps=3, **knobs)
+        list(run_training(config, runs_root=server.runs))
+
+
 @pytest.mark.parametrize("title, link", LESSON_LINKS, ids=[f"{t[:2]}{link.label[:24]}" for t, link in LESSON_LINKS])
 def test_a_lesson_link_opens_its_page_set_up_and_trains_in_view(server, projector, title, link):
     url = server.url
     pg = projector
+    if link.page == "runs":
+        lesson_runs(server)
     pg.goto(f"{url}/{link.url()}")
     if link.page == "data":
         pg.get_by_role("heading", name="The data").wait_for()

@@ -52,12 +52,13 @@ LEGEND = """title => {
 }"""
 
 
-def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, server, own_server, tmp_path):
+def test_two_runs_compared_are_named_by_the_learning_rate_that_differs(browser, own_server, tmp_path):
+    """On servers of their own: the runs compared are the only ones, and the second server has none yet."""
     from core.data import load_dataset
     from core.loop import run_training
 
-    url, home = server.url, server.home
-    # the shared server's runs, a teacher's; the second server, one of its own, has none yet
+    first = own_server()
+    url, home = first.url, first.home
     data = load_dataset("shapes", home / "data")  # the set the server has: Results matches its predictions
     names = []
     for lr in (0.001, 0.01):

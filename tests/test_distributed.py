@@ -282,13 +282,13 @@ def test_ctrl_c_stops_every_rank_and_keeps_the_run(tmp_path, shapes_dir):
 
 
 SERVER = """
-import sys, time
+import signal, sys
 sys.path.insert(0, {root!r})
 from core.config import TrainConfig
 from core.jobs import JobManager
 m = JobManager(max_running=1, runs_root={runs!r}, worker="process", keep_spare=False)
 m.start(TrainConfig(dataset="shapes", data_dir={data!r}, epochs=200, batch_size=8, nproc=2, threads=1, device="cpu"))
-time.sleep(600)
+signal.pause()  # a server: it runs until the test kills it
 """
 
 

@@ -84,13 +84,13 @@ def test_a_dead_worker_whose_run_cannot_be_written_still_ends_its_job_and_frees_
 
 
 SERVER = """
-import sys, time
+import signal, sys
 sys.path.insert(0, {root!r})
 from core.config import TrainConfig
 from core.jobs import JobManager
 m = JobManager(max_running=1, runs_root={runs!r}, worker="process", keep_spare=True)
 m.start(TrainConfig(dataset="shapes", data_dir={data!r}, epochs=200, batch_size=4))
-time.sleep(600)
+signal.pause()  # a server: it runs until the test kills it
 """
 
 
@@ -123,8 +123,8 @@ def test_killing_the_server_ends_its_workers_and_closes_their_runs(tmp_path, sha
 def test_a_spare_whose_server_dies_while_it_starts_ends_too(tmp_path):
     """A server killed while its spare worker was still importing torch left that spare waiting, orphaned, for
     good (found 7 of them, hours old, on the development machine): it took the parent's pid only after the import."""
-    script = (f"import sys, time\nsys.path.insert(0, {str(ROOT)!r})\nfrom core.jobs import JobManager\n"
-              f"m = JobManager(max_running=1, runs_root={str(tmp_path / 'runs')!r})\ntime.sleep(600)\n")
+    script = (f"import signal, sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom core.jobs import JobManager\n"
+              f"m = JobManager(max_running=1, runs_root={str(tmp_path / 'runs')!r})\nsignal.pause()\n")
     server = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
     try:
         wait_for(lambda: children(server.pid), timeout=30)

@@ -11,7 +11,7 @@ LEAKY = '''
 import os, subprocess, sys, tempfile, threading, time
 
 def test_starts_a_process_and_leaves_it(tmp_path_factory):
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])  # until killed
     with open(os.environ["LEAK_PIDS"], "a") as f:
         f.write(f"{child.pid}\\n")
 
